@@ -1,0 +1,1 @@
+"""The conversations and the appointment lifecycle, as state machines."""

@@ -1,0 +1,60 @@
+"""The appointment lifecycle, declared as data and built once.
+
+::
+
+                  verify (code ok)            record_dose
+      booked ──────────────────────► verified ───────────► vaccinated
+       │  ▲ │                           │
+       │  │ └── 5 wrong codes ──► locked │
+       │  └──── reissue (new code) ◄─┘  │
+       │                                │
+       ├──── cancel ───────────────────►├──► cancelled   (booked, verified, locked)
+       └──── day over ─────────────────►└──► missed      (booked, verified, locked)
+
+Only the state name is stored (field ``state`` of the appointment hash). The Lua scripts
+that change appointments are handed the source states of their trigger from this machine,
+so the rules live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from transitions import Machine
+
+STATES = ["booked", "verified", "vaccinated", "cancelled", "locked", "missed"]
+
+TRANSITIONS = [
+    {"trigger": "verify", "source": ["booked", "verified"], "dest": "verified"},
+    {"trigger": "fail_code", "source": ["booked", "verified"], "dest": "="},
+    {"trigger": "lock", "source": ["booked", "verified"], "dest": "locked"},
+    {"trigger": "reissue", "source": ["booked", "locked"], "dest": "booked"},
+    {"trigger": "record_dose", "source": "verified", "dest": "vaccinated"},
+    {"trigger": "cancel", "source": ["booked", "verified", "locked"], "dest": "cancelled"},
+    {"trigger": "miss", "source": ["booked", "verified", "locked"], "dest": "missed"},
+]
+
+MACHINE = Machine(
+    model=None,
+    states=STATES,
+    transitions=TRANSITIONS,
+    initial="booked",
+    auto_transitions=False,
+)
+
+
+def sources(trigger: str) -> list[str]:
+    """The states from which ``trigger`` may fire."""
+    return sorted(MACHINE.events[trigger].transitions)
+
+
+def can(trigger: str, state: str) -> bool:
+    return state in MACHINE.events[trigger].transitions
+
+
+# "Open" bookings hold a slot and a beneficiary's one open booking: those that can still be missed.
+OPEN_STATES = sources("miss")
+FINAL_STATES = [s for s in STATES if s not in OPEN_STATES]
+
+
+def shown_state(state: str, date: str, today: str) -> str:
+    """The state a person should see: an open booking whose day is over was missed."""
+    return "missed" if state in OPEN_STATES and date < today else state

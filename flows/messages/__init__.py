@@ -1,0 +1,36 @@
+"""Message catalogues, one JSON file per language, editable without touching code.
+
+``text(key, lang, **params)`` fills a template; a key missing from a language falls back to
+English so a half-finished translation never leaves a person without an answer.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from gateway.codes import format_reference
+
+LANGUAGES = ("en", "hi")
+DEFAULT = "en"
+_HERE = Path(__file__).parent
+
+
+@lru_cache(maxsize=None)
+def catalogue(lang: str) -> dict[str, str]:
+    """All templates of a language (read once per process)."""
+    data = json.loads((_HERE / f"{lang}.json").read_text(encoding="utf-8"))
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def template(key: str, lang: str) -> str:
+    lang = lang if lang in LANGUAGES else DEFAULT
+    return catalogue(lang).get(key) or catalogue(DEFAULT)[key]
+
+
+def text(key: str, lang: str = DEFAULT, **params) -> str:
+    """The filled template; ``ref`` also yields ``ref_shown`` (grouped for reading)."""
+    if "ref" in params:
+        params.setdefault("ref_shown", format_reference(str(params["ref"])))
+    return template(key, lang).format(**params)

@@ -1,0 +1,58 @@
+"""Operator commands: ``flask --app app load-data FILE``, ``sample-data``, …"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+import click
+from flask import Flask
+from flask.cli import with_appcontext
+
+from gateway.errors import DataError
+from gateway.reference import load, read_file
+from gateway.sample import sample_data
+from gateway.services import services
+
+
+@click.command("load-data")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def load_data(files):
+    """Load (or update in place) centres, sessions and vaccinators from JSON or CSV FILES."""
+    store = services().store
+    failed = False
+    for path in files:
+        try:
+            report = load(store, read_file(path))
+        except DataError as exc:
+            click.echo(f"{path}: refused, nothing loaded:\n{exc}", err=True)
+            failed = True
+            continue
+        click.echo(f"{path}: {report.centres} centres, {report.sessions} sessions "
+                   f"({report.created} new, {report.updated} updated), "
+                   f"{report.vaccinators} vaccinators")
+        for problem in report.problems:
+            click.echo(f"  {problem}", err=True)
+        failed = failed or bool(report.problems)
+    sys.exit(1 if failed else 0)
+
+
+@click.command("sample-data")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="First session day (default: today in TIMEZONE).")
+@click.option("--days", default=7, show_default=True)
+@with_appcontext
+def sample_data_command(start, days):
+    """Print the demo data set as JSON (pipe it to a file, then load-data it)."""
+    first = start.date() if start else services().store.now().date()
+    click.echo(json.dumps(sample_data(first, days), indent=2, ensure_ascii=False))
+
+
+def init_app(app: Flask) -> None:
+    for command in (load_data, sample_data_command):
+        app.cli.add_command(command)
+
+
+

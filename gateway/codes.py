@@ -1,0 +1,113 @@
+"""Booking references, security codes and certificate IDs.
+
+- A **reference** is 9 random digits and a Verhoeff check digit (10 digits). Verhoeff catches
+  every single-digit error and every adjacent transposition, so a typo is refused before any
+  lookup. It is shown grouped (``12345 67890``) and read back with or without spaces/dashes.
+- A **security code** is derived, HOTP-style, from ``SECRET_KEY``, the reference and a code
+  version: ``HMAC-SHA256(key, "code|ref|version")`` with dynamic truncation, mod 10,000. Redis
+  keeps only the version and ``HMAC(key, "check|ref|code")``; a dump without the key reveals
+  neither the code nor a way to test the 10,000 candidates. The slip and the SMS worker
+  re-derive the code from the key when they need to show it to its own mobile.
+- A **certificate ID** is an HMAC of the reference, so recording the same dose twice yields
+  the same ID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+# Verhoeff tables: dihedral group D5 multiplication, permutation, inverse.
+_D = [
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+    [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+    [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+    [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
+    [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+    [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
+    [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+    [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+    [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+]
+_P = [
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
+    [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+    [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
+    [9, 4, 5, 3, 1, 2, 6, 8, 7, 0],
+    [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+    [2, 7, 9, 3, 8, 0, 6, 4, 1, 5],
+    [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
+]
+_INV = [0, 4, 3, 2, 1, 5, 6, 7, 8, 9]
+
+REF_LENGTH = 10
+CODE_DIGITS = 4
+_SEPARATORS = re.compile(r"[\s\-./]+")
+# Devanagari (and other Unicode) decimal digits count as digits: int() and str.isdecimal know them.
+_DIGIT_MAP = {ord(c): str(i) for i in range(10) for c in (chr(0x0966 + i), chr(0xFF10 + i))}
+
+
+def ascii_digits(text: str) -> str:
+    """Text with Devanagari and full-width digits replaced by ASCII ones."""
+    return text.translate(_DIGIT_MAP)
+
+
+def verhoeff_check_digit(digits: str) -> str:
+    """The digit that makes ``digits + result`` pass the Verhoeff check."""
+    c = 0
+    for i, ch in enumerate(reversed(digits)):
+        c = _D[c][_P[(i + 1) % 8][int(ch)]]
+    return str(_INV[c])
+
+
+def verhoeff_valid(digits: str) -> bool:
+    c = 0
+    for i, ch in enumerate(reversed(digits)):
+        c = _D[c][_P[i % 8][int(ch)]]
+    return c == 0
+
+
+def new_reference() -> str:
+    """A fresh, unpredictable booking reference (first digit never 0, so it reads as a number)."""
+    body = str(secrets.randbelow(9 * 10 ** (REF_LENGTH - 2)) + 10 ** (REF_LENGTH - 2))
+    return body + verhoeff_check_digit(body)
+
+
+def parse_reference(text: str) -> str | None:
+    """The reference typed by a person, or None when it is malformed or fails the check."""
+    digits = _SEPARATORS.sub("", ascii_digits(text or ""))
+    if not (8 <= len(digits) <= 12) or not digits.isascii() or not digits.isdigit():
+        return None
+    return digits if verhoeff_valid(digits) else None
+
+
+def format_reference(ref: str) -> str:
+    return f"{ref[:5]} {ref[5:]}" if len(ref) == REF_LENGTH else ref
+
+
+def _mac(secret: str, *parts: object) -> bytes:
+    msg = "|".join(str(p) for p in parts).encode()
+    return hmac.new(secret.encode(), msg, hashlib.sha256).digest()
+
+
+def derive_code(secret: str, ref: str, version: int) -> str:
+    """The 4-digit security code of a booking at a code version (RFC 4226 truncation)."""
+    mac = _mac(secret, "code", ref, version)
+    offset = mac[-1] & 0x0F
+    number = int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF
+    return f"{number % 10 ** CODE_DIGITS:0{CODE_DIGITS}d}"
+
+
+def code_check(secret: str, ref: str, code: str) -> str:
+    """What Redis keeps to test a code: a keyed digest, useless without the key."""
+    return _mac(secret, "check", ref, ascii_digits(code).strip()).hex()[:32]
+
+
+def certificate_id(secret: str, ref: str) -> str:
+    """A stable certificate ID for the dose of a booking."""
+    n = int.from_bytes(_mac(secret, "cert", ref)[:8], "big") % 10**12
+    return f"CRT{n:012d}"

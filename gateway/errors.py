@@ -1,0 +1,23 @@
+"""The error family: user mistakes become re-prompts or 4xx, internal failures are logged."""
+
+
+class TikaLineError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+class DataError(TikaLineError):
+    """Reference data that cannot be loaded; the message names each bad row and field."""
+
+
+class BadRequest(TikaLineError):
+    """A webhook request that is malformed; answered with a 4xx that says what is wrong."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+class ConfigurationError(TikaLineError):
+    """The provider or the environment is set up wrongly; retrying will not help."""

@@ -1,0 +1,107 @@
+"""Every Redis key TikaLine uses, named in one place.
+
+Why one hash tag, ``{tk}``, for all of them:
+
+A booking must, in one atomic step, check a session's capacity, check the mobile's
+beneficiary limit (4) and the beneficiary's one open booking, write the appointment, and
+queue the confirmation SMS on the outbox stream. A mobile may book at any centre, so no
+partition (by centre, district or mobile) keeps a session and a mobile together for every
+pair; and the outbox must sit beside both. Redis Cluster runs a script only when all its keys
+hash to one slot, so every key that a script touches carries the same tag. The scripts also
+build a few keys from stored values (an appointment's session, a beneficiary's appointment),
+as BullMQ does; they stay in the slot because they carry the tag too.
+
+The trade is that one cluster slot, hence one Redis core, carries every write. Measured here
+(see the README), one core books thousands of appointments a second, far above a national
+drive's peak. If that ever stops being enough, the next step is a tag per state ``{tk:DL}``
+with mobiles registered per state; this module is the only place that would change.
+
+Ephemeral keys (conversation state, replay guards, rate counters) carry a TTL.
+"""
+
+from __future__ import annotations
+
+TAG = "{tk}"
+PREFIX = f"tk:{TAG}:"  # handed to scripts that build keys from stored values
+
+
+def centre(centre_id: str) -> str:
+    return f"{PREFIX}centre:{centre_id}"
+
+
+CENTRES = f"{PREFIX}centres"  # set of centre ids
+
+
+def pincode(pin: str) -> str:
+    return f"{PREFIX}pincode:{pin}"  # set of centre ids
+
+
+def session(session_id: str) -> str:
+    return f"{PREFIX}session:{session_id}"  # hash: fields + cap:<i>, booked:<i>
+
+
+def centre_sessions(centre_id: str) -> str:
+    return f"{PREFIX}csessions:{centre_id}"  # zset of session ids scored yyyymmdd
+
+
+def vaccinator(phone: str) -> str:
+    return f"{PREFIX}vaccinator:{phone}"  # hash: name, centre_id
+
+
+VACCINATORS = f"{PREFIX}vaccinators"  # set of phones
+
+
+def beneficiaries(mobile: str) -> str:
+    return f"{PREFIX}benef:{mobile}"  # hash: name key -> json {n, y, a (latest ref)}
+
+
+def appointment(ref: str) -> str:
+    return f"{PREFIX}appt:{ref}"  # hash, see store.APPOINTMENT_FIELDS
+
+
+def day(centre_id: str, date: str) -> str:
+    return f"{PREFIX}day:{centre_id}:{date}"  # hash: booked, verified, vaccinated
+
+
+def request(request_key: str) -> str:
+    return f"{PREFIX}req:{request_key}"  # idempotency: result of a booking request, TTL
+
+
+def verify_failures(phone: str) -> str:
+    return f"{PREFIX}vfail:{phone}"  # wrong codes by a vaccinator number this hour, TTL 1 h
+
+
+def verify_block(phone: str) -> str:
+    return f"{PREFIX}vblock:{phone}"  # present while the number is blocked, TTL 1 h
+
+
+def language(mobile: str) -> str:
+    return f"{PREFIX}lang:{mobile}"  # "en" or "hi"
+
+
+def conversation(channel: str, ident: str) -> str:
+    return f"{PREFIX}conv:{channel}:{ident}"  # flow state, TTL
+
+
+def inbound(message_id: str) -> str:
+    return f"{PREFIX}inbound:{message_id}"  # replay guard for an inbound SMS id, TTL
+
+
+OUTBOX = f"{PREFIX}outbox"  # stream: every SMS promised, see gateway.outbox
+OUTBOX_GROUP = "senders"
+DEAD = f"{PREFIX}dead"  # stream: messages that finally failed
+
+
+def message(message_key: str) -> str:
+    return f"{PREFIX}msg:{message_key}"  # hash: delivery status of one outbound SMS
+
+
+def provider_message(provider_id: str) -> str:
+    return f"{PREFIX}pmid:{provider_id}"  # provider messageId -> our message key
+
+
+def console_inbox(phone: str) -> str:
+    return f"{PREFIX}console:{phone}"  # list of message keys the console provider "sent"
+
+
+SMS_COUNTS = f"{PREFIX}smscounts"  # hash: queued, sent, delivered, failed, dead

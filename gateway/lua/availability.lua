@@ -1,0 +1,24 @@
+-- Read-only: centres of a pincode (or all centres) with their sessions from `first` to `last`
+-- (yyyymmdd) and each slot's open capacity, as JSON, in one round trip.
+-- KEYS: the set of centre ids to look at
+-- ARGV: prefix, first, last
+local prefix, first, last = ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+for _, cid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local c = hgetall(prefix .. 'centre:' .. cid)
+  local sessions = {}
+  for _, sid in ipairs(redis.call('ZRANGEBYSCORE', prefix .. 'csessions:' .. cid, first, last)) do
+    local s = hgetall(prefix .. 'session:' .. sid)
+    local slots = {}
+    for i, time in ipairs(cjson.decode(s.slots)) do
+      local cap = tonumber(s['cap:' .. (i - 1)] or '0')
+      local booked = tonumber(s['booked:' .. (i - 1)] or '0')
+      slots[i] = {time = time, open = cap - booked, capacity = cap}
+    end
+    sessions[#sessions + 1] = {id = sid, date = s.date, vaccine = s.vaccine, min_age = s.min_age,
+                               max_age = s.max_age, slots = slots}
+  end
+  out[#out + 1] = {id = cid, name = c.name, district = c.district, pincode = c.pincode,
+                   address = c.address, sessions = sessions}
+end
+return cjson.encode(out)

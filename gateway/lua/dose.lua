@@ -1,0 +1,25 @@
+-- Record the dose after a VERIFY by this centre today; write the certificate; queue the final
+-- confirmation. A repeat is a no-op that answers "already recorded".
+-- KEYS: appointment, vaccinator, outbox, sms counts
+-- ARGV: prefix, vaccinator_phone, today, now, batch, certificate_id, lang
+local appt_key, vacc_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local prefix, phone, today, now, batch, cert, lang = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+
+local centre = redis.call('HGET', vacc_key, 'centre_id')
+if not centre then return {'not_vaccinator', ''} end
+local a = hgetall(appt_key)
+if not a.state then return {'not_found', ''} end
+if a.centre ~= centre then return {'wrong_centre', ''} end
+if a.state == 'vaccinated' then return {'already_recorded', a.cert} end
+if a.date ~= today then return {'wrong_day', a.date} end
+if a.state ~= 'verified' or a.verified_on ~= today then return {'not_verified', a.state} end
+
+redis.call('HSET', appt_key, 'state', 'vaccinated', 'batch', batch, 'cert', cert,
+           'vaccinated_at', now, 'vaccinated_by', phone)
+redis.call('HINCRBY', prefix .. 'day:' .. a.centre .. ':' .. a.date, 'vaccinated', 1)
+local ref = string.sub(appt_key, #prefix + 6)
+local centre_name = redis.call('HGET', prefix .. 'centre:' .. a.centre, 'name') or a.centre
+queue_sms(outbox, counts, 'dose:' .. ref, a.mobile, 'sms.vaccinated', a.lang or lang,
+          {name = a.name, vaccine = a.vaccine, dose = a.dose, centre = centre_name,
+           date = a.date, cert = cert, ref = ref})
+return {'ok', cert}

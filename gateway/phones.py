@@ -1,0 +1,25 @@
+"""Phone numbers: stored in E.164, typed in any local form, masked in logs."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+
+def normalise(text: str, region: str = "IN") -> str | None:
+    """The E.164 form of a number, or None when it is not a possible number."""
+    try:
+        number = phonenumbers.parse((text or "").strip(), region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask(number: str | None) -> str:
+    """``+9198******21``: enough to tell numbers apart in a log, not enough to call them."""
+    if not number:
+        return "-"
+    if len(number) <= 6:
+        return "*" * len(number)
+    return number[:5] + "*" * (len(number) - 7) + number[-2:]

@@ -1,0 +1,287 @@
+"""The appointment store: every change is one Lua script, every read one round trip.
+
+Redis is passed in (``Store(redis, settings)``), never global. Each script validates
+everything before its first write and queues the SMS it promises on the outbox stream in the
+same step (see ``gateway/lua/``). Outcomes are returned as ``Outcome(status, value)``; the
+statuses are the ones the scripts return and the flows translate into replies.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import redis
+
+from flows import lifecycle
+from gateway import codes, keys
+from gateway.config import Settings
+
+MAX_BENEFICIARIES = 4
+MAX_ATTEMPTS = 5
+HOURLY_WRONG_CODES = 20
+REQUEST_TTL = 24 * 3600
+_LUA = Path(__file__).with_name("lua")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a store operation did: ``status`` is ``ok`` or the reason it refused."""
+
+    status: str
+    value: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def name_key(name: str) -> str:
+    """How two spellings of one beneficiary's name are told to be the same person."""
+    return " ".join(unicodedata.normalize("NFC", name).casefold().split())
+
+
+def _as_outcome(reply) -> Outcome:
+    status, value = (x.decode() if isinstance(x, bytes) else str(x) for x in reply)
+    return Outcome(status, value)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _hash(raw: dict) -> dict:
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+class Store:
+    """Appointments, reference data and the outbox in one Redis."""
+
+    def __init__(self, client: redis.Redis, settings: Settings):
+        self.r = client
+        self.settings = settings
+        common = (_LUA / "common.lua").read_text()
+        self._scripts = {
+            name: client.register_script(common + (_LUA / f"{name}.lua").read_text())
+            for name in ("book", "cancel", "verify", "dose", "reissue", "availability",
+                         "upsert_session")
+        }
+
+    # -- time -------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return datetime.now(self.settings.tz)
+
+    def today(self) -> str:
+        return self.now().date().isoformat()
+
+    def _run(self, script: str, keys_: list[str], args: list) -> Outcome:
+        return _as_outcome(self._scripts[script](keys=keys_, args=args))
+
+    # -- citizen operations -----------------------------------------------------------------
+
+    def book(self, *, mobile: str, name: str, birth_year: int, session_id: str, slot: int,
+             lang: str = "en", request_key: str | None = None) -> Outcome:
+        """Book a slot; ``request_key`` makes a replayed request book once (value = ref)."""
+        request_key = request_key or f"{mobile}:{name_key(name)}:{session_id}:{slot}"
+        for _ in range(5):  # a fresh reference on the (1 in 10^8) chance of a collision
+            ref = codes.new_reference()
+            check = codes.code_check(self.settings.secret_key, ref,
+                                     codes.derive_code(self.settings.secret_key, ref, 0))
+            outcome = self._run(
+                "book",
+                [keys.session(session_id), keys.beneficiaries(mobile), keys.request(request_key),
+                 keys.OUTBOX, keys.SMS_COUNTS],
+                [keys.PREFIX, ref, mobile, name, name_key(name), birth_year, slot, self.today(),
+                 self.now().isoformat(timespec="seconds"), check, lang, REQUEST_TTL,
+                 MAX_BENEFICIARIES, ",".join(lifecycle.OPEN_STATES)],
+            )
+            if outcome.status != "ref_taken":
+                return outcome
+        return outcome
+
+    def cancel(self, *, mobile: str, ref: str, lang: str = "en") -> Outcome:
+        return self._run(
+            "cancel", [keys.appointment(ref), keys.OUTBOX, keys.SMS_COUNTS],
+            [keys.PREFIX, mobile, self.today(), self.now().isoformat(timespec="seconds"), lang,
+             ",".join(lifecycle.sources("cancel"))],
+        )
+
+    def reissue(self, *, mobile: str, ref: str, lang: str = "en") -> Outcome:
+        """A fresh code for a booked or locked appointment (value = the new code version)."""
+        version = self.r.hget(keys.appointment(ref), "ver")
+        if version is None:
+            return Outcome("not_found")
+        version = int(version)
+        new_code = codes.derive_code(self.settings.secret_key, ref, version + 1)
+        return self._run(
+            "reissue", [keys.appointment(ref), keys.OUTBOX, keys.SMS_COUNTS],
+            [keys.PREFIX, mobile, self.today(), version,
+             codes.code_check(self.settings.secret_key, ref, new_code), lang,
+             ",".join(lifecycle.sources("reissue"))],
+        )
+
+    # -- vaccinator operations --------------------------------------------------------------
+
+    def verify(self, *, vaccinator: str, ref: str, code: str, lang: str = "en") -> Outcome:
+        """Check a code; ok → value is JSON {name, by, dose, time}; wrong_code → attempts left."""
+        return self._run(
+            "verify",
+            [keys.appointment(ref), keys.vaccinator(vaccinator), keys.verify_failures(vaccinator),
+             keys.verify_block(vaccinator), keys.OUTBOX, keys.SMS_COUNTS],
+            [keys.PREFIX, vaccinator, codes.code_check(self.settings.secret_key, ref, code),
+             self.today(), self.now().isoformat(timespec="seconds"), MAX_ATTEMPTS,
+             HOURLY_WRONG_CODES, ",".join(lifecycle.sources("verify")),
+             ",".join(lifecycle.sources("lock")), lang],
+        )
+
+    def record_dose(self, *, vaccinator: str, ref: str, batch: str = "",
+                    lang: str = "en") -> Outcome:
+        """Record the dose after VERIFY; ok or already_recorded → value is the certificate ID."""
+        return self._run(
+            "dose",
+            [keys.appointment(ref), keys.vaccinator(vaccinator), keys.OUTBOX, keys.SMS_COUNTS],
+            [keys.PREFIX, vaccinator, self.today(), self.now().isoformat(timespec="seconds"),
+             batch, codes.certificate_id(self.settings.secret_key, ref), lang],
+        )
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def availability(self, pincode: str | None = None, days: int = 7) -> list[dict]:
+        """Centres (of a pincode, or all) with sessions in the next ``days`` and open slots."""
+        first = self.now().date()
+        last = first + timedelta(days=days - 1)
+        raw = self._scripts["availability"](
+            keys=[keys.pincode(pincode) if pincode else keys.CENTRES],
+            args=[keys.PREFIX, first.strftime("%Y%m%d"), last.strftime("%Y%m%d")],
+        )
+        centres = json.loads(raw)
+        for centre in centres:
+            sessions = centre["sessions"] if isinstance(centre["sessions"], list) else []
+            for s in sessions:
+                s["slots"] = s["slots"] if isinstance(s["slots"], list) else []
+                s["open"] = sum(max(0, slot["open"]) for slot in s["slots"])
+            sessions.sort(key=lambda s: s["date"])
+            centre["sessions"] = sessions
+            centre["open"] = sum(s["open"] for s in sessions)
+        centres.sort(key=lambda c: c["id"])
+        return centres
+
+    def appointment(self, ref: str) -> dict | None:
+        raw = _hash(self.r.hgetall(keys.appointment(ref)))
+        return self._present(ref, raw) if raw else None
+
+    def _present(self, ref: str, appt: dict) -> dict:
+        appt["ref"] = ref
+        appt["shown_state"] = lifecycle.shown_state(appt["state"], appt["date"], self.today())
+        if appt["shown_state"] in ("booked", "verified"):
+            appt["code"] = codes.derive_code(self.settings.secret_key, ref, int(appt["ver"]))
+        return appt
+
+    def appointments(self, mobile: str) -> list[dict]:
+        """The slip: each beneficiary of this mobile with their latest appointment."""
+        beneficiaries = [json.loads(v) for v in self.r.hvals(keys.beneficiaries(mobile))]
+        refs = [b["a"] for b in beneficiaries if b.get("a")]
+        with self.r.pipeline(transaction=False) as pipe:
+            for ref in refs:
+                pipe.hgetall(keys.appointment(ref))
+            rows = pipe.execute()
+        slip = [self._present(ref, _hash(raw)) for ref, raw in zip(refs, rows) if raw]
+        centre_names = self.centre_names({a["centre"] for a in slip})
+        for appt in slip:
+            appt["centre_name"] = centre_names.get(appt["centre"], appt["centre"])
+        return sorted(slip, key=lambda a: (a["date"], a["name"]))
+
+    def beneficiaries(self, mobile: str) -> list[dict]:
+        return [json.loads(v) for v in self.r.hvals(keys.beneficiaries(mobile))]
+
+    def centre_names(self, centre_ids) -> dict[str, str]:
+        ids = sorted(centre_ids)
+        if not ids:
+            return {}
+        with self.r.pipeline(transaction=False) as pipe:
+            for cid in ids:
+                pipe.hget(keys.centre(cid), "name")
+            names = pipe.execute()
+        return {cid: _text(n) if n else cid for cid, n in zip(ids, names)}
+
+    def vaccinator(self, phone: str) -> dict | None:
+        raw = _hash(self.r.hgetall(keys.vaccinator(phone)))
+        return raw or None
+
+    def centre_today(self, centre_id: str) -> dict:
+        """Today's counts at a centre: booked, verified, vaccinated, open capacity."""
+        today = self.today()
+        score = today.replace("-", "")
+        counts = _hash(self.r.hgetall(keys.day(centre_id, today)))
+        sids = self.r.zrangebyscore(keys.centre_sessions(centre_id), score, score)
+        open_ = 0
+        if sids:
+            with self.r.pipeline(transaction=False) as pipe:
+                for sid in sids:
+                    pipe.hgetall(keys.session(_text(sid)))
+                for raw in pipe.execute():
+                    s = _hash(raw)
+                    i = 0
+                    while f"cap:{i}" in s:
+                        open_ += int(s[f"cap:{i}"]) - int(s.get(f"booked:{i}", 0))
+                        i += 1
+        return {
+            "date": today,
+            "booked": int(counts.get("booked", 0)),
+            "verified": int(counts.get("verified", 0)),
+            "vaccinated": int(counts.get("vaccinated", 0)),
+            "open": open_,
+        }
+
+    # -- preferences ------------------------------------------------------------------------
+
+    def language(self, mobile: str) -> str:
+        return _text(self.r.get(keys.language(mobile)) or b"en")
+
+    def set_language(self, mobile: str, lang: str) -> None:
+        self.r.set(keys.language(mobile), lang)
+
+    # -- reference data (operators) ---------------------------------------------------------
+
+    def upsert_centre(self, centre: dict) -> None:
+        key = keys.centre(centre["id"])
+        old_pin = _text(self.r.hget(key, "pincode") or b"")
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={k: centre.get(k) or "" for k in
+                                    ("id", "name", "district", "state", "pincode", "address")})
+            pipe.sadd(keys.CENTRES, centre["id"])
+            if old_pin and old_pin != centre["pincode"]:
+                pipe.srem(keys.pincode(old_pin), centre["id"])
+            pipe.sadd(keys.pincode(centre["pincode"]), centre["id"])
+            pipe.execute()
+
+    def upsert_session(self, session: dict) -> Outcome:
+        slots = session["slots"]
+        return self._run(
+            "upsert_session",
+            [keys.session(session["id"]), keys.centre_sessions(session["centre_id"])],
+            [session["id"], session["centre_id"], session["date"],
+             session["date"].replace("-", ""), session["vaccine"],
+             "" if session.get("min_age") is None else session["min_age"],
+             "" if session.get("max_age") is None else session["max_age"],
+             json.dumps([s["time"] for s in slots]), *[s["capacity"] for s in slots]],
+        )
+
+    def upsert_vaccinator(self, vaccinator: dict) -> None:
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.vaccinator(vaccinator["phone"]),
+                      mapping={"name": vaccinator.get("name") or "",
+                               "centre_id": vaccinator["centre_id"]})
+            pipe.sadd(keys.VACCINATORS, vaccinator["phone"])
+            pipe.execute()
+
+    def centre_exists(self, centre_id: str) -> bool:
+        return bool(self.r.sismember(keys.CENTRES, centre_id))
+
+    def is_empty(self) -> bool:
+        return self.r.scard(keys.CENTRES) == 0
+

