@@ -1,0 +1,36 @@
+"""Edge checks shared by every webhook: the token, the body size, required form fields."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Request, request
+
+from gateway.errors import BadRequest
+from gateway.services import services
+
+
+def check_token() -> None:
+    """With WEBHOOK_TOKEN set, ``?token=`` must match (constant time), else 403."""
+    expected = services().settings.webhook_token
+    if not expected:
+        return
+    given = request.args.get("token", "")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise BadRequest("missing or wrong token", status=403)
+
+
+def form_fields(req: Request, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
+    """The named form fields as text; 400 naming every missing one, 415/400 for junk."""
+    if req.mimetype != "application/x-www-form-urlencoded":
+        raise BadRequest("expected application/x-www-form-urlencoded", status=415)
+    try:
+        raw = req.get_data(cache=True).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("body is not valid UTF-8") from None
+    del raw  # decodability checked; werkzeug parses the form from the cached body
+    form = req.form
+    missing = [name for name in required if name not in form]
+    if missing:
+        raise BadRequest("missing field(s): " + ", ".join(missing))
+    return {name: form.get(name, "") for name in required + optional}
