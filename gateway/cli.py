@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-
 import click
 from flask import Flask
 from flask.cli import with_appcontext

@@ -54,7 +54,7 @@ class Settings:
         return ZoneInfo(self.timezone)
 
     @classmethod
-    def from_env(cls, instance_path: Path | str = "instance", env=None) -> "Settings":
+    def from_env(cls, instance_path: Path | str = "instance", env=None) -> Settings:
         env = os.environ if env is None else env
         instance_path = Path(env.get("INSTANCE_PATH") or instance_path)
         token = env.get("WEBHOOK_TOKEN") or None

@@ -80,6 +80,10 @@ def validate(data: dict, known_centres=frozenset(), region: str = "IN") -> dict:
     """Checked and normalised copies of the rows; raises DataError listing every problem."""
     problems: list[str] = []
     out = {"centres": [], "sessions": [], "vaccinators": []}
+    # Centres named in the file count as known even if their row is bad: one error, not forty.
+    listed = data.get("centres") if isinstance(data.get("centres"), list) else []
+    centres = set(known_centres) | {str(c.get("id", "")).strip() for c in listed
+                                     if isinstance(c, dict)}
     for kind in out:
         rows = data.get(kind) or []
         if not isinstance(rows, list):
@@ -94,11 +98,8 @@ def validate(data: dict, known_centres=frozenset(), region: str = "IN") -> dict:
             clean = checker(row, where, problems, region)
             if clean:
                 out[kind].append(clean)
-    centres = set(known_centres) | {c["id"] for c in out["centres"]}
-    for kind in ("sessions", "vaccinators"):
-        for i, row in enumerate(out[kind]):
-            if row["centre_id"] not in centres:
-                problems.append(f"{kind}[{i}].centre_id: unknown centre '{row['centre_id']}'")
+                if kind != "centres" and clean["centre_id"] not in centres:
+                    problems.append(f"{where}.centre_id: unknown centre '{clean['centre_id']}'")
     if problems:
         raise DataError("\n".join(problems))
     return out

@@ -4,6 +4,7 @@ afresh for the current week so the demo always has open slots."""
 
 from __future__ import annotations
 
+import copy
 from datetime import date, timedelta
 
 CENTRES = [
@@ -41,6 +42,7 @@ def sample_data(first_day: date, days: int = 7) -> dict:
             sessions.append({
                 "id": f"S{cid[1:]}-{day:%Y%m%d}", "centre_id": cid, "date": day.isoformat(),
                 "vaccine": vaccine, "min_age": min_age, "max_age": max_age,
-                "slots": [{"time": t, "capacity": c} for t, c in zip(_TIMES, caps)],
+                "slots": [{"time": t, "capacity": c} for t, c in zip(_TIMES, caps, strict=False)],
             })
-    return {"centres": CENTRES, "sessions": sessions, "vaccinators": VACCINATORS}
+    return {"centres": copy.deepcopy(CENTRES), "sessions": sessions,
+            "vaccinators": copy.deepcopy(VACCINATORS)}

@@ -189,7 +189,7 @@ class Store:
             for ref in refs:
                 pipe.hgetall(keys.appointment(ref))
             rows = pipe.execute()
-        slip = [self._present(ref, _hash(raw)) for ref, raw in zip(refs, rows) if raw]
+        slip = [self._present(ref, _hash(raw)) for ref, raw in zip(refs, rows, strict=True) if raw]
         centre_names = self.centre_names({a["centre"] for a in slip})
         for appt in slip:
             appt["centre_name"] = centre_names.get(appt["centre"], appt["centre"])
@@ -206,7 +206,7 @@ class Store:
             for cid in ids:
                 pipe.hget(keys.centre(cid), "name")
             names = pipe.execute()
-        return {cid: _text(n) if n else cid for cid, n in zip(ids, names)}
+        return {cid: _text(n) if n else cid for cid, n in zip(ids, names, strict=True)}
 
     def vaccinator(self, phone: str) -> dict | None:
         raw = _hash(self.r.hgetall(keys.vaccinator(phone)))

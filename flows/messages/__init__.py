@@ -7,7 +7,7 @@ English so a half-finished translation never leaves a person without an answer.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from gateway.codes import format_reference
@@ -17,7 +17,7 @@ DEFAULT = "en"
 _HERE = Path(__file__).parent
 
 
-@lru_cache(maxsize=None)
+@cache
 def catalogue(lang: str) -> dict[str, str]:
     """All templates of a language (read once per process)."""
     data = json.loads((_HERE / f"{lang}.json").read_text(encoding="utf-8"))

@@ -1,0 +1,362 @@
+"""The appointment store against a real Redis: capacity, limits, codes, verify, dose, outbox."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from datetime import date, datetime, timedelta
+
+import pytest
+import redis
+
+from gateway import codes, keys
+from gateway.reference import load
+from gateway.sms_text import render_entry
+from gateway.store import Outcome, Store
+
+CITIZEN = "+919811111111"
+VACCINATOR = "+919800000001"  # C100
+OTHER_VACCINATOR = "+919800000002"  # C200
+
+
+_READERS = {
+    "string": lambda r, key: r.get(key),
+    "hash": lambda r, key: r.hgetall(key),
+    "list": lambda r, key: r.lrange(key, 0, -1),
+    "set": lambda r, key: r.smembers(key),
+    "zset": lambda r, key: r.zrange(key, 0, -1, withscores=True),
+    "stream": lambda r, key: r.xrange(key),
+}
+
+
+def snapshot(r: redis.Redis) -> dict:
+    """Every key with its type and full value, to prove a refusal wrote nothing."""
+    out = {}
+    for key in r.scan_iter(count=1000):
+        kind = r.type(key).decode()
+        out[key] = (kind, _READERS[kind](r, key))
+    return out
+
+
+def outbox(r) -> list[dict]:
+    return [{k.decode(): v.decode() for k, v in fields.items()}
+            for _, fields in r.xrange(keys.OUTBOX)]
+
+
+def session_id(store, centre="C100", offset=0):
+    day = store.now().date() + timedelta(days=offset)
+    return f"S{centre[1:]}-{day:%Y%m%d}"
+
+
+def book(store, mobile=CITIZEN, name="Asha Devi", year=1990, offset=0, slot=0, **kw):
+    return store.book(mobile=mobile, name=name, birth_year=year,
+                      session_id=session_id(store, offset=offset), slot=slot, **kw)
+
+
+def code_of(store, ref):
+    return store.appointment(ref)["code"]
+
+
+@pytest.fixture
+def small_session(store):
+    """One session today at C100 with a single slot of capacity 25."""
+    today = store.today()
+    load(store, {
+        "centres": [{"id": "C100", "name": "PHC Saket", "district": "South Delhi",
+                     "state": "Delhi", "pincode": "110017"}],
+        "sessions": [{"id": "RACE", "centre_id": "C100", "date": today, "vaccine": "COVISHIELD",
+                      "min_age": 18, "max_age": None,
+                      "slots": [{"time": "09:00-11:00", "capacity": 25}]}],
+    })
+    return "RACE"
+
+
+def _race(store, n, make_args):
+    """Run n bookings at once, each thread with its own connection; return the outcomes."""
+    results = [None] * n
+    barrier = threading.Barrier(n, timeout=30)
+
+    def worker(i):
+        own = Store(redis.Redis.from_url(store.settings.redis_url), store.settings)
+        barrier.wait()
+        results[i] = own.book(**make_args(i))
+        own.r.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_200_concurrent_bookers_get_exactly_the_25_places(store, r, small_session):
+    results = _race(store, 200, lambda i: dict(
+        mobile=f"+9198200{i:05d}", name=f"Person {i}", birth_year=1980,
+        session_id=small_session, slot=0))
+    statuses = [o.status for o in results]
+    assert statuses.count("ok") == 25
+    assert statuses.count("full") == 175  # every loser is told "full"
+    assert int(r.hget(keys.session(small_session), "booked:0")) == 25
+    assert store.availability()[0]["open"] == 0
+    assert len(outbox(r)) == 25  # one code SMS per booking, none for the losers
+
+
+def test_concurrent_bookings_from_one_mobile_stop_at_four_beneficiaries(store, r, small_session):
+    results = _race(store, 40, lambda i: dict(
+        mobile=CITIZEN, name=f"Family member {i}", birth_year=1960 + i,
+        session_id=small_session, slot=0))
+    statuses = [o.status for o in results]
+    assert statuses.count("ok") == 4
+    assert statuses.count("too_many") == 36
+    assert len(store.beneficiaries(CITIZEN)) == 4
+    assert int(r.hget(keys.session(small_session), "booked:0")) == 4
+
+
+def test_a_replayed_booking_request_books_once_and_queues_one_sms(store, r, sample):
+    first = book(store, request_key="sms:ATXid_1")
+    again = book(store, request_key="sms:ATXid_1")
+    assert first.ok and again.status == "replay" and again.value == first.value
+    assert len(outbox(r)) == 1
+    assert int(r.hget(keys.session(session_id(store)), "booked:0")) == 1
+
+
+def test_the_confirmation_sms_carries_the_reference_and_the_code(store, r, sample):
+    ref = book(store).value
+    [entry] = outbox(r)
+    assert entry["to"] == CITIZEN and entry["k"] == f"book:{ref}:0"
+    text = render_entry(entry, store.settings.secret_key)
+    assert re.search(rf"Ref {codes.format_reference(ref)} Code {code_of(store, ref)}\b", text)
+    assert "PHC Saket" in text and "Asha Devi" in text
+
+
+def test_one_open_booking_per_beneficiary_whatever_the_spelling(store, sample):
+    ref = book(store).value
+    assert book(store, name="  asha   DEVI ", offset=1) == Outcome("already_booked", ref)
+
+
+@pytest.mark.parametrize("year,status", [(2015, "too_young"), (1990, "ok")])
+def test_age_limits_are_checked_against_the_birth_year(store, sample, year, status):
+    assert book(store, year=year).status == status
+
+
+def test_refusals_write_nothing(store, r, sample):
+    ref = book(store).value
+    for i in range(3):
+        book(store, name=f"Sibling {i}", year=1991 + i)
+    before = snapshot(r)
+    refusals = [
+        book(store, name="Fifth person"),  # too_many
+        book(store, slot=1),  # already_booked
+        book(store, mobile="+919822222222", year=2015),  # too_young
+        store.book(mobile=CITIZEN, name="X", birth_year=1990, session_id="NOPE", slot=0),
+        store.book(mobile=CITIZEN, name="X", birth_year=1990,
+                   session_id=session_id(store), slot=7),
+        store.cancel(mobile="+919822222222", ref=ref),  # someone else's booking
+        store.verify(vaccinator=OTHER_VACCINATOR, ref=ref, code=code_of(store, ref)),
+        store.verify(vaccinator="+919899999999", ref=ref, code=code_of(store, ref)),
+        store.record_dose(vaccinator=VACCINATOR, ref=ref),  # not verified
+        store.reissue(mobile="+919822222222", ref=ref),
+    ]
+    assert [o.status for o in refusals] == [
+        "too_many", "already_booked", "too_young", "no_session", "no_slot", "not_found",
+        "wrong_centre", "not_vaccinator", "not_verified", "not_found"]
+    assert snapshot(r) == before
+
+
+def test_a_full_slot_refuses_without_writing(store, r, small_session):
+    for i in range(25):
+        assert store.book(mobile=f"+9198300{i:05d}", name="P", birth_year=1980,
+                          session_id=small_session, slot=0).ok
+    before = snapshot(r)
+    assert store.book(mobile=CITIZEN, name="Late", birth_year=1980,
+                      session_id=small_session, slot=0).status == "full"
+    assert snapshot(r) == before
+
+
+# -- verify ---------------------------------------------------------------------------------
+
+
+def test_verify_refuses_each_case_with_its_own_reason_and_changes_nothing(store, r, sample):
+    today_ref = book(store).value
+    tomorrow_ref = book(store, name="Ravi", year=1985, offset=1).value
+    cancelled_ref = book(store, name="Meena", year=1988).value
+    store.cancel(mobile=CITIZEN, ref=cancelled_ref)
+    done_ref = book(store, name="Kiran", year=1979).value
+    store.verify(vaccinator=VACCINATOR, ref=done_ref, code=code_of(store, done_ref))
+    store.record_dose(vaccinator=VACCINATOR, ref=done_ref)
+
+    before = snapshot(r)
+    cases = {
+        "wrong_centre": (OTHER_VACCINATOR, today_ref, code_of(store, today_ref)),
+        "wrong_day": (VACCINATOR, tomorrow_ref, code_of(store, tomorrow_ref)),
+        "cancelled": (VACCINATOR, cancelled_ref, "0000"),
+        "already_vaccinated": (VACCINATOR, done_ref, "0000"),
+        "not_found": (VACCINATOR, "1234567890", "0000"),
+    }
+    for reason, (who, ref, code) in cases.items():
+        assert store.verify(vaccinator=who, ref=ref, code=code).status == reason
+    assert snapshot(r) == before
+
+
+def test_a_wrong_code_tells_the_attempts_left_and_the_fifth_locks_with_one_alert(store, r, sample):
+    ref = book(store).value
+    right = code_of(store, ref)
+    wrong = f"{(int(right) + 1) % 10000:04d}"
+    left = [store.verify(vaccinator=VACCINATOR, ref=ref, code=wrong) for _ in range(4)]
+    assert [(o.status, o.value) for o in left] == [("wrong_code", str(n)) for n in (4, 3, 2, 1)]
+    assert store.verify(vaccinator=VACCINATOR, ref=ref, code=wrong).status == "locked"
+    assert store.appointment(ref)["state"] == "locked"
+    # Locked: even the right code is refused, and no second alert is queued.
+    assert store.verify(vaccinator=VACCINATOR, ref=ref, code=right).status == "locked"
+    alerts = [e for e in outbox(r) if e["t"] == "sms.locked"]
+    assert len(alerts) == 1 and alerts[0]["to"] == CITIZEN
+    assert f"CODE {ref}" in render_entry(alerts[0], store.settings.secret_key)
+
+
+def test_a_fresh_code_unlocks_and_the_old_code_no_longer_works(store, r, sample):
+    ref = book(store).value
+    old = code_of(store, ref)
+    for _ in range(5):
+        store.verify(vaccinator=VACCINATOR, ref=ref, code=f"{(int(old) + 1) % 10000:04d}")
+    assert store.reissue(mobile=CITIZEN, ref=ref) == Outcome("ok", "1")
+    appt = store.appointment(ref)
+    assert appt["state"] == "booked" and appt["att"] == "0"
+    new = appt["code"]
+    resent = [e for e in outbox(r) if e["t"] == "sms.booked"][-1]
+    assert f"Code {new}" in render_entry(resent, store.settings.secret_key)
+    if new != old:
+        assert store.verify(vaccinator=VACCINATOR, ref=ref, code=old).status == "wrong_code"
+    assert store.verify(vaccinator=VACCINATOR, ref=ref, code=new).ok
+
+
+def test_twenty_wrong_codes_in_an_hour_block_the_vaccinator_number(store, r, sample):
+    refs = [book(store, mobile=f"+91984000000{i}", name=f"P{i}").value for i in range(5)]
+    for ref in refs[:4]:
+        right = code_of(store, ref)
+        for _ in range(5):
+            store.verify(vaccinator=VACCINATOR, ref=ref, code=f"{(int(right) + 1) % 10000:04d}")
+    outcome = store.verify(vaccinator=VACCINATOR, ref=refs[4], code=code_of(store, refs[4]))
+    assert outcome.status == "blocked" and 3500 <= int(outcome.value) <= 3600
+    assert store.appointment(refs[4])["state"] == "booked"
+    # Another centre's vaccinator is not affected by this number's block.
+    assert store.verify(vaccinator=OTHER_VACCINATOR, ref=refs[4],
+                        code=code_of(store, refs[4])).status == "wrong_centre"
+
+
+# -- dose -----------------------------------------------------------------------------------
+
+
+def test_dose_needs_a_verify_first_and_confirms_exactly_once(store, r, sample):
+    ref = book(store).value
+    assert store.record_dose(vaccinator=VACCINATOR, ref=ref, batch="B7").status == "not_verified"
+    assert store.verify(vaccinator=VACCINATOR, ref=ref, code=code_of(store, ref)).ok
+    first = store.record_dose(vaccinator=VACCINATOR, ref=ref, batch="B7")
+    second = store.record_dose(vaccinator=VACCINATOR, ref=ref, batch="B7")
+    assert first.ok and first.value.startswith("CRT")
+    assert second.status == "already_recorded" and second.value == first.value
+    confirmations = [e for e in outbox(r) if e["t"] == "sms.vaccinated"]
+    assert len(confirmations) == 1
+    text = render_entry(confirmations[0], store.settings.secret_key)
+    assert first.value in text and "COVISHIELD" in text
+    appt = store.appointment(ref)
+    assert appt["state"] == "vaccinated" and appt["batch"] == "B7" and "code" not in appt
+    assert store.centre_today("C100")["vaccinated"] == 1
+
+
+def test_dose_at_another_centre_is_refused_even_after_verify(store, sample):
+    ref = book(store).value
+    store.verify(vaccinator=VACCINATOR, ref=ref, code=code_of(store, ref))
+    assert store.record_dose(vaccinator=OTHER_VACCINATOR, ref=ref).status == "wrong_centre"
+
+
+def test_a_verify_from_yesterday_does_not_allow_a_dose_today(store, sample, monkeypatch):
+    ref = book(store).value
+    store.verify(vaccinator=VACCINATOR, ref=ref, code=code_of(store, ref))
+    store.r.hset(keys.appointment(ref), "verified_on", "2000-01-01")
+    assert store.record_dose(vaccinator=VACCINATOR, ref=ref).status == "not_verified"
+
+
+# -- cancel and the day being over ----------------------------------------------------------
+
+
+def test_cancel_frees_the_slot_for_the_next_booker(store, r, small_session):
+    refs = [store.book(mobile=f"+9198300{i:05d}", name="P", birth_year=1980,
+                       session_id=small_session, slot=0).value for i in range(25)]
+    assert store.book(mobile=CITIZEN, name="Late", birth_year=1980,
+                      session_id=small_session, slot=0).status == "full"
+    assert store.cancel(mobile="+919830000003", ref=refs[3]).ok
+    assert store.cancel(mobile="+919830000003", ref=refs[3]).status == "state"
+    assert store.book(mobile=CITIZEN, name="Late", birth_year=1980,
+                      session_id=small_session, slot=0).ok
+    assert int(r.hget(keys.session(small_session), "booked:0")) == 25
+    assert [e["t"] for e in outbox(r)].count("sms.cancelled") == 1
+
+
+def test_an_open_booking_whose_day_is_over_shows_missed_and_frees_the_beneficiary(
+        store, sample, monkeypatch):
+    real_now = store.now()
+    monkeypatch.setattr(store, "now", lambda: real_now)
+    ref = book(store).value
+    monkeypatch.setattr(store, "now", lambda: real_now + timedelta(days=1))
+    assert store.appointment(ref)["shown_state"] == "missed"
+    assert "code" not in store.appointment(ref)
+    assert store.cancel(mobile=CITIZEN, ref=ref).status == "past"
+    assert book(store, offset=0).ok  # a new booking for the same beneficiary
+    assert store.appointment(ref)["state"] == "missed"
+
+
+def test_a_past_session_cannot_be_booked(store, sample, monkeypatch):
+    later = datetime.combine(date.today() + timedelta(days=30), datetime.min.time(),
+                             store.settings.tz)
+    sid = session_id(store)
+    monkeypatch.setattr(store, "now", lambda: later)
+    assert store.book(mobile=CITIZEN, name="A", birth_year=1990, session_id=sid,
+                      slot=0).status == "past"
+
+
+# -- secrets at rest ------------------------------------------------------------------------
+
+
+def test_no_security_code_is_stored_in_plain_text(store, r, sample):
+    refs = [book(store, mobile=f"+91985000{i:04d}", name=f"Person {i}", year=1960 + i % 40,
+                 offset=i % 7).value for i in range(60)]
+    for ref in refs[:10]:
+        if store.appointment(ref)["date"] == store.today():
+            store.verify(vaccinator=VACCINATOR, ref=ref, code=code_of(store, ref))
+            store.record_dose(vaccinator=VACCINATOR, ref=ref)
+    store.reissue(mobile="+919850000011", ref=refs[11])
+    tokens = set()
+    for _kind, value in snapshot(r).values():
+        tokens |= set(re.findall(r"[0-9A-Za-z]+", repr(value)))  # whole words, not hex runs
+    checked = 0
+    for ref in refs:
+        appt = store.appointment(ref)
+        for version in range(int(appt["ver"]) + 1):
+            code = codes.derive_code(store.settings.secret_key, ref, version)
+            if re.fullmatch(r"(19|20)\d\d", code):
+                continue  # a year: dates and birth years legitimately hold it
+            assert code not in tokens, f"code of {ref} found in Redis"
+            checked += 1
+    assert checked > 40
+
+
+# -- the lifecycle machine is the source of the scripts' rules -------------------------------
+
+
+def test_scripts_follow_the_lifecycle_machine(store, sample):
+    from flows import lifecycle
+
+    assert lifecycle.sources("cancel") == ["booked", "locked", "verified"]
+    assert lifecycle.OPEN_STATES == ["booked", "locked", "verified"]
+    assert not lifecycle.can("record_dose", "booked")
+    assert lifecycle.can("reissue", "locked")
+
+
+def test_outbox_entries_are_complete_json(store, r, sample):
+    book(store)
+    [entry] = outbox(r)
+    params = json.loads(entry["p"])
+    assert set(params) == {"name", "centre", "date", "time", "ref", "ver"}
+    assert entry["l"] == "en"
