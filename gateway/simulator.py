@@ -1,0 +1,134 @@
+"""The phone simulator at ``/simulator``: a citizen's and a vaccinator's feature phone.
+
+The page posts the very forms Africa's Talking posts (``/ussd``, ``/ussd/events``,
+``/sms/inbound``) to this gateway, so what works here works on the network. The SMS each phone
+receives are read from the console provider's inbox (``keys.console_inbox``) and rendered
+here, at read time, because security codes are never stored in plain text.
+
+It is a development tool: anyone who can open it can read every phone's SMS. It is registered
+only when ``Settings.simulator_enabled`` (true without ``WEBHOOK_TOKEN``, otherwise only with
+``SIMULATOR_ENABLED=1``); when it is off, every ``/simulator`` URL is a plain 404.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from itertools import islice
+
+from flask import Blueprint, Flask, jsonify, render_template, request
+
+from gateway import keys, sms_text
+from gateway.phones import normalise
+from gateway.services import services
+
+log = logging.getLogger(__name__)
+
+USSD_CODE = "*384*1#"
+SHORT_CODE = "38401"
+NETWORK_CODE = "99999"  # Africa's Talking's sandbox network
+CITIZEN = "+919811111111"
+VACCINATOR = "+919800000001"
+INBOX_LIMIT = 50
+# The page may only reach this gateway: scripts, styles and fetches from its own origin.
+_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+bp = Blueprint("simulator", __name__, url_prefix="/simulator", template_folder="templates",
+               static_folder="static")
+
+
+@bp.after_request
+def _lock_down(response):
+    response.headers["Content-Security-Policy"] = _CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/")
+def page():
+    """The two phones."""
+    svc = services()
+    vaccinators = _vaccinators(svc.store)
+    phones = [v["phone"] for v in vaccinators]
+    default = VACCINATOR if VACCINATOR in phones or not phones else phones[0]
+    return render_template(
+        "simulator.html", ussd_code=USSD_CODE, short_code=svc.settings.at_sender_id or SHORT_CODE,
+        network_code=NETWORK_CODE, citizen=CITIZEN, vaccinator=default,
+        vaccinators=vaccinators, token=svc.settings.webhook_token or "",
+        root=request.script_root)
+
+
+@bp.get("/inbox")
+def inbox():
+    """The SMS one phone has received, newest last, rendered now: ``?phone=+91…``."""
+    svc = services()
+    phone = normalise(request.args.get("phone", ""), svc.settings.default_region)
+    if not phone:
+        return jsonify(error="phone: expected a phone number, e.g. +919811111111"), 400
+    raw = svc.redis.lrange(keys.console_inbox(phone), 0, -1)
+    entries = [entry for entry in map(_decode, raw) if entry is not None]
+    entries.sort(key=_when)
+    messages = [_present(entry, svc.settings.secret_key) for entry in entries[-INBOX_LIMIT:]]
+    return jsonify(phone=phone, messages=messages)
+
+
+def _decode(raw: bytes) -> dict | None:
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        log.warning("console inbox: skipped an entry that is not JSON")
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def _when(entry: dict) -> float:
+    # The console provider may push at either end; the timestamp orders them either way.
+    at = entry.get("at")
+    try:
+        return float(at)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return datetime.fromisoformat(str(at)).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _present(entry: dict, secret: str) -> dict:
+    fields = {"t": entry.get("t") or "", "l": entry.get("l") or "en", "p": entry.get("p")}
+    if isinstance(fields["p"], dict):
+        fields["p"] = json.dumps(fields["p"])
+    try:
+        text = sms_text.render_entry(fields, secret)
+    except (KeyError, IndexError, ValueError) as exc:
+        # A template the catalogue lacks must not hide the other messages.
+        log.warning("console inbox: cannot render %s: %r", fields["t"], exc)
+        text = f"(message {fields['t']} could not be rendered)"
+    encoding, parts = sms_text.segments(text)
+    return {"id": str(entry.get("id") or ""), "at": entry.get("at"), "template": fields["t"],
+            "lang": fields["l"], "text": text, "encoding": encoding, "segments": parts}
+
+
+def _vaccinators(store, limit: int = 20) -> list[dict]:
+    # The demo's default first, then a few others: a national list would not fit a page.
+    seen = islice(store.r.sscan_iter(keys.VACCINATORS, count=100), limit)
+    phones = {p.decode() if isinstance(p, bytes) else p for p in seen}
+    if store.vaccinator(VACCINATOR):
+        phones.add(VACCINATOR)
+    phones = sorted(phones)
+    found = [(phone, store.vaccinator(phone) or {}) for phone in phones]
+    names = store.centre_names({v.get("centre_id") for _, v in found if v.get("centre_id")})
+    return [{"phone": phone, "name": v.get("name", ""), "centre_id": v.get("centre_id", ""),
+             "centre": names.get(v.get("centre_id", ""), "")} for phone, v in found]
+
+
+def init_app(app: Flask) -> None:
+    """Register the simulator only when the settings allow it; otherwise it does not exist."""
+    settings = app.extensions["tikaline"].settings
+    if settings.simulator_enabled:
+        app.register_blueprint(bp)
+    elif settings.webhook_token:
+        log.info("simulator off: WEBHOOK_TOKEN is set and SIMULATOR_ENABLED is not 1")
