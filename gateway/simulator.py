@@ -69,7 +69,9 @@ def inbox():
     if not phone:
         return jsonify(error="phone: expected a phone number, e.g. +919811111111"), 400
     raw = svc.redis.lrange(keys.console_inbox(phone), 0, -1)
-    entries = [entry for entry in map(_decode, raw) if entry is not None]
+    # The console provider pushes at the head: newest first. Reversed, then sorted stably by
+    # time, messages sent within one millisecond keep their order too.
+    entries = [entry for entry in map(_decode, reversed(raw)) if entry is not None]
     entries.sort(key=_when)
     messages = [_present(entry, svc.settings.secret_key) for entry in entries[-INBOX_LIMIT:]]
     return jsonify(phone=phone, messages=messages)
@@ -85,7 +87,6 @@ def _decode(raw: bytes) -> dict | None:
 
 
 def _when(entry: dict) -> float:
-    # The console provider may push at either end; the timestamp orders them either way.
     at = entry.get("at")
     try:
         return float(at)
