@@ -90,6 +90,7 @@ def inbound(message_id: str) -> str:
 OUTBOX = f"{PREFIX}outbox"  # stream: every SMS promised, see gateway.outbox
 OUTBOX_GROUP = "senders"
 DEAD = f"{PREFIX}dead"  # stream: messages that finally failed
+RETRY = f"{PREFIX}retry"  # zset: message key scored by when to try it again (epoch ms)
 
 
 def message(message_key: str) -> str:

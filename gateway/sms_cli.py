@@ -1,0 +1,85 @@
+"""Outbound SMS from the command line: ``flask --app app outbox-worker`` and ``flask sms …``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+from flask import Flask
+from flask.cli import with_appcontext
+
+from gateway import delivery, outbox
+from gateway.services import services
+
+
+@click.command("outbox-worker")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=None,
+              help="Sends in flight at once (default: OUTBOX_CONCURRENCY, 8).")
+@click.option("--rate", type=click.FloatRange(0), default=None,
+              help="At most this many sends per second, 0 for no cap (default: OUTBOX_RATE).")
+@click.option("--claim-idle", type=click.FloatRange(0.1), default=60.0, show_default=True,
+              help="Seconds before entries left pending by a dead worker are taken over; "
+                   "keep it above the send timeout.")
+@with_appcontext
+def outbox_worker(concurrency, rate, claim_idle):
+    """Deliver the SMS outbox until SIGTERM (in-flight sends finish first)."""
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    svc = services()
+    worker = outbox.Worker(svc.redis, svc.settings, concurrency=concurrency, rate=rate,
+                           claim_idle=claim_idle)
+    worker.run(handle_signals=True)
+
+
+@click.group("sms")
+def sms():
+    """Outbound SMS: counters, dead letters, requeue."""
+
+
+@sms.command("stats")
+@with_appcontext
+def stats_command():
+    """Queued, sent, delivered, failed and dead counts, and what waits now."""
+    figures = outbox.stats(services().redis)
+    width = max(len(name) for name in figures)
+    for name, value in figures.items():
+        click.echo(f"{name.replace('_', ' '):<{width}}  {value}")
+
+
+@sms.command("dead")
+@click.option("--limit", default=100, show_default=True, help="Show at most this many.")
+@with_appcontext
+def dead_command(limit):
+    """List dead letters, oldest first: id, message key, phone, template, attempts, error."""
+    letters = outbox.dead_letters(services().redis, limit)
+    if not letters:
+        click.echo("no dead letters")
+        return
+    for d in letters:
+        click.echo(f"{d['id']}  {d.get('k', '')}  {d.get('to', '')}  {d.get('t', '')}  "
+                   f"attempts={d.get('attempts', '?')}  at={d.get('at', '')}  "
+                   f"{d.get('error', '')}")
+
+
+@sms.command("requeue")
+@click.argument("ident", required=False)
+@click.option("--all", "everything", is_flag=True, help="Requeue every dead letter.")
+@with_appcontext
+def requeue_command(ident, everything):
+    """Put a dead letter (by its id or message key) or --all of them back on the outbox."""
+    if bool(ident) == everything:
+        raise click.UsageError("give one dead-letter ID (or message key), or --all")
+    client = services().redis
+    done = outbox.requeue_all(client) if everything else outbox.requeue(client, ident)
+    if not done and not everything:
+        click.echo(f"no dead letter {ident}", err=True)
+        sys.exit(1)
+    click.echo(f"requeued {len(done)}" + (": " + ", ".join(done) if done else ""))
+
+
+def init_app(app: Flask) -> None:
+    """Outbound SMS: the worker and operator commands, and the delivery-report webhook."""
+    app.cli.add_command(outbox_worker)
+    app.cli.add_command(sms)
+    app.register_blueprint(delivery.bp)

@@ -1,0 +1,353 @@
+"""The outbox worker against a real Redis and the real Africa's Talking SDK on loopback."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from app import create_app
+from gateway import codes, keys
+from gateway.outbox import dead_letters, make_provider, stats
+from gateway.providers.africastalking import SMSClient, reduce_answer
+from gateway.providers.console import kept_messages
+from gateway.providers.result import RETRY, SENT
+from gateway.sms_text import render_entry
+from tests.fake_at import (
+    BLACKLISTED,
+    DND,
+    INVALID_PHONE,
+    INVALID_SENDER,
+    NO_BALANCE,
+    SLOW_OK,
+    FakeAT,
+    http,
+)
+from tests.outbox_helpers import counts, queue_sms, running, status, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+PHONE = "+919811111111"
+
+
+@pytest.fixture
+def fake():
+    with FakeAT() as server:
+        yield server
+
+
+@pytest.fixture
+def at_settings(settings, fake):
+    settings.at_username = fake.username
+    settings.at_api_key = fake.api_key
+    settings.at_sender_id = "TIKALINE"
+    settings.at_base_url = fake.base_url
+    return settings
+
+
+def test_booking_code_reaches_the_phone_once(r, store, sample, at_settings, fake):
+    session_id = f"S100-{date.fromisoformat(store.today()):%Y%m%d}"
+    booked = store.book(mobile=PHONE, name="Asha Devi", birth_year=1990,
+                        session_id=session_id, slot=0)
+    assert booked.ok
+    ref = booked.value
+    with running(r, at_settings):
+        wait_for(lambda: status(r, f"book:{ref}:0").get("status") == "sent", "the booking SMS")
+    code = codes.derive_code(at_settings.secret_key, ref, 0)
+    [text] = fake.received_by(PHONE)
+    assert f"Code {code}" in text and "Ref" in text and "Asha Devi" in text
+    [request] = fake.requests
+    assert request["username"] == "sandbox" and request["apiKey"] == fake.api_key
+    assert request["from"] == "TIKALINE" and request["bulkSMSMode"] == "1"
+    message = status(r, f"book:{ref}:0")
+    assert message["provider_id"] == fake.delivered[0]["id"]
+    assert message["to"] == PHONE and message["template"] == "sms.booked"
+    assert r.get(keys.provider_message(message["provider_id"])).decode() == f"book:{ref}:0"
+    assert r.xlen(keys.OUTBOX) == 0  # acknowledged entries are deleted
+    assert code not in str(r.hgetall(keys.message(f"book:{ref}:0")))
+    assert stats(r) == {"queued": 1, "sent": 1, "delivered": 0, "failed": 0, "dead": 0,
+                        "in_outbox": 0, "waiting_retry": 0}
+
+
+def test_a_server_error_is_retried_and_the_person_gets_one_sms(r, at_settings, fake):
+    fake.script(http(500))
+    queue_sms(r, "lock:1", PHONE)
+    with running(r, at_settings):
+        wait_for(lambda: status(r, "lock:1").get("status") == "sent", "the retried SMS")
+    assert len(fake.requests) == 2
+    assert len(fake.received_by(PHONE)) == 1
+    message = status(r, "lock:1")
+    assert message["attempts"] == "2" and "Internal Server Error" in message["last_error"]
+
+
+def test_a_timeout_is_retried_and_never_loses_the_message(r, at_settings, fake):
+    fake.script(SLOW_OK)  # the API takes it but answers after the client gave up
+    provider = make_provider(at_settings, r, timeout=(2, 0.3))
+    queue_sms(r, "lock:2", PHONE)
+    with running(r, at_settings, provider=provider):
+        wait_for(lambda: status(r, "lock:2").get("status") == "sent", "the SMS after a timeout")
+    assert "timeout" in status(r, "lock:2")["last_error"]
+    # A read timeout cannot tell "not sent" from "sent, answer lost"; we retry (at least
+    # once). Here the API had sent it: the person gets the same text twice, never none.
+    fake.release_slow()
+    wait_for(lambda: len(fake.delivered) == 2, "the slow answer to finish")
+    first, second = fake.received_by(PHONE)
+    assert first == second and len(fake.requests) == 2
+
+
+@pytest.mark.parametrize("answer, reason", [(INVALID_PHONE, "403 InvalidPhoneNumber"),
+                                            (BLACKLISTED, "406 UserInBlacklist")])
+def test_a_rejected_number_is_a_dead_letter_at_once(r, at_settings, fake, answer, reason):
+    fake.script(answer)
+    queue_sms(r, "lock:3", PHONE)
+    with running(r, at_settings):
+        wait_for(lambda: status(r, "lock:3").get("status") == "dead", "the dead letter")
+    assert len(fake.requests) == 1 and fake.delivered == []
+    [letter] = dead_letters(r)
+    assert letter["k"] == "lock:3" and letter["to"] == PHONE and reason in letter["error"]
+    assert letter["attempts"] == "1"
+    assert r.zcard(keys.RETRY) == 0 and r.xlen(keys.OUTBOX) == 0
+    assert counts(r)["dead"] == 1
+
+
+@pytest.mark.parametrize("answer", [NO_BALANCE, DND, http(502)])
+def test_passing_refusals_are_retried(r, at_settings, fake, answer):
+    fake.script(answer)
+    queue_sms(r, "lock:4", PHONE)
+    with running(r, at_settings):
+        wait_for(lambda: status(r, "lock:4").get("status") == "sent", "the retried SMS")
+    assert len(fake.requests) == 2 and len(fake.received_by(PHONE)) == 1
+
+
+def test_after_max_attempts_the_message_is_kept_as_a_dead_letter(r, at_settings, fake):
+    fake.script(http(500), http(500), http(500))
+    queue_sms(r, "lock:5", PHONE)
+    with running(r, at_settings, max_attempts=3):
+        wait_for(lambda: status(r, "lock:5").get("status") == "dead", "the dead letter")
+    assert len(fake.requests) == 3
+    [letter] = dead_letters(r)
+    assert letter["attempts"] == "3" and "after 3 attempts" in letter["error"]
+
+
+def test_an_invalid_sender_id_is_reported_as_a_configuration_error(r, at_settings, fake,
+                                                                   caplog):
+    fake.script(INVALID_SENDER, INVALID_SENDER)
+    queue_sms(r, "lock:6", PHONE)
+    with caplog.at_level(logging.ERROR, "gateway.outbox"), running(r, at_settings,
+                                                                   max_attempts=2):
+        wait_for(lambda: status(r, "lock:6").get("status") == "dead", "the dead letter")
+    assert "configuration error: InvalidSenderId" in caplog.text
+    assert "InvalidSenderId" in dead_letters(r)[0]["error"]
+
+
+def test_a_wrong_api_key_is_a_configuration_error(r, at_settings, fake):
+    at_settings.at_api_key = "wrong"
+    queue_sms(r, "lock:7", PHONE)
+    with running(r, at_settings, max_attempts=1):
+        wait_for(lambda: status(r, "lock:7").get("status") == "dead", "the dead letter")
+    assert "authentication" in dead_letters(r)[0]["error"] and fake.delivered == []
+
+
+def test_the_same_message_key_queued_twice_is_sent_once(r, at_settings, fake):
+    queue_sms(r, "lock:8", PHONE)
+    with running(r, at_settings):
+        wait_for(lambda: status(r, "lock:8").get("status") == "sent", "the SMS")
+        queue_sms(r, "lock:8", PHONE)  # a replayed request, or an entry left after a crash
+        wait_for(lambda: r.xlen(keys.OUTBOX) == 0, "the second entry to be acknowledged")
+    assert len(fake.requests) == 1
+
+
+def test_sends_in_flight_never_exceed_the_concurrency(r, at_settings, fake):
+    fake.hold_from(0)
+    for i in range(5):
+        queue_sms(r, f"lock:c{i}", f"+91981111110{i}")
+    with running(r, at_settings, concurrency=3):
+        wait_for(lambda: fake.held == 3, "three sends in flight")
+        pending = r.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)["pending"]
+        assert pending == 3  # the other two are not even read while every sender is busy
+        fake.release()
+        wait_for(lambda: stats(r)["sent"] == 5, "all five sent")
+    assert len(fake.requests) == 5
+
+
+def test_the_send_rate_is_capped(r, at_settings, fake):
+    for i in range(6):
+        queue_sms(r, f"lock:r{i}", f"+91981111120{i}")
+    with running(r, at_settings, concurrency=6, rate=20):
+        wait_for(lambda: stats(r)["sent"] == 6, "all six sent")
+    times = sorted(req["at"] for req in fake.requests)
+    assert times[-1] - times[0] >= 5 / 20 * 0.9  # 6 sends at 20/s span at least 0.25 s
+
+
+def test_requeue_from_the_dead_letters(r, at_settings, fake):
+    fake.script(INVALID_PHONE)
+    queue_sms(r, "lock:9", PHONE)
+    app = create_app({"SETTINGS": at_settings})
+    cli = app.test_cli_runner()
+    with running(r, at_settings):
+        wait_for(lambda: status(r, "lock:9").get("status") == "dead", "the dead letter")
+        listed = cli.invoke(args=["sms", "dead"])
+        assert "lock:9" in listed.output and "InvalidPhoneNumber" in listed.output
+        dead_id = dead_letters(r)[0]["id"]
+        result = cli.invoke(args=["sms", "requeue", dead_id])
+        assert result.exit_code == 0 and "requeued 1: lock:9" in result.output
+        wait_for(lambda: status(r, "lock:9").get("status") == "sent", "the requeued SMS")
+    assert dead_letters(r) == [] and len(fake.received_by(PHONE)) == 1
+    shown = dict(line.rsplit(None, 1) for line in cli.invoke(args=["sms", "stats"]).output
+                 .splitlines())
+    assert shown["sent"] == "1" and shown["dead"] == "0" and shown["in outbox"] == "0"
+    assert cli.invoke(args=["sms", "requeue", "1-1"]).exit_code == 1
+    assert cli.invoke(args=["sms", "requeue"]).exit_code == 2  # neither ID nor --all
+
+
+def test_requeue_all_by_message_key_or_all(r, at_settings, fake):
+    fake.script(INVALID_PHONE, INVALID_PHONE, INVALID_PHONE)
+    for i in range(3):
+        queue_sms(r, f"lock:a{i}", f"+91981111130{i}")
+    cli = create_app({"SETTINGS": at_settings}).test_cli_runner()
+    with running(r, at_settings):
+        wait_for(lambda: len(dead_letters(r)) == 3, "three dead letters")
+        assert "requeued 1: lock:a1" in cli.invoke(args=["sms", "requeue", "lock:a1"]).output
+        assert "requeued 2" in cli.invoke(args=["sms", "requeue", "--all"]).output
+        wait_for(lambda: stats(r)["sent"] == 3, "all three sent")
+    assert stats(r)["dead"] == 0
+
+
+def test_console_provider_keeps_messages_without_codes_in_redis(r, store, sample, settings,
+                                                                caplog):
+    session_id = f"S100-{date.fromisoformat(store.today()):%Y%m%d}"
+    ref = store.book(mobile=PHONE, name="Asha Devi", birth_year=1990, session_id=session_id,
+                     slot=0).value
+    queue_sms(r, "lock:k", PHONE)
+    assert settings.at_username is None
+    with caplog.at_level(logging.INFO), running(r, settings):
+        wait_for(lambda: stats(r)["sent"] == 2, "both console sends")
+    code = codes.derive_code(settings.secret_key, ref, 0)
+    kept = kept_messages(r, PHONE)
+    assert {m["id"] for m in kept} == {f"book:{ref}:0", "lock:k"}
+    assert code not in str(r.lrange(keys.console_inbox(PHONE), 0, -1))
+    booked = next(m for m in kept if m["t"] == "sms.booked")
+    assert f"Code {code}" in render_entry(booked, settings.secret_key)  # what the simulator shows
+    assert code not in caplog.text and PHONE not in caplog.text
+    assert "+91********11" in caplog.text and "[sms.booked]" in caplog.text
+    assert "is locked after 5 wrong codes" in caplog.text  # no code in it: the text is logged
+    assert status(r, f"book:{ref}:0")["provider_id"].startswith("console-")
+    assert 0 < r.ttl(keys.console_inbox(PHONE)) <= 24 * 3600
+
+
+def test_console_provider_keeps_the_last_fifty(r, settings):
+    for i in range(55):
+        queue_sms(r, f"lock:m{i}", PHONE)
+    with running(r, settings, concurrency=8):
+        wait_for(lambda: stats(r)["sent"] == 55, "55 console sends")
+    assert len(kept_messages(r, PHONE)) == 50
+
+
+def test_an_answer_with_a_charset_is_still_read():
+    # The SDK leaves the JSON unparsed when the content type is not exactly application/json.
+    answer = ('{"SMSMessageData": {"Message": "Sent to 1/1", "Recipients": [{"statusCode": 101,'
+              ' "number": "+919811111111", "status": "Success", "messageId": "ATXid_1"}]}}')
+    assert reduce_answer(answer).outcome == SENT and reduce_answer(answer).message_id == "ATXid_1"
+    assert reduce_answer("<html>bad gateway</html>").outcome == RETRY
+
+
+def test_a_number_the_sdk_refuses_is_rejected_without_a_request(fake):
+    client = SMSClient(fake.username, fake.api_key, base_url=fake.base_url)
+    assert client.send("9811111111", "hello").outcome == "rejected"
+    assert fake.requests == []
+
+
+# -- a real worker process ------------------------------------------------------------------------
+
+def _worker_env(redis_url: str, fake: FakeAT, tmp_path: Path) -> dict:
+    return {**os.environ, "REDIS_URL": redis_url, "AT_USERNAME": fake.username,
+            "AT_API_KEY": fake.api_key, "AT_BASE_URL": fake.base_url, "SECRET_KEY": "test-secret",
+            "INSTANCE_PATH": str(tmp_path), "OUTBOX_RATE": "0", "PYTHONUNBUFFERED": "1"}
+
+
+class WorkerProcess:
+    """``flask --app app outbox-worker`` as a real subprocess, its log collected."""
+
+    def __init__(self, env: dict, *args: str):
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "app", "outbox-worker", *args],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def logged(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+
+def test_sigterm_finishes_sends_in_flight_and_leaves_the_rest_queued(r, redis_url, fake,
+                                                                      tmp_path):
+    fake.hold_from(0)
+    for i in range(4):
+        queue_sms(r, f"lock:t{i}", f"+91981111140{i}")
+    worker = WorkerProcess(_worker_env(redis_url, fake, tmp_path), "--concurrency", "2")
+    try:
+        wait_for(lambda: fake.held == 2, "two sends in flight")
+        worker.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: worker.logged("stopping after"), "the worker to take the signal")
+        fake.release()
+        assert worker.proc.wait(20) == 0
+    finally:
+        worker.stop()
+    assert stats(r)["sent"] == 2 and len(fake.requests) == 2
+    assert r.xlen(keys.OUTBOX) == 2  # not read, not lost: the next worker sends them
+    assert r.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)["pending"] == 0
+
+
+def test_a_killed_worker_loses_nothing(r, redis_url, fake, tmp_path):
+    phones = [f"+9198111150{i:02d}" for i in range(30)]
+    for i, phone in enumerate(phones):
+        queue_sms(r, f"lock:x{i}", phone)
+    env = _worker_env(redis_url, fake, tmp_path)
+    fake.hold_from(10)  # ten go through, then four hang in flight
+    first = WorkerProcess(env, "--concurrency", "4", "--claim-idle", "1")
+    try:
+        wait_for(lambda: stats(r)["sent"] == 10 and fake.held == 4, "10 sent, 4 in flight")
+        sent_before = {f"lock:x{i}" for i in range(30)
+                       if status(r, f"lock:x{i}").get("status") == "sent"}
+        first.proc.kill()  # SIGKILL: no cleanup at all
+        first.proc.wait(10)
+    finally:
+        first.stop()
+    # The API had taken the four in flight; their answers never reached the dead worker.
+    fake.release()
+    wait_for(lambda: fake.held == 0 and len(fake.delivered) == 14, "the four answers")
+    second = WorkerProcess(env, "--concurrency", "4", "--claim-idle", "1")
+    try:
+        wait_for(lambda: stats(r)["sent"] == 30, "every message sent", timeout=30)
+        taken = [re.search(r"took over (\d+) entries", line) for line in second.lines]
+        assert sum(int(m.group(1)) for m in taken if m) == 4
+    finally:
+        assert second.stop() == 0
+    received = {phone: len(fake.received_by(phone)) for phone in phones}
+    assert all(n >= 1 for n in received.values())  # none lost
+    # The only duplicates: the four sent but not yet recorded when the worker died.
+    doubled = {f"lock:x{phones.index(p)}" for p, n in received.items() if n > 1}
+    assert len(doubled) == 4 and not doubled & sent_before
+    assert sum(received.values()) == 34 and len(sent_before) == 10
+    assert r.xlen(keys.OUTBOX) == 0
+    assert r.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)["pending"] == 0
