@@ -25,6 +25,11 @@
     return when.toISOString().replace("T", " ").slice(0, 19);
   }
 
+  function plain(body) {
+    // An error page is HTML; its words are enough on a phone screen.
+    return body.replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim().slice(0, 300);
+  }
+
   async function post(path, fields) {
     const response = await fetch(webhook(path), {
       method: "POST",
@@ -94,8 +99,14 @@
       await this.hop();
     }
 
+    state(name) {
+      // Exposed on the element for the browser test and for styling.
+      this.el.dataset.ussd = name;
+    }
+
     async hop() {
       const s = this.session;
+      this.state("busy");
       let reply;
       try {
         reply = await post("/ussd", { sessionId: s.id, serviceCode: cfg.ussdCode,
@@ -106,13 +117,15 @@
       }
       s.hops += 1;
       s.last = reply.text;
+      this.el.dataset.hops = String(Number(this.el.dataset.hops || 0) + 1);
       if (!reply.ok) {
-        this.screen("Gateway answered " + reply.status + ":\n" + reply.text);
+        this.screen("Gateway answered " + reply.status + ":\n" + plain(reply.text));
         return this.end("Failed", "HTTP " + reply.status);
       }
       if (reply.text.startsWith("CON ")) {
         this.screen(reply.text.slice(4));
         this.waiting(true);
+        this.state("waiting");
       } else if (reply.text.startsWith("END ")) {
         this.screen(reply.text.slice(4));
         await this.end("Success", "");
@@ -133,6 +146,7 @@
       const s = this.session;
       this.session = null;
       this.waiting(false);
+      this.state("ended");
       if (!s) return;
       try {
         await post("/ussd/events", { date: atDate(new Date()), sessionId: s.id,
@@ -157,7 +171,7 @@
           box.value = "";
           status.textContent = "Sent.";
         } else {
-          status.textContent = "Gateway answered " + reply.status + ": " + reply.text;
+          status.textContent = "Gateway answered " + reply.status + ": " + plain(reply.text);
         }
       } catch (err) {
         status.textContent = "Connection problem: " + err.message;

@@ -1,0 +1,147 @@
+"""The whole journey in a real browser: ``python app.py``, the simulator, two phones.
+
+A citizen dials the USSD code and books at PHC Saket for today; the booking SMS carries the
+reference and the code; the vaccinator of that centre texts VERIFY and DOSE; the citizen's
+final confirmation with the certificate ID arrives. Headless Debian Chromium, driven by
+Playwright; a screenshot of the end is kept in ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.app_process import ROOT, AppProcess
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+ARTIFACTS = ROOT / "test-artifacts"
+WAIT_MS = 15_000  # an SMS goes through the outbox worker; well under a second in practice
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install -r "
+    "requirements-dev.txt)")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)",
+                allow_module_level=True)
+expect = sync_api.expect
+
+
+@pytest.fixture
+def gateway(redis_url, r, tmp_path):
+    """``python app.py`` on a free loopback port, against the (flushed) test Redis."""
+    app = AppProcess(tmp_path, REDIS_URL=redis_url, INSTANCE_PATH=str(tmp_path / "instance"),
+                     SECRET_KEY="browser-test-secret").start()
+    yield app
+    app.stop()
+
+
+@pytest.fixture
+def page():
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 1300})
+        yield page
+        browser.close()
+
+
+def test_booking_code_verify_dose_confirmation(gateway, page):
+    assert "loaded demo data" in gateway.banner("Data")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(gateway.base_url + "/simulator/")
+    citizen, vaccinator = page.locator("#citizen"), page.locator("#vaccinator")
+    expect(vaccinator.locator(".owner")).to_contain_text("PHC Saket")
+
+    try:
+        # The citizen books over USSD, answering each screen as a person would.
+        citizen.locator(".dial").click()
+        ending = _walk_booking(citizen)
+        assert re.search(r"book|Ref", ending, re.I), ending
+
+        # The booking SMS: reference and code.
+        booked = citizen.locator(".inbox li", has_text="Code")
+        expect(booked).to_have_count(1, timeout=WAIT_MS)
+        text = booked.inner_text()
+        assert "Asha Devi" in text and "PHC Saket" in text
+        ref = re.search(r"Ref\s+([\d\s-]+?)\s+Code", text).group(1)
+        code = re.search(r"Code\s+(\d{4})\b", text).group(1)
+
+        # The vaccinator checks the code, then records the dose.
+        _send_sms(vaccinator, f"VERIFY {ref} {code}")
+        checked = vaccinator.locator(".inbox li").first
+        expect(checked).to_contain_text("Asha Devi", timeout=WAIT_MS)
+        expect(checked).to_contain_text("1990")
+        _send_sms(vaccinator, f"DOSE {ref}")
+
+        # The citizen's final confirmation, with the certificate ID.
+        final = citizen.locator(".inbox li", has_text="Certificate ID")
+        expect(final).to_have_count(1, timeout=WAIT_MS)
+        assert re.search(r"Certificate ID\s+\S+", final.inner_text())
+        expect(vaccinator.locator(".inbox li")).to_have_count(2, timeout=WAIT_MS)
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "simulator-journey.png"), full_page=True)
+    assert not errors, errors
+
+
+def _send_sms(phone, text: str) -> None:
+    phone.locator(".sms-text").fill(text)
+    phone.locator(".sms-send").click()
+    expect(phone.locator(".sms-status")).to_have_text("Sent.", timeout=WAIT_MS)
+
+
+def _walk_booking(phone, max_hops: int = 15) -> str:
+    """Answer the USSD screens until the session ends; the last screen."""
+    history = []
+    for hop in range(1, max_hops + 1):
+        # Each answered hop bumps data-hops; then the phone waits for input or has hung up.
+        expect(phone).to_have_attribute("data-hops", str(hop), timeout=WAIT_MS)
+        expect(phone).to_have_attribute("data-ussd", re.compile("waiting|ended"))
+        text = phone.locator(".ussd-screen").inner_text()
+        history.append(text)
+        if phone.get_attribute("data-ussd") == "ended":
+            return text
+        answer = _answer(text)
+        assert answer is not None, "no answer for this screen:\n" + "\n---\n".join(history)
+        phone.locator(".ussd-input").fill(answer)
+        phone.locator(".ussd-send").click()
+    raise AssertionError("booking did not end within the hops:\n" + "\n---\n".join(history))
+
+
+def _options(text: str) -> list[tuple[str, str]]:
+    return re.findall(r"^\s*(\d{1,2})[.):]?\s+(.+?)\s*$", text, re.M)
+
+
+def _answer(text: str) -> str | None:
+    """What a citizen booking for today at PHC Saket answers on this screen."""
+    options = _options(text)
+    today = datetime.now(ZoneInfo("Asia/Kolkata")).date()
+    day_forms = ["today", today.isoformat(), f"{today.day} {today:%b}", f"{today:%d %b}",
+                 f"{today:%d/%m}", f"{today:%d-%m}", f"{today:%d.%m}"]
+    rules = [
+        (lambda o: re.search(r"\bbook\b", o, re.I), None),
+        (lambda o: "Saket" in o, None),
+        (lambda o: any(form.lower() in o.lower() for form in day_forms), None),
+        (lambda o: "09:00" in o, None),
+        (lambda o: re.search(r"confirm|\byes\b", o, re.I), None),
+    ]
+    for matches, _ in rules:
+        for number, label in options:
+            if matches(label):
+                return number
+    lower = text.lower()
+    if "name" in lower:
+        return "Asha Devi"
+    if "year" in lower or "born" in lower:
+        return "1990"
+    if "pin" in lower:
+        return "110017"
+    return None
