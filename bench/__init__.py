@@ -1,0 +1,1 @@
+"""Benchmarks: throughput, latency, Redis cost and memory, each against a baseline."""
