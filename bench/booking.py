@@ -7,6 +7,7 @@ because the promise is "never more bookings than capacity across any number of p
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import threading
@@ -20,6 +21,7 @@ from bench.common import SECRET_KEY, RedisSnapshot, RoundTrips, log
 from bench.data import BIRTH_YEAR, RACE_CENTRE
 from gateway import keys
 from gateway.config import Settings
+from gateway.providers.result import SENT, SendResult
 from gateway.store import Store, name_key
 
 FIRST = ["Asha", "Ravi", "Sunita", "Mohammed", "Priya", "Arjun", "Kavita", "Imran", "Lakshmi",
@@ -295,3 +297,52 @@ def memory_breakdown(client: redis.Redis, appointments: int, sample: int = 200) 
     per_kind = dict(sorted(per_kind.items(), key=lambda kv: -kv[1]["bytes_per_appointment"]))
     return {"by_kind": per_kind,
             "sum_of_keys": round(sum(k["bytes_per_appointment"] for k in per_kind.values()), 1)}
+
+
+# -- after delivery: what the code SMS leaves behind --------------------------------------------
+
+class InstantProvider:
+    """A provider that accepts every SMS at once with an Africa's Talking-shaped message id,
+    so only the worker's own Redis bookkeeping is measured."""
+
+    def __init__(self):
+        self._ids = itertools.count()
+
+    def send(self, to: str, text: str, entry: dict) -> SendResult:
+        return SendResult(SENT, message_id=f"ATXid_{next(self._ids):032x}", detail="101 Success")
+
+
+def deliver(url: str, client: redis.Redis, count: int, *, concurrency: int = 8,
+            timeout: float = 120.0) -> dict:
+    """Let the real outbox worker deliver ``count`` queued SMS through ``InstantProvider`` and
+    measure the memory each delivered message adds (status hash, provider id) or frees (its
+    outbox entry)."""
+    from gateway.outbox import Worker
+
+    settings = Settings(redis_url=url, secret_key=SECRET_KEY, timezone="Asia/Kolkata")
+    worker_client = redis.Redis.from_url(url, socket_timeout=30)
+    worker = Worker(worker_client, settings, InstantProvider(), concurrency=concurrency,
+                    rate=0, block_ms=200)
+    sent0 = int(client.hget(keys.SMS_COUNTS, "sent") or 0)
+    before = RedisSnapshot.take(client)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    stop = threading.Event()
+    while time.monotonic() - started < timeout:
+        if int(client.hget(keys.SMS_COUNTS, "sent") or 0) - sent0 >= count:
+            break
+        stop.wait(0.05)  # polling a counter another thread moves: there is no event to await
+    worker.stop()
+    thread.join(30)
+    seconds = time.monotonic() - started
+    sent = int(client.hget(keys.SMS_COUNTS, "sent") or 0) - sent0
+    delta = RedisSnapshot.take(client).since(before)
+    worker_client.close()
+    kinds = memory_breakdown(client, max(sent, 1))["by_kind"]
+    return {"sent": sent, "seconds": round(seconds, 2),
+            "sms_per_s_instant_provider": round(sent / seconds, 1) if seconds else None,
+            "bytes_per_delivered_sms": round(delta.memory / max(sent, 1), 1),
+            "redis_commands_per_sms": round(delta.commands / max(sent, 1), 2),
+            "left_per_sms": {k: v["bytes_per_appointment"] for k, v in kinds.items()
+                             if k in ("msg", "pmid")}}

@@ -305,8 +305,14 @@ def main(argv=None) -> int:
             data.load_all(store, scaled)
             log(f"memory: {args.bookings:,} bookings")
             checkpoints = sorted({min(10_000, args.bookings), args.bookings})
-            results["memory"] = booking.bulk(rs.url, rs.client(), booking.bulk_plan(scaled, today),
-                                             checkpoints=checkpoints)
+            memory = booking.bulk(rs.url, rs.client(), booking.bulk_plan(scaled, today),
+                                  checkpoints=checkpoints)
+            log("memory: the outbox worker delivers 10,000 code SMS")
+            delivered = booking.deliver(rs.url, rs.client(), min(10_000, args.bookings))
+            delivered["bytes_per_appointment_after_delivery"] = round(
+                memory["checkpoints"][-1]["bytes_per_appointment"]
+                + delivered["bytes_per_delivered_sms"], 1)
+            results["memory"] = memory | {"after_delivery": delivered}
     if "outbound" in wanted:
         log("outbound")
         results["outbound"] = outbound_section(args)

@@ -129,6 +129,11 @@ def tables(results: dict) -> list[Table]:
         for c in results["memory"]["checkpoints"]:
             t.add(c["bookings"], c["bytes_per_appointment"], c["redis_cpu_s_per_1000"],
                   c["bookings_per_s"])
+        after = results["memory"].get("after_delivery")
+        if after:
+            t.add(f"... once {after['sent']:,} code SMS are delivered",
+                  after["bytes_per_appointment_after_delivery"], "-",
+                  f"{after['sms_per_s_instant_provider']:,.0f} SMS/s delivered (instant provider)")
         out.append(t)
         by_kind = results["memory"]["breakdown"]["by_kind"]
         t = Table("Where the bytes go (MEMORY USAGE, per appointment)",
