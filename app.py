@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from gateway import cli, simulator, sms_cli
+from gateway import cli, simulator, sms_cli, webhooks
 from gateway.config import Settings
 from gateway.redisconn import connect
 from gateway.services import Services
@@ -32,6 +32,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     cli.init_app(app)
     simulator.init_app(app)
     sms_cli.init_app(app)
+    webhooks.init_app(app)
     return app
 
 

@@ -54,7 +54,25 @@ def render_entry(fields: dict, secret: str) -> str:
     """The text of a queued outbox entry (``t`` template, ``l`` language, ``p`` JSON params).
 
     Security codes are not stored: they are derived here from ``SECRET_KEY`` at send time."""
-    params = json.loads(fields.get("p") or "{}")
+    return render(fields["t"], fields.get("l") or "en", json.loads(fields.get("p") or "{}"),
+                  secret)
+
+
+def render(template: str, lang: str, params: dict, secret: str) -> str:
+    """A filled template; ``ref`` + ``ver`` give ``code``, and a param that is itself an entry
+    ``{"t", "p"}`` (or a list of them, one per line) is rendered the same way, so one message
+    can carry the codes of several bookings without any code being stored."""
+    params = dict(params)
     if "ver" in params and "ref" in params:
         params["code"] = codes.derive_code(secret, params["ref"], int(params["ver"]))
-    return messages.text(fields["t"], fields.get("l") or "en", **params)
+    for name, value in params.items():
+        if _is_entry(value):
+            params[name] = render(value["t"], lang, value.get("p") or {}, secret)
+        elif isinstance(value, list) and value and all(_is_entry(v) for v in value):
+            params[name] = "\n".join(render(v["t"], lang, v.get("p") or {}, secret)
+                                     for v in value)
+    return messages.text(template, lang, **params)
+
+
+def _is_entry(value) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("t"), str)

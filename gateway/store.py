@@ -285,3 +285,56 @@ class Store:
     def is_empty(self) -> bool:
         return self.r.scard(keys.CENTRES) == 0
 
+
+    # -- conversations (flows/): one read, one commit per turn -------------------------------
+
+    def _script(self, name: str):
+        """A script of gateway/lua/ (after common.lua), registered on first use."""
+        if name not in self._scripts:
+            source = (_LUA / "common.lua").read_text() + (_LUA / f"{name}.lua").read_text()
+            self._scripts[name] = self.r.register_script(source)
+        return self._scripts[name]
+
+    def snapshot(self, strings=(), hashes=()) -> dict:
+        """Several keys in one round trip: GET of each of ``strings``, HGETALL of ``hashes``."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for key in strings:
+                pipe.get(key)
+            for key in hashes:
+                pipe.hgetall(key)
+            values = pipe.execute()
+        out = {key: _text(v) if v is not None else None
+               for key, v in zip(strings, values[:len(strings)], strict=True)}
+        out.update({key: _hash(v) for key, v in zip(hashes, values[len(strings):], strict=True)})
+        return out
+
+    def commit_turn(self, *, mobile: str, conversation: str, state: str = "=", ttl: int = 0,
+                    guard: str = "", guard_ttl: int = 0, expect_rev: int | None = None,
+                    pointer: str = "=", pointer_ttl: int = 0, lang: str = "",
+                    messages=()) -> bool:
+        """Write a turn atomically (see converse.lua); False when a replay or a race lost."""
+        args = [guard_ttl if guard else 0, "" if expect_rev is None else expect_rev,
+                state, ttl, pointer, pointer_ttl, lang]
+        for m in messages:
+            args += [m["k"], mobile, m["t"], m["l"], json.dumps(m["p"], ensure_ascii=False)]
+        written = self._script("converse")(
+            keys=[guard or keys.inbound("-"), conversation, keys.conversation("resume", mobile),
+                  keys.language(mobile), keys.OUTBOX, keys.SMS_COUNTS],
+            args=args)
+        return written == 1
+
+    def slip(self, mobile: str) -> list[dict]:
+        """``appointments`` in one round trip: each beneficiary's latest, with centre name."""
+        rows = json.loads(self._script("slip")(keys=[keys.beneficiaries(mobile)],
+                                               args=[keys.PREFIX]))
+        slip = [self._present(row["ref"], row) for row in rows]
+        return sorted(slip, key=lambda a: (a["date"], a["name"]))
+
+    def today_at(self, centre_id: str) -> dict:
+        """``centre_today`` in one round trip, with the centre's name."""
+        today = self.today()
+        raw = self._script("centre_today")(
+            keys=[keys.centre(centre_id), keys.day(centre_id, today),
+                  keys.centre_sessions(centre_id)],
+            args=[keys.PREFIX, today.replace("-", "")])
+        return {"date": today, **json.loads(raw)}

@@ -88,3 +88,13 @@ def sample(store):
     data = sample_data(store.now().date())
     load(store, data)
     return data
+
+
+@pytest.fixture
+def client(settings, r):
+    """A test client of the whole app, on the test Redis (flushed around each test)."""
+    from app import create_app
+
+    app = create_app({"SETTINGS": settings, "TESTING": True})
+    yield app.test_client()
+    app.extensions["tikaline"].redis.connection_pool.disconnect()

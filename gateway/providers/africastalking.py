@@ -1,21 +1,142 @@
 """Africa's Talking: everything about its wire format, in one module.
 
-(Module docstring to be completed: the USSD callback, the end-of-session notice, the inbound
-SMS form, the delivery report, and the SMS API, each with a real example payload.)
+Every callback is ``POST application/x-www-form-urlencoded`` (UTF-8). Required fields are
+declared once below; a missing one is a ``400`` naming it, an undecodable body or field a
+``400``, a body over 16 KiB a ``413``; with ``WEBHOOK_TOKEN`` set, ``?token=`` must match.
+
+**USSD callback** (``/ussd``), one per hop, as captured from the sandbox::
+
+    POST /ussd HTTP/1.1
+    User-Agent: at-ussd-api/1.0
+    Content-Type: application/x-www-form-urlencoded; charset=UTF-8
+
+    phoneNumber=%2B254739495441&serviceCode=%2A384%2A44135%23&text=
+    &sessionId=ATUid_7c898d72eb11f723ed8ea05ef232f279&networkCode=99999
+
+``text`` is empty on the first hop, then every input of the session joined by ``*``
+(``1*Asha Devi*1990``). A caller typing ``*`` inside an answer breaks that split, so it is
+passed on whole and the flow keeps its own state per ``sessionId``. The answer is
+``200 text/plain``: ``CON <screen>`` waits for input, ``END <screen>`` closes the session;
+anything else, a non-200 or a slow answer, ends the session as ``Failed``. Screens are held
+to 160 characters including the prefix.
+
+**End-of-session notice** (``/ussd/events``), sent once the session is over::
+
+    date=2026-12-01+10%3A21%3A05&sessionId=ATUid_7c898d72eb11f723ed8ea05ef232f279
+    &serviceCode=%2A384%2A44135%23&networkCode=99999&phoneNumber=%2B254739495441
+    &status=Incomplete&cost=KES+0.0000&durationInMillis=31402&hopsCount=3
+    &input=1%2AAsha+Devi&lastAppResponse=CON+Year+of+birth&errorMessage=
+
+``status`` is ``Success`` (an ``END`` was reached), ``Incomplete`` (the caller dropped while a
+screen waited) or ``Failed`` (our answer was refused, with ``errorMessage``). Answer ``200``.
+
+**Inbound SMS** (``/sms/inbound``), as received on a short code::
+
+    linkId=03090445075804249226&text=Msg&to=21512&id=ec9adc86-51d5-4bc8-8eb0-d8ab0bb53dc3
+    &date=2017-05-03T06%3A04%3A45Z&from=%2B254791541111
+
+``id`` is unique per message and comes again when the callback is retried (unanswered ones
+are retried for minutes): it is the replay guard. Answer ``200`` at once; the body is ignored
+and replies go out through the SMS API. ``linkId`` is for premium (subscription) replies.
+
+Phone numbers arrive in E.164; anything else is read in ``DEFAULT_REGION`` and refused when
+it is not a possible number.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from urllib.parse import parse_qsl
 
 import requests
 from africastalking.Service import AfricasTalkingException
 from africastalking.SMS import SMSService
 
-from gateway.errors import ConfigurationError
+from gateway.errors import BadRequest, ConfigurationError
+from gateway.http import form_fields
+from gateway.inbound import CLOSE, NEW, RESUME, SMS, USSD, InboundMessage, Reply
+from gateway.phones import normalise
 from gateway.providers.result import CONFIG, REJECTED, RETRY, SENT, SendResult
 
 # ---- Inbound: USSD callback, end-of-session notice, inbound SMS -----------------------------
+
+USSD_FIELDS = ("sessionId", "serviceCode", "phoneNumber", "text")
+USSD_OPTIONAL = ("networkCode",)
+SESSION_END_FIELDS = ("sessionId", "phoneNumber", "status")
+SESSION_END_OPTIONAL = ("date", "serviceCode", "networkCode", "input", "errorMessage",
+                        "durationInMillis", "hopsCount", "cost", "lastAppResponse")
+SMS_FIELDS = ("from", "to", "text", "id")
+SMS_OPTIONAL = ("date", "linkId", "networkCode", "cost")
+SESSION_END_STATUSES = ("Success", "Incomplete", "Failed")
+MAX_ID = 128  # ids become Redis keys: anything longer is junk, not an id
+USSD_LIMIT = 160  # characters per screen, "CON "/"END " included
+log = logging.getLogger("tikaline.africastalking")
+
+
+def parse_ussd(req, region: str) -> InboundMessage:
+    """One USSD hop as a neutral message (``text`` is the whole ``*``-joined input path)."""
+    form = _form(req, USSD_FIELDS, USSD_OPTIONAL)
+    return InboundMessage(
+        channel=USSD, sender=_phone(form, "phoneNumber", region), text=form["text"],
+        session_id=_id(form, "sessionId"), event=RESUME if form["text"] else NEW,
+        meta={"service_code": form["serviceCode"], "network": form["networkCode"]},
+    )
+
+
+def parse_session_end(req, region: str) -> InboundMessage:
+    """The end-of-session notice as a neutral ``close`` message (status kept in ``meta``)."""
+    form = _form(req, SESSION_END_FIELDS, SESSION_END_OPTIONAL)
+    return InboundMessage(
+        channel=USSD, sender=_phone(form, "phoneNumber", region), text=form["input"],
+        session_id=_id(form, "sessionId"), event=CLOSE,
+        meta={"status": form["status"], "error": form["errorMessage"][:200],
+              "duration_ms": form["durationInMillis"], "hops": form["hopsCount"]},
+    )
+
+
+def parse_sms(req, region: str) -> InboundMessage:
+    """One inbound SMS as a neutral message; its ``id`` guards against replays."""
+    form = _form(req, SMS_FIELDS, SMS_OPTIONAL)
+    return InboundMessage(
+        channel=SMS, sender=_phone(form, "from", region), text=form["text"],
+        message_id=_id(form, "id"),
+        meta={"to": form["to"][:32], "network": form["networkCode"], "link_id": form["linkId"]},
+    )
+
+
+def ussd_body(reply: Reply) -> str:
+    """The ``CON ``/``END `` answer to a USSD hop, never longer than a screen."""
+    body = ("END " if reply.end else "CON ") + reply.text
+    if len(body) > USSD_LIMIT:  # the flows' budget tests keep this from happening
+        log.warning("ussd screen over %d characters cut: %r", USSD_LIMIT, body[:40])
+        body = body[:USSD_LIMIT]
+    return body
+
+
+def _form(req, required: tuple[str, ...], optional: tuple[str, ...]) -> dict:
+    fields = form_fields(req, required, optional)
+    try:  # werkzeug would turn a bad %-escape into U+FFFD; a garbled answer is refused instead
+        parse_qsl(req.get_data(cache=True).decode("utf-8"), keep_blank_values=True,
+                  errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("a field is not valid UTF-8 once %-decoded") from None
+    return fields
+
+
+def _phone(form: dict, name: str, region: str) -> str:
+    number = normalise(form[name], region)
+    if not number:
+        raise BadRequest(f"{name} is not a phone number")
+    return number
+
+
+def _id(form: dict, name: str) -> str:
+    value = form[name].strip()
+    if not value or len(value) > MAX_ID or not value.isprintable():
+        raise BadRequest(f"{name} must be 1-{MAX_ID} printable characters")
+    return value
+
 
 
 # ---- Outbound: the SMS API through the official SDK, and delivery reports --------------------

@@ -1,0 +1,163 @@
+"""What every conversation shares: the turn, the per-request model, screens, pages, budgets.
+
+A flow is a ``transitions`` machine built once per process from the ``STATES`` and
+``TRANSITIONS`` at the top of its module. Per request, a light model (a ``Conversation``
+carrying the stored state name and a small data dict) is attached with ``initial=<state>``,
+fed one trigger, and detached; only the state name and the data are stored.
+
+A screen (a USSD page, or an SMS prompt) is a recipe ``{"t": template, "p": params, "e": end}``
+that ``gateway.sms_text.render`` fills; it never holds a security code, only ``ref`` + ``ver``
+to derive one, so it can be stored for replays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from transitions import Machine
+
+from flows import messages, words
+from gateway.inbound import USSD
+from gateway.sms_text import render, segments
+from gateway.store import Store
+
+USSD_SCREEN = 160  # characters, "CON "/"END " included
+MAX_OPTIONS = 8  # 9 is "more", 0 is "back"
+
+
+@dataclass
+class Turn:
+    """One inbound message being handled: who, where, in which language, and what to send."""
+
+    store: Store
+    mobile: str
+    channel: str
+    lang: str
+    vaccinator: dict | None = None
+    new_lang: str = ""  # set when the person chose a language this turn
+    replies: list = field(default_factory=list)  # SMS to queue with the commit: (t, p)
+
+    def say(self, template: str, **params) -> None:
+        """Queue an SMS reply (sent through the outbox once the turn commits)."""
+        self.replies.append((template, params))
+
+    def text(self, recipe: dict) -> str:
+        """A recipe rendered in this turn's language (codes derived, in memory only)."""
+        return render(recipe["t"], self.lang, recipe["p"], self.store.settings.secret_key)
+
+    def fits(self, recipe: dict) -> bool:
+        """Whether a screen keeps to its channel's budget (see SPEC invariant 6)."""
+        text = self.text(recipe)
+        if self.channel == USSD:
+            return len(text) + 4 <= USSD_SCREEN
+        encoding, parts = segments(text)
+        return parts <= (1 if encoding == "gsm7" else 3)
+
+    def key(self, name: str) -> str:
+        """The channel's own template for ``name`` when it has one, else the shared one."""
+        own = f"{self.channel}.{name}"
+        return own if own in messages.catalogue(messages.DEFAULT) else name
+
+    def day(self, iso: str) -> str:
+        """A short day label, e.g. ``Mon 01-12``, in this turn's language."""
+        d = date.fromisoformat(iso)
+        names = messages.template("days", self.lang).split()
+        return messages.text("day", self.lang, wd=names[d.weekday()], dd=f"{d.day:02d}",
+                             mm=f"{d.month:02d}")
+
+
+def recipe(template: str, end: bool = False, **params) -> dict:
+    """A screen: template, params and whether it closes the USSD session."""
+    return {"t": template, "p": params, "e": end}
+
+
+def with_hint(screen: dict, hint: tuple[str, dict] | None, channel: str) -> dict:
+    """The screen with a one-line hint above it (a refused answer), or as it is."""
+    if not hint:
+        return screen
+    return {"t": f"{channel}.hinted", "e": screen["e"],
+            "p": {"hint": {"t": hint[0], "p": hint[1]}, "body": {"t": screen["t"],
+                                                              "p": screen["p"]}}}
+
+
+class Conversation:
+    """The per-request model: ``state`` (set by the machine), ``data`` (stored), the turn."""
+
+    def __init__(self, turn: Turn, data: dict):
+        self.turn = turn
+        self.data = data
+        self.hint: tuple[str, dict] | None = None
+
+    def refuse(self, key: str, **params) -> bool:
+        """A guard's "no": remember the hint to show above the screen again."""
+        self.hint = (key, params)
+        return False
+
+    def screen(self) -> dict | None:
+        """This state's screen, with the hint of a refused answer."""
+        shown = getattr(self, f"screen_{self.state}")()
+        return with_hint(shown, self.hint, self.turn.channel) if shown else None
+
+    def page(self, items: list[tuple[str, str]], build) -> dict:
+        """The page of ``items`` (value, label) from ``data["page"]``: as many as fit (one at
+        least, eight at most); ``build(lines, more)`` makes the screen. Remembers the values
+        shown as ``data["opts"]`` so a reply's number means what the caller saw."""
+        start = min(self.data.get("page", 0), max(0, len(items) - 1))
+        count = max(1, min(MAX_OPTIONS, len(items) - start))
+        while True:
+            shown = items[start:start + count]
+            more = start + count < len(items)
+            lines = "\n".join(f"{i} {label}" for i, (_, label) in enumerate(shown, 1))
+            screen = build(lines, self.turn.text(recipe(self.turn.key("more"))) if more else "")
+            if count == 1 or self.turn.fits(with_hint(screen, self.hint, self.turn.channel)):
+                break
+            count -= 1
+        self.data.update(page=start, opts=[value for value, _ in shown], more=more)
+        return screen
+
+    # Paging guards and actions, shared by every listed screen.
+
+    def wants_more(self, text: str = "", *_) -> bool:
+        asked = words.normal(text) == "9" or words.answer_word(text) == "more"
+        return bool(self.data.get("more")) and asked
+
+    def next_page(self, *_) -> None:
+        self.data.setdefault("pages", []).append(self.data.get("page", 0))
+        self.data["page"] = self.data.get("page", 0) + len(self.data.get("opts", []))
+
+    def on_later_page(self, *_) -> bool:
+        return bool(self.data.get("pages"))
+
+    def previous_page(self, *_) -> None:
+        self.data["page"] = self.data["pages"].pop()
+
+    def first_page(self, *_) -> None:
+        self.data.update(page=0, pages=[])
+
+
+class Flow:
+    """A conversation's machine, built once, and how it hands over to other flows."""
+
+    def __init__(self, name: str, model: type[Conversation], states: list, transitions: list,
+                 exits: dict | None = None, final: tuple = ()):
+        self.name = name
+        self.model = model
+        self.machine = Machine(model=None, states=states, transitions=transitions,
+                               initial=states[0] if isinstance(states[0], str)
+                               else states[0]["name"],
+                               auto_transitions=False)
+        self.exits = exits or {}  # state -> (flow, state): where the caller goes next
+        self.final = final  # states where the conversation is over
+
+    def run(self, turn: Turn, state: str, data: dict, trigger: str | None = None,
+            *args) -> tuple[Conversation, bool]:
+        """Attach a model at ``state``, fire ``trigger`` (if it applies there), detach."""
+        model = self.model(turn, data)
+        self.machine.add_model(model, initial=state)
+        try:
+            event = self.machine.events.get(trigger) if trigger else None
+            moved = bool(event and state in event.transitions and getattr(model, trigger)(*args))
+        finally:
+            self.machine.remove_model(model)
+        return model, moved

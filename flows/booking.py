@@ -1,0 +1,256 @@
+"""Booking a vaccination, one machine for both channels (USSD menu 1, SMS ``BOOK [pincode]``).
+
+::
+
+    name → birth_year → pincode → centre (⟲ 9 more) → date → slot → confirm → booked
+                      └── BOOK <pincode> with open centres ──┘          ├──→ stopped
+                                                                        └──→ refused
+
+Centres are those with open capacity in the next 7 days for the beneficiary's age. An answer
+moves on when its guards accept it (rows tried in order); when none does, the same screen
+comes back with the hint the failing guard left. ``0`` (USSD) goes back one screen.
+"""
+
+from __future__ import annotations
+
+from flows import words
+from flows.base import Conversation, Flow, recipe
+
+STATES = ["name", "birth_year", "pincode", "centre", "date", "slot", "confirm",
+          "booked", "stopped", "refused", "menu"]
+FINAL = ("booked", "stopped", "refused")
+
+TRANSITIONS = [
+    {"trigger": "answer", "source": "name", "dest": "birth_year", "conditions": "valid_name"},
+    {"trigger": "answer", "source": "birth_year", "dest": "centre",
+     "conditions": ["valid_birth_year", "pincode_given", "centres_open"]},
+    {"trigger": "answer", "source": "birth_year", "dest": "pincode",
+     "conditions": "valid_birth_year"},
+    {"trigger": "answer", "source": "pincode", "dest": "centre",
+     "conditions": ["valid_pincode", "centres_open"]},
+    {"trigger": "answer", "source": ["centre", "date", "slot"], "dest": "=",
+     "conditions": "wants_more", "after": "next_page"},
+    {"trigger": "answer", "source": "centre", "dest": "date", "conditions": "picked_centre"},
+    {"trigger": "answer", "source": "date", "dest": "slot", "conditions": "picked_date"},
+    {"trigger": "answer", "source": "slot", "dest": "confirm", "conditions": "picked_slot"},
+    {"trigger": "answer", "source": "confirm", "dest": "stopped", "conditions": "said_no"},
+    {"trigger": "answer", "source": "confirm", "dest": "booked",
+     "conditions": ["said_yes", "booking_made"]},
+    {"trigger": "answer", "source": "confirm", "dest": "slot", "conditions": "slot_taken"},
+    {"trigger": "answer", "source": "confirm", "dest": "refused", "conditions": "booking_refused"},
+    {"trigger": "back", "source": "name", "dest": "menu"},
+    {"trigger": "back", "source": "birth_year", "dest": "name"},
+    {"trigger": "back", "source": "pincode", "dest": "birth_year"},
+    {"trigger": "back", "source": ["centre", "date", "slot"], "dest": "=",
+     "conditions": "on_later_page", "after": "previous_page"},
+    {"trigger": "back", "source": "centre", "dest": "pincode"},
+    {"trigger": "back", "source": "date", "dest": "centre", "after": "first_page"},
+    {"trigger": "back", "source": "slot", "dest": "date", "after": "first_page"},
+    {"trigger": "back", "source": "confirm", "dest": "slot", "after": "first_page"},
+]
+
+# What a refusal of the store means to the person booking.
+REFUSALS = {"already_booked": "already_booked", "too_many": "too_many", "too_young": "age",
+            "too_old": "age", "past": "gone", "no_session": "gone", "no_slot": "gone"}
+OLDEST = 120
+
+
+def _age_fits(session: dict, birth_year: int) -> bool:
+    age = int(session["date"][:4]) - birth_year
+    low, high = session.get("min_age") or "", session.get("max_age") or ""
+    return (low == "" or age >= int(low)) and (high == "" or age <= int(high))
+
+
+class Booking(Conversation):
+    """One booking conversation; ``data`` holds the answers so far."""
+
+    _centres: list | None = None
+
+    # -- reads (at most one per turn) -------------------------------------------------------
+
+    def centres(self) -> list[dict]:
+        """Centres near the pincode with open slots in the next 7 days for this age."""
+        if self._centres is None:
+            found = []
+            for centre in self.turn.store.availability(self.data["pin"]):
+                sessions = [s for s in centre["sessions"]
+                            if s["open"] > 0 and _age_fits(s, self.data["by"])]
+                if sessions:
+                    found.append({**centre, "sessions": sessions})
+            self._centres = found
+        return self._centres
+
+    def _centre(self, centre_id: str) -> dict | None:
+        return next((c for c in self.centres() if c["id"] == centre_id), None)
+
+    # -- guards -----------------------------------------------------------------------------
+
+    def valid_name(self, text: str) -> bool:
+        name = words.person_name(text)
+        if not name:
+            return self.refuse("hint.name")
+        self.data["name"] = name
+        return True
+
+    def valid_birth_year(self, text: str) -> bool:
+        year = words.number(text, 4)
+        this_year = self.turn.store.now().year
+        if not year or not this_year - OLDEST <= int(year) <= this_year:
+            return self.refuse("hint.birth_year")
+        self.data["by"] = int(year)
+        return True
+
+    def pincode_given(self, *_) -> bool:
+        return bool(self.data.get("pin"))
+
+    def valid_pincode(self, text: str) -> bool:
+        pin = words.number(text, 6)
+        if not pin or pin.startswith("0"):
+            return self.refuse("hint.pincode")
+        self.data["pin"] = pin
+        return True
+
+    def centres_open(self, *_) -> bool:
+        if not self.centres():
+            return self.refuse("hint.no_centres", pin=self.data["pin"])
+        self.first_page()
+        return True
+
+    def picked_centre(self, text: str) -> bool:
+        picked = words.choice(text, len(self.data.get("opts", [])))
+        if not picked:
+            return self.refuse("hint.choose")
+        centre = self._centre(self.data["opts"][picked - 1])
+        if not centre:
+            return self.refuse("hint.centre_full")
+        self.data.update(cid=centre["id"], cname=centre["name"],
+                         dates=[[s["id"], s["date"]] for s in centre["sessions"]])
+        self.first_page()
+        return True
+
+    def picked_date(self, text: str) -> bool:
+        picked = words.choice(text, len(self.data.get("opts", [])))
+        if not picked:
+            return self.refuse("hint.choose")
+        session_id = self.data["opts"][picked - 1]
+        day = dict(self.data["dates"]).get(session_id, "")
+        centre = self._centre(self.data["cid"])
+        session = next((s for s in centre["sessions"] if s["id"] == session_id), None) \
+            if centre else None
+        if not session:
+            return self.refuse("hint.date_full")
+        slots = [[i, slot["time"]] for i, slot in enumerate(session["slots"]) if slot["open"] > 0]
+        self.data.update(sid=session_id, date=day, slots=slots)
+        self.first_page()
+        return True
+
+    def picked_slot(self, text: str) -> bool:
+        picked = words.choice(text, len(self.data.get("opts", [])))
+        if not picked:
+            return self.refuse("hint.choose")
+        self.data["slot"] = self.data["opts"][picked - 1]
+        self.data["time"] = dict(self.data["slots"]).get(self.data["slot"], "")
+        return True
+
+    def said_yes(self, text: str) -> bool:
+        return words.normal(text) == "1" or words.answer_word(text) == "yes"
+
+    def said_no(self, text: str) -> bool:
+        return words.normal(text) == "2" or words.answer_word(text) == "no"
+
+    def booking_made(self, *_) -> bool:
+        self.outcome = self.turn.store.book(
+            mobile=self.turn.mobile, name=self.data["name"], birth_year=self.data["by"],
+            session_id=self.data["sid"], slot=self.data["slot"], lang=self.turn.lang)
+        if self.outcome.status in ("ok", "replay"):  # a replay is the booking already made
+            self.data["ref"] = self.outcome.value
+            return True
+        return False
+
+    def slot_taken(self, *_) -> bool:
+        if getattr(self, "outcome", None) is None or self.outcome.status != "full":
+            return False
+        self.data["slots"] = [s for s in self.data["slots"] if s[0] != self.data["slot"]]
+        self.hint = ("hint.slot_full", {})
+        self.first_page()
+        return True
+
+    def booking_refused(self, *_) -> bool:
+        if getattr(self, "outcome", None) is None:
+            return self.refuse(self.turn.key("hint.confirm"))
+        self.data["why"] = REFUSALS.get(self.outcome.status, "error")
+        self.data["ref"] = self.outcome.value if self.outcome.status == "already_booked" else ""
+        return True
+
+    # -- screens ----------------------------------------------------------------------------
+
+    def _show(self, screen: str, end: bool = False, **params) -> dict:
+        return recipe(self.turn.key(f"book.{screen}"), end, **params)
+
+    def screen_name(self):
+        return self._show("name")
+
+    def screen_birth_year(self):
+        return self._show("birth_year", name=self.data["name"])
+
+    def screen_pincode(self):
+        return self._show("pincode", name=self.data["name"])
+
+    def screen_centre(self):
+        items = [(c["id"], c["name"]) for c in self.centres()]
+        if not items:  # every centre filled up since the list was shown
+            self.hint = ("hint.no_centres", {"pin": self.data["pin"]})
+            return self._show("pincode", name=self.data["name"])
+        return self.page(items, lambda lines, more: self._show(
+            "centre", pin=self.data["pin"], items=lines, more=more and "\n" + more))
+
+    def screen_date(self):
+        items = [(sid, self.turn.day(day)) for sid, day in self.data["dates"]]
+        return self.page(items, lambda lines, more: self._show(
+            "date", centre=self.data["cname"], items=lines, more=more and "\n" + more))
+
+    def screen_slot(self):
+        params = {"centre": self.data["cname"], "day": self.turn.day(self.data["date"])}
+        if not self.data["slots"]:
+            return self._show("slot_none", **params)
+        return self.page([tuple(slot) for slot in self.data["slots"]], lambda lines, more:
+                         self._show("slot", items=lines, more=more and "\n" + more, **params))
+
+    def screen_confirm(self):
+        return self._show("confirm", name=self.data["name"], by=self.data["by"],
+                          centre=self.data["cname"], day=self.turn.day(self.data["date"]),
+                          time=self.data["time"])
+
+    def screen_booked(self):
+        if self.turn.channel != "ussd":
+            return None  # the confirmation SMS queued with the booking is the reply
+        return self._show("booked", end=True, name=self.data["name"], ref=self.data["ref"])
+
+    def screen_stopped(self):
+        return self._show("stopped", end=True)
+
+    def screen_refused(self):
+        return recipe(f"book.refused.{self.data['why']}", True, name=self.data["name"],
+                      ref=self.data.get("ref") or "")
+
+    def screen_menu(self):
+        return None  # handed over to the menu
+
+
+FLOW = Flow("booking", Booking, STATES, TRANSITIONS, exits={"menu": ("menu", "main")},
+            final=FINAL)
+
+
+def start(turn, pincode_text: str = "") -> tuple[Booking, dict]:
+    """A new booking at its first question; ``BOOK <pincode>`` remembers the pincode."""
+    data = {}
+    hint = None
+    if pincode_text:
+        pin = words.number(pincode_text, 6)
+        if pin and not pin.startswith("0"):
+            data["pin"] = pin
+        else:
+            hint = ("hint.pincode_later", {})
+    model, _ = FLOW.run(turn, "name", data)
+    model.hint = hint
+    return model, data

@@ -1,0 +1,123 @@
+"""Cancelling a booking: USSD "3 Cancel" (pick, confirm) and SMS ``CANCEL <ref>``.
+
+::
+
+    pick (⟲ 9 more) ─n→ confirm ─1→ cancelled
+                              └──→ refused (not this mobile's, already over, …)
+
+Only bookings that can still be cancelled are offered (lifecycle: booked, verified, locked,
+and their day not over). The store frees the slot and queues the confirmation SMS in the
+same step; that SMS is the reply to ``CANCEL``.
+"""
+
+from __future__ import annotations
+
+from flows import lifecycle, words
+from flows.base import Conversation, Flow, Turn, recipe
+from gateway.codes import parse_reference
+
+STATES = ["pick", "confirm", "cancelled", "refused", "menu"]
+TRANSITIONS = [
+    {"trigger": "answer", "source": "pick", "dest": "=", "conditions": "wants_more",
+     "after": "next_page"},
+    {"trigger": "answer", "source": "pick", "dest": "confirm", "conditions": "picked_booking"},
+    {"trigger": "answer", "source": "confirm", "dest": "cancelled",
+     "conditions": ["said_yes", "cancel_done"]},
+    {"trigger": "answer", "source": "confirm", "dest": "refused", "conditions": "cancel_refused"},
+    {"trigger": "back", "source": "pick", "dest": "=", "conditions": "on_later_page",
+     "after": "previous_page"},
+    {"trigger": "back", "source": "pick", "dest": "menu"},
+    {"trigger": "back", "source": "confirm", "dest": "pick"},
+]
+CANCELLABLE = lifecycle.sources("cancel")
+
+
+def refusal(turn: Turn, status: str, value: str, ref: str) -> tuple[str, dict]:
+    """The reply to a cancel the store refused."""
+    if status == "state":
+        return "cancel.refused.state", {"ref": ref, "state": {"t": f"state.{value}", "p": {}}}
+    if status == "past":
+        return "cancel.refused.past", {"ref": ref, "day": turn.day(value)}
+    return "cancel.refused.not_found", {"ref": ref}
+
+
+class Cancel(Conversation):
+    """Cancel over USSD; ``data["pick"]`` is the booking chosen."""
+
+    _slip: list | None = None
+
+    def open_bookings(self) -> list[dict]:
+        if self._slip is None:
+            self._slip = [a for a in self.turn.store.slip(self.turn.mobile)
+                          if a["shown_state"] in CANCELLABLE]
+        return self._slip
+
+    def picked_booking(self, text: str) -> bool:
+        picked = words.choice(text, len(self.data.get("opts", [])))
+        if not picked:
+            return self.refuse("hint.choose")
+        ref = self.data["opts"][picked - 1]
+        a = next((a for a in self.open_bookings() if a["ref"] == ref), None)
+        if not a:
+            return self.refuse("hint.gone")
+        self.data["pick"] = {"ref": ref, "name": a["name"], "centre": a["centre_name"],
+                             "date": a["date"], "time": a["time"]}
+        return True
+
+    def said_yes(self, text: str) -> bool:
+        return words.normal(text) == "1"
+
+    def cancel_done(self, *_) -> bool:
+        self.outcome = self.turn.store.cancel(mobile=self.turn.mobile,
+                                              ref=self.data["pick"]["ref"], lang=self.turn.lang)
+        return self.outcome.ok
+
+    def cancel_refused(self, *_) -> bool:
+        if getattr(self, "outcome", None) is None:
+            return self.refuse("hint.yes_back")
+        self.data["why"] = refusal(self.turn, self.outcome.status, self.outcome.value,
+                                   self.data["pick"]["ref"])
+        return True
+
+    def screen_pick(self):
+        items = [(a["ref"], f"{a['name']} {self.turn.day(a['date'])}")
+                 for a in self.open_bookings()]
+        if not items:
+            return recipe("ussd.cancel.none")
+        return self.page(items, lambda lines, more: recipe(
+            "ussd.cancel.pick", items=lines, more=more and "\n" + more))
+
+    def screen_confirm(self):
+        pick = self.data["pick"]
+        return recipe("ussd.cancel.confirm", name=pick["name"], centre=pick["centre"],
+                      day=self.turn.day(pick["date"]), time=pick["time"])
+
+    def screen_cancelled(self):
+        return recipe("ussd.cancel.done", True, name=self.data["pick"]["name"],
+                      ref=self.data["pick"]["ref"])
+
+    def screen_refused(self):
+        template, params = self.data["why"]
+        return recipe(template, True, **params)
+
+    def screen_menu(self):
+        return None
+
+
+FLOW = Flow("cancel", Cancel, STATES, TRANSITIONS, exits={"menu": ("menu", "main")},
+            final=("cancelled", "refused"))
+
+
+def sms_cancel(turn: Turn, rest: str) -> None:
+    """``CANCEL <ref>``: the store's SMS confirms a cancel; a refusal is answered here."""
+    if not rest:
+        turn.say("sms.cancel.usage")
+        return
+    ref = parse_reference(rest)
+    if not ref:
+        turn.say("sms.bad_ref", typed=rest[:24])
+        return
+    outcome = turn.store.cancel(mobile=turn.mobile, ref=ref, lang=turn.lang)
+    if not outcome.ok:
+        template, params = refusal(turn, outcome.status, outcome.value, ref)
+        turn.say(template, **params)

@@ -1,0 +1,86 @@
+"""The USSD main menu, the offer to resume a dropped booking, language and help.
+
+::
+
+    main ─1→ book (booking flow)      resume ─1→ resumed (the booking where it dropped)
+         ─2→ appointments (status)           ─2→ main (the dropped booking forgotten)
+         ─3→ cancel (cancel flow)
+         ─4→ language ─1/2→ main (in the chosen language)
+         ─5→ help
+"""
+
+from __future__ import annotations
+
+from flows import words
+from flows.base import Conversation, Flow, recipe
+
+STATES = ["main", "resume", "language", "help", "book", "appointments", "cancel", "resumed"]
+MENU = {"1": "book", "2": "appointments", "3": "cancel", "4": "language", "5": "help"}
+LANGUAGES = {"1": "en", "2": "hi"}
+
+TRANSITIONS = [
+    *({"trigger": "answer", "source": "main", "dest": dest, "conditions": f"chose_{dest}"}
+      for dest in MENU.values()),
+    {"trigger": "answer", "source": "resume", "dest": "resumed", "conditions": "chose_continue"},
+    {"trigger": "answer", "source": "resume", "dest": "main", "conditions": "chose_start_over",
+     "after": "forget_booking"},
+    {"trigger": "answer", "source": "language", "dest": "main", "conditions": "picked_language"},
+    {"trigger": "back", "source": ["language", "help", "resume"], "dest": "main"},
+]
+
+EXITS = {"book": ("booking", "name"), "appointments": ("status", "list"),
+         "cancel": ("cancel", "pick"), "resumed": ("resumed", "")}
+
+
+class Menu(Conversation):
+    """The menu; ``data["pointer"]`` holds the dropped booking while it is offered."""
+
+    def _chose(self, text: str, dest: str) -> bool:
+        return MENU.get(words.normal(text)) == dest
+
+    def chose_book(self, text: str) -> bool:
+        return self._chose(text, "book")
+
+    def chose_appointments(self, text: str) -> bool:
+        return self._chose(text, "appointments")
+
+    def chose_cancel(self, text: str) -> bool:
+        return self._chose(text, "cancel")
+
+    def chose_language(self, text: str) -> bool:
+        return self._chose(text, "language")
+
+    def chose_help(self, text: str) -> bool:
+        return self._chose(text, "help")
+
+    def chose_continue(self, text: str) -> bool:
+        return words.normal(text) == "1" and bool(self.data.get("pointer"))
+
+    def chose_start_over(self, text: str) -> bool:
+        return words.normal(text) == "2"
+
+    def forget_booking(self, *_) -> None:
+        self.data.pop("pointer", None)
+        self.data["forget"] = True
+
+    def picked_language(self, text: str) -> bool:
+        lang = LANGUAGES.get(words.normal(text))
+        if not lang:
+            return self.refuse("hint.choose")
+        self.turn.lang = self.turn.new_lang = lang
+        return True
+
+    def screen_main(self):
+        return recipe("ussd.menu")
+
+    def screen_resume(self):
+        return recipe("ussd.resume", name=self.data["pointer"]["d"].get("name", ""))
+
+    def screen_language(self):
+        return recipe("ussd.language")
+
+    def screen_help(self):
+        return recipe("ussd.help")
+
+
+FLOW = Flow("menu", Menu, STATES, TRANSITIONS, exits=EXITS)

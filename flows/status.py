@@ -1,0 +1,103 @@
+"""The appointment slip: every beneficiary of a mobile, with the code of each open booking.
+
+Over USSD ("2 My appointments") one booking per screen, ``1`` for the next, ``0`` back; over
+SMS (``STATUS``) as few messages as the budget allows. Codes are derived when the text is
+rendered, from ``ref`` + ``ver``: neither the stored screen nor the queued SMS holds one.
+"""
+
+from __future__ import annotations
+
+from flows import words
+from flows.base import Conversation, Flow, Turn, recipe
+from gateway.sms_text import segments
+
+STATES = ["list", "menu"]
+TRANSITIONS = [
+    {"trigger": "answer", "source": "list", "dest": "=", "conditions": "wants_next",
+     "after": "next_one"},
+    {"trigger": "back", "source": "list", "dest": "=", "conditions": "not_first",
+     "after": "previous_one"},
+    {"trigger": "back", "source": "list", "dest": "menu"},
+]
+WITH_CODE = ("booked", "verified")  # the states in which a vaccinator will ask for the code
+SLIP_BUDGET = {"gsm7": 3, "ucs2": 5}  # segments per SMS (SPEC invariant 6)
+
+
+class Status(Conversation):
+    """The slip over USSD; ``data["i"]`` is the booking shown."""
+
+    _slip: list | None = None
+
+    def slip(self) -> list[dict]:
+        if self._slip is None:
+            self._slip = self.turn.store.slip(self.turn.mobile)
+        return self._slip
+
+    def wants_next(self, text: str) -> bool:
+        if words.normal(text) == "1" and self.data.get("i", 0) + 1 < self.data.get("n", 0):
+            return True
+        return self.refuse("hint.next_back" if self.data.get("n", 0) > 1 else "hint.back")
+
+    def next_one(self, *_) -> None:
+        self.data["i"] = self.data.get("i", 0) + 1
+
+    def not_first(self, *_) -> bool:
+        return self.data.get("i", 0) > 0
+
+    def previous_one(self, *_) -> None:
+        self.data["i"] -= 1
+
+    def screen_list(self):
+        slip = self.slip()
+        if not slip:
+            self.data.update(i=0, n=0)
+            return recipe("ussd.status.none")
+        i = min(self.data.get("i", 0), len(slip) - 1)
+        self.data.update(i=i, n=len(slip))
+        a = slip[i]
+        more = self.turn.text(recipe("ussd.next")) + "\n" if i + 1 < len(slip) else ""
+        params = {"i": i + 1, "n": len(slip), "name": a["name"], "ref": a["ref"],
+                  "centre": a["centre_name"], "day": self.turn.day(a["date"]),
+                  "time": a["time"], "more": more}
+        if a["shown_state"] in WITH_CODE:
+            return recipe("ussd.status.open", ver=int(a["ver"]), **params)
+        return recipe("ussd.status.closed", state={"t": f"state.{a['shown_state']}", "p": {}},
+                      **params)
+
+    def screen_menu(self):
+        return None
+
+
+FLOW = Flow("status", Status, STATES, TRANSITIONS, exits={"menu": ("menu", "main")})
+
+
+def slip_line(turn: Turn, a: dict) -> dict:
+    """One booking of the SMS slip, as an entry the sender renders (code derived then)."""
+    params = {"name": a["name"], "ref": a["ref"], "day": turn.day(a["date"])}
+    if a["shown_state"] in WITH_CODE:
+        return {"t": "sms.slip.open", "p": {**params, "ver": int(a["ver"]),
+                                            "centre": a["centre_name"], "time": a["time"]}}
+    if a["shown_state"] == "locked":
+        return {"t": "sms.slip.locked", "p": params}
+    return {"t": "sms.slip.closed", "p": {**params, "state": {"t": f"state.{a['shown_state']}",
+                                                              "p": {}}}}
+
+
+def sms_slip(turn: Turn) -> None:
+    """Queue the slip for ``STATUS``: the bookings packed into as few SMS as fit the budget."""
+    slip = turn.store.slip(turn.mobile)
+    if not slip:
+        turn.say("sms.slip.none")
+        return
+    group: list[dict] = []
+    for line in (slip_line(turn, a) for a in slip):
+        if group and not _fits_slip(turn, group + [line]):
+            turn.say("sms.slip", lines=group)
+            group = []
+        group.append(line)
+    turn.say("sms.slip", lines=group)
+
+
+def _fits_slip(turn: Turn, lines: list[dict]) -> bool:
+    encoding, parts = segments(turn.text(recipe("sms.slip", lines=lines)))
+    return parts <= SLIP_BUDGET[encoding]

@@ -1,0 +1,107 @@
+"""Reading what people type: keywords in any catalogue language, numbers, names, yes and no.
+
+Keywords and their aliases live in the catalogues (``kw.<command>``, space-separated), so a
+translator adds a Hindi alias without touching code. Matching is case-insensitive, ignores
+punctuation and extra spaces, and reads Devanagari digits as digits.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from functools import cache
+
+from flows import messages
+from gateway.codes import ascii_digits
+
+COMMANDS = ("book", "status", "cancel", "code", "lang", "help", "verify", "dose", "today")
+VACCINATOR_COMMANDS = ("verify", "dose", "today")
+ANSWERS = ("yes", "no", "more", "lang_en", "lang_hi")
+MAX_NAME = 30
+_NAME_PUNCTUATION = set(" .'-")
+
+
+def normal(text: str) -> str:
+    """NFC text with ASCII digits and single spaces, trimmed."""
+    return " ".join(ascii_digits(unicodedata.normalize("NFC", text or "")).split())
+
+
+def _wordish(char: str) -> bool:
+    # Letters, combining marks (Devanagari vowel signs) and digits make words; the rest splits.
+    return unicodedata.category(char)[0] in "LMN"
+
+
+def tokens(text: str) -> list[str]:
+    """The words of a text, casefolded, punctuation dropped."""
+    out, word = [], []
+    for char in normal(text).casefold():
+        if _wordish(char):
+            word.append(char)
+        elif word:
+            out.append("".join(word))
+            word = []
+    if word:
+        out.append("".join(word))
+    return out
+
+
+@cache
+def _aliases() -> dict[str, str]:
+    """Every alias of every keyword and answer word, from all catalogues."""
+    table = {}
+    for lang in messages.LANGUAGES:
+        entries = messages.catalogue(lang)
+        for word in COMMANDS + ANSWERS:
+            for alias in entries.get(f"kw.{word}", "").split():
+                for token in tokens(alias):
+                    table[token] = word
+    return table
+
+
+def meaning(token: str) -> str | None:
+    """The keyword or answer word a token stands for, if any."""
+    return _aliases().get(token)
+
+
+def command(text: str) -> tuple[str | None, str]:
+    """(command, the rest of the text) when the text starts with a keyword, else (None, text)."""
+    clean = normal(text)
+    first = tokens(clean)[:1]
+    word = meaning(first[0]) if first else None
+    if word not in COMMANDS:
+        return None, clean
+    # The rest starts after the keyword's own characters, whatever punctuation preceded it.
+    folded = clean.casefold()
+    start = folded.find(first[0]) + len(first[0])
+    return word, clean[start:].strip(" .,:;!?#*-")
+
+
+def answer_word(text: str) -> str | None:
+    """The answer word a whole reply stands for (``yes``, ``no``, ``more``…), if any."""
+    words = tokens(text)
+    return meaning(words[0]) if len(words) == 1 else None
+
+
+def choice(text: str, count: int) -> int | None:
+    """The option number 1..count a reply picks, if it is one."""
+    digits = normal(text).strip(" .)#")
+    if digits.isascii() and digits.isdigit() and 1 <= int(digits) <= count:
+        return int(digits)
+    return None
+
+
+def person_name(text: str) -> str | None:
+    """A beneficiary's name as typed (letters of any script, spaces, . ' -), at most 30."""
+    name = " ".join(unicodedata.normalize("NFC", text or "").split())
+    if not 1 <= len(name) <= MAX_NAME:
+        return None
+    if not any(unicodedata.category(c).startswith("L") for c in name):
+        return None
+    if not all(c in _NAME_PUNCTUATION or unicodedata.category(c)[0] in "LM" for c in name):
+        return None
+    return name
+
+
+def number(text: str, digits: int) -> str | None:
+    """Exactly ``digits`` digits (any script), spaces ignored, or None."""
+    value = normal(text).replace(" ", "")
+    return value if len(value) == digits and value.isascii() and value.isdigit() else None

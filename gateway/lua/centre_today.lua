@@ -1,0 +1,18 @@
+-- Read-only: a centre's name, today's counts and open capacity in one round trip, as JSON.
+-- KEYS: centre, day(centre, today), centre sessions index
+-- ARGV: prefix, today as yyyymmdd
+local prefix, score = ARGV[1], ARGV[2]
+local counts = hgetall(KEYS[2])
+local open = 0
+for _, sid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], score, score)) do
+  local s = hgetall(prefix .. 'session:' .. sid)
+  local i = 0
+  while s['cap:' .. i] do
+    open = open + math.max(0, tonumber(s['cap:' .. i]) - tonumber(s['booked:' .. i] or '0'))
+    i = i + 1
+  end
+end
+return cjson.encode({name = redis.call('HGET', KEYS[1], 'name') or '',
+                     booked = tonumber(counts.booked or '0'),
+                     verified = tonumber(counts.verified or '0'),
+                     vaccinated = tonumber(counts.vaccinated or '0'), open = open})

@@ -1,0 +1,83 @@
+"""The Africa's Talking webhooks: each view parses, hands the neutral message to a flow, and
+formats the answer. Bad input is a 4xx that says what is wrong, as text, never a 500."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Blueprint, Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from flows import router, ussd
+from gateway.errors import BadRequest
+from gateway.http import check_token
+from gateway.providers import africastalking as at
+from gateway.services import services
+
+bp = Blueprint("webhooks", __name__)
+log = logging.getLogger("tikaline.webhooks")
+
+
+def _text(body: str, status: int = 200) -> Response:
+    return Response(body, status=status, mimetype="text/plain")
+
+
+@bp.post("/ussd")
+def ussd_hop():
+    """One USSD hop: ``CON …`` or ``END …``, always."""
+    check_token()
+    svc = services()
+    msg = at.parse_ussd(request, svc.settings.default_region)
+    return _text(at.ussd_body(ussd.handle(svc.store, msg)))
+
+
+@bp.post("/ussd/events")
+def ussd_session_end():
+    """The end-of-session notice: logged, and a dropped booking kept for the next dial."""
+    check_token()
+    svc = services()
+    ussd.close(svc.store, at.parse_session_end(request, svc.settings.default_region))
+    return _text("")
+
+
+@bp.post("/sms/inbound")
+def sms_inbound():
+    """An inbound SMS: applied at once; its replies leave through the outbox."""
+    check_token()
+    svc = services()
+    msg = at.parse_sms(request, svc.settings.default_region)
+    try:
+        router.handle(svc.store, msg)
+    except Exception:
+        # Nothing was committed (the commit is the last, atomic step): the provider's retry
+        # applies the message once the cause (Redis away, most likely) is gone.
+        log.exception("event=sms_failed id=%s", msg.message_id)
+        return _text("try again later", 503)
+    return _text("")
+
+
+@bp.get("/healthz")
+def healthz():
+    """200 while Redis answers, 503 otherwise."""
+    try:
+        services().redis.ping()
+    except redis.RedisError:
+        return _text("redis unreachable", 503)
+    return _text("ok")
+
+
+@bp.app_errorhandler(BadRequest)
+def refused(exc: BadRequest):
+    return _text(str(exc), exc.status)
+
+
+@bp.app_errorhandler(413)
+def too_large(exc: HTTPException):
+    # Werkzeug's own 413 page is HTML; a webhook caller reads plain text.
+    return _text("body too large (16 KiB at most)", 413)
+
+
+def init_app(app: Flask) -> None:
+    """Register the webhooks and their error handlers."""
+    app.register_blueprint(bp)
