@@ -80,7 +80,8 @@
       this.$(".ussd-input").disabled = !open;
       this.$(".ussd-send").disabled = !open;
       this.$(".hangup").disabled = !this.session;
-      if (open) { this.$(".ussd-input").value = ""; this.$(".ussd-input").focus(); }
+      this.$(".ussd-input").value = "";
+      if (open) this.$(".ussd-input").focus();
     }
 
     async dial() {
