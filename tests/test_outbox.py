@@ -178,12 +178,13 @@ def test_sends_in_flight_never_exceed_the_concurrency(r, at_settings, fake):
 
 
 def test_the_send_rate_is_capped(r, at_settings, fake):
-    for i in range(6):
-        queue_sms(r, f"lock:r{i}", f"+91981111120{i}")
-    with running(r, at_settings, concurrency=6, rate=20):
-        wait_for(lambda: stats(r)["sent"] == 6, "all six sent")
+    for i in range(11):
+        queue_sms(r, f"lock:r{i}", f"+9198111112{i:02d}")
+    with running(r, at_settings, concurrency=8, rate=20):
+        wait_for(lambda: stats(r)["sent"] == 11, "all eleven sent")
     times = sorted(req["at"] for req in fake.requests)
-    assert times[-1] - times[0] >= 5 / 20 * 0.9  # 6 sends at 20/s span at least 0.25 s
+    # 11 sends at 20/s span 0.5 s; the first request's own connection setup may eat a little.
+    assert times[-1] - times[0] >= 0.4
 
 
 def test_requeue_from_the_dead_letters(r, at_settings, fake):
