@@ -246,7 +246,7 @@ def start(turn, pincode_text: str = "") -> tuple[Booking, dict]:
     data = {}
     hint = None
     if pincode_text:
-        pin = words.number(pincode_text, 6)
+        pin = words.number("".join(t for t in words.tokens(pincode_text) if t.isdigit()), 6)
         if pin and not pin.startswith("0"):
             data["pin"] = pin
         else:

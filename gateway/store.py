@@ -158,7 +158,7 @@ class Store:
             keys=[keys.pincode(pincode) if pincode else keys.CENTRES],
             args=[keys.PREFIX, first.strftime("%Y%m%d"), last.strftime("%Y%m%d")],
         )
-        centres = json.loads(raw)
+        centres = json.loads(raw) or []  # cjson writes an empty table as {}
         for centre in centres:
             sessions = centre["sessions"] if isinstance(centre["sessions"], list) else []
             for s in sessions:

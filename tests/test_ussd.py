@@ -1,0 +1,308 @@
+"""USSD journeys through ``/ussd`` with a real Redis: book, look up, cancel, go back, resume a
+dropped session, and replays that change nothing."""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+
+import pytest
+import redis
+
+from gateway import codes, keys
+from gateway.sms_text import render_entry
+from tests.conversation_helpers import (
+    Phone,
+    all_values,
+    appointments,
+    last_text,
+    live_codes,
+    load_data,
+    outbox,
+    ref_and_code,
+    texts,
+    tiny_data,
+)
+
+MENU = "CON TikaLine vaccination\n1 Book\n2 My appointments\n3 Cancel\n4 भाषा/Language\n5 Help"
+
+
+def book(phone: Phone, name: str = "Asha Devi", year: str = "1990", pin: str = "110017") -> str:
+    """Dial and book the first centre, date and slot offered; the last screen."""
+    phone.dial()
+    return phone.press("1", name, year, pin, "1", "1", "1", "1")
+
+
+def test_booking_over_ussd_queues_the_code_sms(client, sample, r, settings):
+    phone = Phone(client)
+    assert phone.dial() == MENU
+    assert phone.press("1") == "CON Name of the person to vaccinate, as on their ID\n0 Back"
+    assert phone.press("Asha Devi") == "CON Year of birth of Asha Devi\n0 Back"
+    assert phone.press("1990") == "CON Pincode where Asha Devi will be vaccinated\n0 Back"
+    centres = phone.press("110017")
+    # Only centres with open capacity for this age: C102 takes 45+ only.
+    assert centres == "CON Centres near 110017\n1 PHC Saket\n0 Back"
+    dates = phone.press("1")
+    assert dates.startswith("CON PHC Saket\n1 ") and dates.count("\n") == 8  # 7 days + back
+    slots = phone.press("1")
+    assert "\n1 09:00-11:00\n2 11:00-13:00\n3 14:00-16:00\n0 Back" in slots
+    confirm = phone.press("2")
+    assert confirm.startswith("CON Book Asha Devi (1990)\nPHC Saket\n")
+    assert confirm.endswith("11:00-13:00\n1 Yes 2 No 0 Back")
+    done = phone.press("1")
+    assert done.startswith("END Booked Asha Devi. Ref ")
+
+    sms = last_text(r, settings, phone.number)
+    ref, code = ref_and_code(sms)
+    assert codes.format_reference(ref) in done
+    assert "PHC Saket" in sms and "11:00-13:00" in sms
+    appt = appointments(r)[ref]
+    assert appt["state"] == "booked" and appt["mobile"] == phone.number
+    assert appt["check"] == codes.code_check(settings.secret_key, ref, code)
+
+
+@pytest.mark.parametrize("steps, junk, hint", [
+    ([], "7", "Choose a number from the list."),
+    (["1"], "Asha 2", "Name: letters only, up to 30."),
+    (["1"], "A" * 31, "Name: letters only, up to 30."),
+    (["1", "Asha Devi"], "90", "Year of birth: 4 digits, e.g. 1985."),
+    (["1", "Asha Devi"], "1776", "Year of birth: 4 digits, e.g. 1985."),
+    (["1", "Asha Devi", "1990"], "11001", "Pincode: 6 digits."),
+    (["1", "Asha Devi", "1990"], "999999",
+     "No open slots near 999999 for this age in the next 7 days."),
+    (["1", "Asha Devi", "1990", "110017"], "5", "Choose a number from the list."),
+    (["1", "Asha Devi", "1990", "110017", "1"], "8", "Choose a number from the list."),
+    (["1", "Asha Devi", "1990", "110017", "1", "1"], "x", "Choose a number from the list."),
+    (["1", "Asha Devi", "1990", "110017", "1", "1", "1"], "5", "Reply 1, 2 or 0."),
+    (["2"], "7", "Reply 0 to go back."),
+])
+def test_invalid_input_shows_the_same_screen_with_a_one_line_hint(client, sample, r, steps,
+                                                                   junk, hint):
+    phone = Phone(client)
+    phone.dial()
+    screen = phone.press(*steps) if steps else MENU
+    before = len(outbox(r))
+    assert phone.press(junk) == f"CON {hint}\n{screen[4:]}"
+    assert len(outbox(r)) == before
+    # The hint goes once the answer is right: the flow was not derailed by the junk.
+    if steps == ["1"]:
+        assert phone.press("Asha Devi") == "CON Year of birth of Asha Devi\n0 Back"
+
+
+def test_zero_goes_back_and_double_zero_to_the_main_menu(client, sample):
+    phone = Phone(client)
+    phone.dial()
+    year = phone.press("1", "Asha Devi")
+    phone.press("1990")
+    assert phone.press("0") == year
+    assert phone.press("0") == "CON Name of the person to vaccinate, as on their ID\n0 Back"
+    assert phone.press("0") == MENU
+    phone.press("1", "Asha Devi", "1990", "110017")
+    assert phone.press("00") == MENU
+    assert phone.press("1").startswith("CON Name of the person")
+
+
+def test_a_star_typed_inside_an_answer_stays_in_that_answer(client, sample):
+    phone = Phone(client)
+    phone.dial()
+    phone.press("1")
+    # The network joins inputs with "*": "1*Asha*Devi" is the answer "Asha*Devi", not two.
+    assert phone.press("Asha*Devi").startswith("CON Name: letters only")
+    assert phone.press("Asha Devi") == "CON Year of birth of Asha Devi\n0 Back"
+
+
+def test_a_repeated_hop_gets_the_same_screen_and_books_once(client, sample, r, settings):
+    phone = Phone(client)
+    phone.dial()
+    confirm = phone.press("1", "Asha Devi", "1990", "110017", "1", "1", "1")
+    assert phone.again() == confirm  # a repeated middle hop changes nothing
+    done = phone.press("1")
+    queued = len(outbox(r))
+    for _ in range(3):
+        assert phone.again() == done
+    assert len(appointments(r)) == 1
+    assert len(outbox(r)) == queued == 1
+
+
+def test_an_older_hop_arriving_late_changes_nothing(client, sample, r):
+    phone = Phone(client)
+    phone.dial()
+    phone.press("1", "Asha Devi")
+    current = phone.press("1990")
+    phone.inputs = phone.inputs[:1]  # the "1" hop again, after "Asha Devi" and "1990"
+    assert phone.again() == current
+    phone.inputs = ["1", "Asha Devi", "1990"]
+    assert phone.press("110017").startswith("CON Centres near 110017")
+
+
+def test_same_session_id_from_another_number_changes_nothing(client, sample, r):
+    phone = Phone(client)
+    phone.dial()
+    phone.press("1", "Asha Devi")
+    intruder = Phone(client, "+919822222222")
+    intruder.session, intruder.inputs = phone.session, list(phone.inputs)
+    assert intruder.press("1990").startswith("END ")
+    assert phone.press("1990").startswith("CON Pincode")
+
+
+def test_a_dropped_booking_is_offered_again_on_the_next_dial(client, sample, r):
+    phone = Phone(client)
+    phone.dial()
+    slots = phone.press("1", "Asha Devi", "1990", "110017", "1", "1")
+    # The caller drops; no end-of-session notice is needed for the offer.
+    assert phone.dial() == "CON You were booking for Asha Devi.\n1 Continue\n2 Main menu"
+    assert phone.press("1") == slots
+    assert phone.press("1", "1").startswith("END Booked Asha Devi.")
+    assert phone.dial() == MENU  # nothing left to resume once booked
+
+
+def test_a_dropped_booking_can_be_declined(client, sample):
+    phone = Phone(client)
+    phone.dial()
+    phone.press("1", "Asha Devi", "1990")
+    assert phone.dial().startswith("CON You were booking for Asha Devi.")
+    assert phone.press("2") == MENU
+    assert phone.dial() == MENU
+
+
+def test_the_end_of_session_notice_keeps_the_offer_when_the_pointer_is_gone(client, sample, r):
+    phone = Phone(client)
+    phone.dial()
+    pincode = phone.press("1", "Asha Devi", "1990")
+    r.delete(keys.conversation("resume", phone.number))
+    assert phone.hang_up("Incomplete").status_code == 200
+    assert phone.dial().startswith("CON You were booking for Asha Devi.")
+    assert phone.press("1") == pincode
+
+
+def test_my_appointments_shows_the_code_of_each_open_booking(client, sample, r, settings):
+    phone = Phone(client)
+    book(phone, "Asha Devi")
+    book(phone, "Ravi Kumar", "1985")
+    sms = texts(r, settings, phone.number)
+    (ref_a, code_a), (ref_b, code_b) = ref_and_code(sms[0]), ref_and_code(sms[1])
+    phone.dial()
+    first = phone.press("2")
+    assert first.startswith("CON 1/2 ")
+    assert "1 Next\n0 Back" in first
+    second = phone.press("1")
+    assert second.startswith("CON 2/2 ") and second.endswith("\n0 Back")
+    shown = {re.search(r"Ref (\d{5} \d{5}) Code (\d{4})", s).groups() for s in (first, second)}
+    assert shown == {(codes.format_reference(ref_a), code_a),
+                     (codes.format_reference(ref_b), code_b)}
+    assert phone.press("0") == first
+    assert phone.press("0") == MENU
+
+
+def test_cancel_over_ussd_frees_the_slot_for_the_next_caller(client, store, r, settings):
+    load_data(store, tiny_data(store.now().date(), capacity=1))
+    asha, ravi = Phone(client, "+919811111111"), Phone(client, "+919822222222")
+    assert book(asha).startswith("END Booked")
+    ravi.dial()
+    full = ravi.press("1", "Ravi Kumar", "1985", "110017")
+    assert full.startswith("CON No open slots near 110017")
+
+    asha.dial()
+    pick = asha.press("3")
+    assert pick.startswith("CON Cancel which booking?\n1 Asha Devi ")
+    confirm = asha.press("1")
+    assert confirm.startswith("CON Cancel the booking of Asha Devi?\nPHC Saket\n")
+    done = asha.press("1")
+    assert done.startswith("END Cancelled: Asha Devi, ref ")
+    assert "is cancelled and the slot freed" in last_text(r, settings, asha.number)
+
+    assert book(ravi, "Ravi Kumar", "1985").startswith("END Booked Ravi Kumar.")
+
+
+def test_nothing_to_cancel_says_so(client, sample):
+    phone = Phone(client)
+    phone.dial()
+    assert phone.press("3") == "CON No booking on this number can be cancelled.\n0 Back"
+    assert phone.press("0") == MENU
+
+
+def test_language_choice_switches_the_menu_and_is_kept(client, sample, r, settings):
+    phone = Phone(client)
+    phone.dial()
+    assert phone.press("4") == "CON Language/भाषा\n1 English\n2 हिन्दी\n0 Back"
+    hindi = phone.press("2")
+    assert hindi.startswith("CON टीकालाइन टीकाकरण\n1 बुक करें")
+    assert phone.dial() == hindi
+    phone.sms("HELP")
+    assert last_text(r, settings, phone.number).startswith("टीकालाइन:")
+
+
+def test_the_last_slot_taken_while_confirming_is_said_plainly(client, store, r):
+    load_data(store, tiny_data(store.now().date(), capacity=1))
+    asha, ravi = Phone(client, "+919811111111"), Phone(client, "+919822222222")
+    for phone, name in ((asha, "Asha Devi"), (ravi, "Ravi Kumar")):
+        phone.dial()
+        assert phone.press("1", name, "1990", "110017", "1", "1", "1").startswith("CON Book")
+    assert asha.press("1").startswith("END Booked")
+    late = ravi.press("1")
+    assert late.startswith("CON That slot just filled up. Choose another.\nNo slots left on ")
+    assert len(appointments(r)) == 1
+
+
+def test_help_screen_and_back(client, sample):
+    phone = Phone(client)
+    phone.dial()
+    assert phone.press("5").startswith("CON Book, see your codes or cancel here.")
+    assert phone.press("0") == MENU
+
+
+@contextmanager
+def counting_round_trips(monkeypatch):
+    """Count requests sent to Redis: a pipeline or a script call is one round trip."""
+    sent = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(1)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    yield sent
+
+
+def test_a_hop_costs_at_most_three_redis_round_trips(client, sample, monkeypatch, capsys):
+    book(Phone(client, "+919833333333"))  # load the scripts once: NOSCRIPT costs extra once
+    Phone(client, "+919833333333").dial()
+    phone = Phone(client)
+    trips = []
+    with counting_round_trips(monkeypatch) as sent:
+        for step in [None, "1", "Asha Devi", "1990", "110017", "1", "1", "1", "x", "0", "1",
+                     "1", "again", None, "2", "1", "0", "3", "1", "0", "00", "4", "1"]:
+            before = len(sent)
+            if step is None:
+                phone.dial()
+            elif step == "again":
+                phone.again()
+            else:
+                phone.press(step)
+            trips.append((step, len(sent) - before))
+    assert max(n for _, n in trips) <= 3, trips
+    assert dict(trips)["again"] == 1  # a replay is read and answered, nothing else
+    with capsys.disabled():
+        print(f"\nRedis round trips per USSD hop: {trips}")
+
+
+def test_no_security_code_is_stored_in_redis(client, sample, r, settings):
+    phone = Phone(client)
+    book(phone)
+    book(phone, "Ravi Kumar", "1985")
+    phone.dial()
+    phone.press("2")  # the slip with codes, stored for replays
+    phone.again()
+    phone.sms("STATUS")
+    phone.sms("BOOK 110017")
+    current = live_codes(r, settings.secret_key)
+    assert len(current) == 2
+    # Everything a caller could be shown renders with the codes...
+    assert all(any(c in render_entry(e, settings.secret_key) for c in current)
+               for e in outbox(r) if e["t"] in ("sms.booked", "sms.slip"))
+    # ...yet no value in Redis holds one as a number of its own.
+    benign = {"1990", "1985", str(sample["sessions"][0]["date"][:4])}
+    for value in all_values(r):
+        found = set(re.findall(r"(?<![0-9A-Za-z])\d{4}(?![0-9A-Za-z])", value))
+        assert not (found & (current - benign)), value
