@@ -43,10 +43,11 @@ def main() -> None:
     import signal
     import sys
 
+    import redis
+
     # Werkzeug's threaded server, not gunicorn: one process holds the embedded Redis, the
     # worker thread and the web threads together, with no extra dependency; production runs
     # gunicorn and a separate worker (Procfile).
-    import redis
     from werkzeug.serving import make_server
 
     logging.basicConfig(level=logging.INFO,
@@ -70,6 +71,10 @@ def main() -> None:
             sys.exit(f"cannot listen on {host}:{port}: {exc.strerror}; "
                      f"set PORT to another port")
         print(_banner(app, host, server.server_port, data_note), flush=True)
+        if svc.settings.simulator_enabled and host not in {"127.0.0.1", "localhost", "::1"}:
+            logging.getLogger("app").warning(
+                "HOST=%s: other machines can open the simulator and read every phone's SMS; "
+                "set WEBHOOK_TOKEN to turn it off", host)
         # SIGTERM (a supervisor, a test) stops as cleanly as Ctrl+C: the embedded Redis saves.
         signal.signal(signal.SIGTERM, _interrupt)
         server.serve_forever()  # werkzeug returns from here on KeyboardInterrupt
