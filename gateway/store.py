@@ -23,7 +23,6 @@ from gateway.config import Settings
 MAX_BENEFICIARIES = 4
 MAX_ATTEMPTS = 5
 HOURLY_WRONG_CODES = 20
-REQUEST_TTL = 24 * 3600
 _LUA = Path(__file__).with_name("lua")
 
 
@@ -75,6 +74,10 @@ class Store:
     def now(self) -> datetime:
         return datetime.now(self.settings.tz)
 
+    def epoch(self) -> int:
+        """Timestamps at rest are epoch seconds: a third of the bytes of an ISO string."""
+        return int(self.now().timestamp())
+
     def today(self) -> str:
         return self.now().date().isoformat()
 
@@ -84,20 +87,19 @@ class Store:
     # -- citizen operations -----------------------------------------------------------------
 
     def book(self, *, mobile: str, name: str, birth_year: int, session_id: str, slot: int,
-             lang: str = "en", request_key: str | None = None) -> Outcome:
-        """Book a slot; ``request_key`` makes a replayed request book once (value = ref)."""
-        request_key = request_key or f"{mobile}:{name_key(name)}:{session_id}:{slot}"
+             lang: str = "en") -> Outcome:
+        """Book a slot (value = ref). Asking again for the booking this beneficiary already
+        holds is a replay: status ``replay`` with the same ref, nothing written or queued."""
         for _ in range(5):  # a fresh reference on the (1 in 10^8) chance of a collision
             ref = codes.new_reference()
             check = codes.code_check(self.settings.secret_key, ref,
                                      codes.derive_code(self.settings.secret_key, ref, 0))
             outcome = self._run(
                 "book",
-                [keys.session(session_id), keys.beneficiaries(mobile), keys.request(request_key),
-                 keys.OUTBOX, keys.SMS_COUNTS],
+                [keys.session(session_id), keys.beneficiaries(mobile), keys.OUTBOX,
+                 keys.SMS_COUNTS],
                 [keys.PREFIX, ref, mobile, name, name_key(name), birth_year, slot, self.today(),
-                 self.now().isoformat(timespec="seconds"), check, lang, REQUEST_TTL,
-                 MAX_BENEFICIARIES, ",".join(lifecycle.OPEN_STATES)],
+                 self.epoch(), check, lang, MAX_BENEFICIARIES, ",".join(lifecycle.OPEN_STATES)],
             )
             if outcome.status != "ref_taken":
                 return outcome
@@ -106,7 +108,7 @@ class Store:
     def cancel(self, *, mobile: str, ref: str, lang: str = "en") -> Outcome:
         return self._run(
             "cancel", [keys.appointment(ref), keys.OUTBOX, keys.SMS_COUNTS],
-            [keys.PREFIX, mobile, self.today(), self.now().isoformat(timespec="seconds"), lang,
+            [keys.PREFIX, mobile, self.today(), self.epoch(), lang,
              ",".join(lifecycle.sources("cancel"))],
         )
 
@@ -126,26 +128,25 @@ class Store:
 
     # -- vaccinator operations --------------------------------------------------------------
 
-    def verify(self, *, vaccinator: str, ref: str, code: str, lang: str = "en") -> Outcome:
+    def verify(self, *, vaccinator: str, ref: str, code: str) -> Outcome:
         """Check a code; ok → value is JSON {name, by, dose, time}; wrong_code → attempts left."""
         return self._run(
             "verify",
             [keys.appointment(ref), keys.vaccinator(vaccinator), keys.verify_failures(vaccinator),
              keys.verify_block(vaccinator), keys.OUTBOX, keys.SMS_COUNTS],
             [keys.PREFIX, vaccinator, codes.code_check(self.settings.secret_key, ref, code),
-             self.today(), self.now().isoformat(timespec="seconds"), MAX_ATTEMPTS,
+             self.today(), self.epoch(), MAX_ATTEMPTS,
              HOURLY_WRONG_CODES, ",".join(lifecycle.sources("verify")),
-             ",".join(lifecycle.sources("lock")), lang],
+             ",".join(lifecycle.sources("lock"))],
         )
 
-    def record_dose(self, *, vaccinator: str, ref: str, batch: str = "",
-                    lang: str = "en") -> Outcome:
+    def record_dose(self, *, vaccinator: str, ref: str, batch: str = "") -> Outcome:
         """Record the dose after VERIFY; ok or already_recorded → value is the certificate ID."""
         return self._run(
             "dose",
             [keys.appointment(ref), keys.vaccinator(vaccinator), keys.OUTBOX, keys.SMS_COUNTS],
-            [keys.PREFIX, vaccinator, self.today(), self.now().isoformat(timespec="seconds"),
-             batch, codes.certificate_id(self.settings.secret_key, ref), lang],
+            [keys.PREFIX, vaccinator, self.today(), self.epoch(),
+             batch, codes.certificate_id(self.settings.secret_key, ref)],
         )
 
     # -- reads ------------------------------------------------------------------------------
@@ -183,8 +184,7 @@ class Store:
 
     def appointments(self, mobile: str) -> list[dict]:
         """The slip: each beneficiary of this mobile with their latest appointment."""
-        beneficiaries = [json.loads(v) for v in self.r.hvals(keys.beneficiaries(mobile))]
-        refs = [b["a"] for b in beneficiaries if b.get("a")]
+        refs = [_text(v) for v in self.r.hvals(keys.beneficiaries(mobile))]
         with self.r.pipeline(transaction=False) as pipe:
             for ref in refs:
                 pipe.hgetall(keys.appointment(ref))
@@ -196,7 +196,9 @@ class Store:
         return sorted(slip, key=lambda a: (a["date"], a["name"]))
 
     def beneficiaries(self, mobile: str) -> list[dict]:
-        return [json.loads(v) for v in self.r.hvals(keys.beneficiaries(mobile))]
+        """This mobile's beneficiaries (name, birth year) from their latest appointments."""
+        return [{"name": a["name"], "birth_year": int(a["by"]), "ref": a["ref"]}
+                for a in self.appointments(mobile)]
 
     def centre_names(self, centre_ids) -> dict[str, str]:
         ids = sorted(centre_ids)

@@ -1,15 +1,14 @@
 -- Book a slot: capacity, age limits, one open booking per beneficiary, beneficiaries per mobile,
 -- then write the appointment, its indexes, take the slot and queue the code SMS, atomically.
--- KEYS: session, beneficiaries(mobile), request, outbox, sms counts
+-- Idempotent by its natural key: the same beneficiary asking again for the open booking it
+-- already holds (same session and slot) gets {'replay', ref}; nothing is written twice.
+-- KEYS: session, beneficiaries(mobile), outbox, sms counts
 -- ARGV: prefix, ref, mobile, name, name_key, birth_year, slot, today, now, check, lang,
---       request_ttl, max_beneficiaries, open_states(csv)
-local session_key, benef_key, request_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+--       max_beneficiaries, open_states(csv)
+local session_key, benef_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, ref, mobile, name, name_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local birth_year, slot, today, now, check = tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9], ARGV[10]
-local lang, request_ttl, max_benef, open_states = ARGV[11], ARGV[12], tonumber(ARGV[13]), ARGV[14]
-
-local previous = redis.call('GET', request_key)
-if previous then return {'replay', previous} end
+local lang, max_benef, open_states = ARGV[11], tonumber(ARGV[12]), ARGV[13]
 
 local s = hgetall(session_key)
 if not s.date then return {'no_session', ''} end
@@ -20,16 +19,16 @@ local age = tonumber(string.sub(s.date, 1, 4)) - birth_year
 if s.min_age ~= '' and age < tonumber(s.min_age) then return {'too_young', s.min_age} end
 if s.max_age ~= '' and age > tonumber(s.max_age) then return {'too_old', s.max_age} end
 
-local known = redis.call('HGET', benef_key, name_key)
+local known = redis.call('HGET', benef_key, name_key)  -- the beneficiary's latest ref
 local stale_ref = nil
 if known then
-  local b = cjson.decode(known)
-  if b.a then
-    local a = redis.call('HMGET', prefix .. 'appt:' .. b.a, 'state', 'date')
-    if a[1] and member(open_states, a[1]) then
-      if a[2] >= today then return {'already_booked', b.a} end
-      stale_ref = b.a  -- its day is over: it was missed, and no longer holds the beneficiary
+  local a = redis.call('HMGET', prefix .. 'appt:' .. known, 'state', 'date', 'sid', 'slot')
+  if a[1] and member(open_states, a[1]) then
+    if a[2] >= today then
+      if a[3] == s.id and a[4] == slot then return {'replay', known} end
+      return {'already_booked', known}
     end
+    stale_ref = known  -- its day is over: it was missed, and no longer holds the beneficiary
   end
 elseif redis.call('HLEN', benef_key) >= max_benef then
   return {'too_many', tostring(max_benef)}
@@ -45,11 +44,11 @@ local times = cjson.decode(s.slots)
 local time = times[tonumber(slot) + 1]
 redis.call('HSET', appt_key, 'mobile', mobile, 'name', name, 'by', birth_year, 'sid', s.id,
            'centre', s.centre_id, 'date', s.date, 'slot', slot, 'time', time, 'vaccine', s.vaccine,
-           'dose', '1', 'state', 'booked', 'ver', '0', 'check', check, 'att', '0', 'at', now,
-           'lang', lang)
-redis.call('HSET', benef_key, name_key, cjson.encode({n = name, y = birth_year, a = ref}))
+           'dose', '1', 'state', 'booked', 'ver', '0', 'check', check, 'at', now)
+-- Absent fields have defaults (att 0, lang en): every byte counts a hundred thousand times.
+if lang ~= 'en' then redis.call('HSET', appt_key, 'lang', lang) end
+redis.call('HSET', benef_key, name_key, ref)
 redis.call('HINCRBY', prefix .. 'day:' .. s.centre_id .. ':' .. s.date, 'booked', 1)
-redis.call('SET', request_key, ref, 'EX', request_ttl)
 local centre_name = redis.call('HGET', prefix .. 'centre:' .. s.centre_id, 'name') or s.centre_id
 queue_sms(outbox, counts, 'book:' .. ref .. ':0', mobile, 'sms.booked', lang,
           {name = name, centre = centre_name, date = s.date, time = time, ref = ref, ver = 0})

@@ -3,11 +3,11 @@
 -- number per hour (block the number for the hour at hourly_limit).
 -- KEYS: appointment, vaccinator, failures(number), block(number), outbox, sms counts
 -- ARGV: prefix, vaccinator_phone, check(entered code), today, now, max_attempts, hourly_limit,
---       verifiable_states(csv), lockable_states(csv), lang
+--       verifiable_states(csv), lockable_states(csv)
 local appt_key, vacc_key, fail_key, block_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local prefix, phone, check, today, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local max_attempts, hourly_limit = tonumber(ARGV[6]), tonumber(ARGV[7])
-local verifiable, lockable, lang = ARGV[8], ARGV[9], ARGV[10]
+local verifiable, lockable = ARGV[8], ARGV[9]
 
 local centre = redis.call('HGET', vacc_key, 'centre_id')
 if not centre then return {'not_vaccinator', ''} end
@@ -36,7 +36,7 @@ if fails >= hourly_limit then redis.call('SET', block_key, '1', 'EX', 3600) end
 local attempts = redis.call('HINCRBY', appt_key, 'att', 1)
 if attempts >= max_attempts and member(lockable, a.state) then
   redis.call('HSET', appt_key, 'state', 'locked', 'locked_at', now)
-  queue_sms(outbox, counts, 'lock:' .. ref .. ':' .. a.ver, a.mobile, 'sms.locked', a.lang or lang,
+  queue_sms(outbox, counts, 'lock:' .. ref .. ':' .. a.ver, a.mobile, 'sms.locked', a.lang or 'en',
             {name = a.name, ref = ref})
   return {'locked', '0'}
 end
