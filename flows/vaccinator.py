@@ -59,8 +59,7 @@ class Vaccinator(Conversation):
         if not ref or not code:
             self._usage(rest, ref, "vacc.usage_verify")
             return False
-        outcome = self.turn.store.verify(vaccinator=self.turn.mobile, ref=ref, code=code,
-                                         lang=self.turn.lang)
+        outcome = self.turn.store.verify(vaccinator=self.turn.mobile, ref=ref, code=code)
         if outcome.ok:
             who = json.loads(outcome.value)
             self.turn.say("vacc.verified", ref=ref, name=who["name"], by=who["by"],
@@ -80,8 +79,8 @@ class Vaccinator(Conversation):
         if not ref or (batch and not _BATCH.match(batch)):
             self.turn.say("vacc.usage_dose")
             return False
-        outcome = self.turn.store.record_dose(vaccinator=self.turn.mobile, ref=ref, batch=batch,
-                                              lang=self.turn.lang)
+        outcome = self.turn.store.record_dose(vaccinator=self.turn.mobile, ref=ref,
+                                              batch=batch)
         if outcome.ok:
             self.turn.say("vacc.dosed", ref=ref, cert=outcome.value)
             return True
