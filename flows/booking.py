@@ -50,7 +50,8 @@ TRANSITIONS = [
 ]
 
 # What a refusal of the store means to the person booking.
-REFUSALS = {"already_booked": "already_booked", "too_many": "too_many", "too_young": "age",
+REFUSALS = {"already_booked": "already_booked", "replay": "already_booked",
+            "too_many": "too_many", "too_young": "age",
             "too_old": "age", "past": "gone", "no_session": "gone", "no_slot": "gone"}
 OLDEST = 120
 
@@ -162,7 +163,10 @@ class Booking(Conversation):
         self.outcome = self.turn.store.book(
             mobile=self.turn.mobile, name=self.data["name"], birth_year=self.data["by"],
             session_id=self.data["sid"], slot=self.data["slot"], lang=self.turn.lang)
-        if self.outcome.status in ("ok", "replay"):  # a replay is the booking already made
+        # A replay is this very booking asked for again: over USSD a repeated hop, shown as
+        # booked; over SMS (repeats stop at the replay guard) the person asking once more.
+        if self.outcome.status == "ok" or (self.outcome.status == "replay"
+                                           and self.turn.channel == "ussd"):
             self.data["ref"] = self.outcome.value
             return True
         return False
@@ -179,7 +183,7 @@ class Booking(Conversation):
         if getattr(self, "outcome", None) is None:
             return self.refuse(self.turn.key("hint.confirm"))
         self.data["why"] = REFUSALS.get(self.outcome.status, "error")
-        self.data["ref"] = self.outcome.value if self.outcome.status == "already_booked" else ""
+        self.data["ref"] = self.outcome.value if self.data["why"] == "already_booked" else ""
         return True
 
     # -- screens ----------------------------------------------------------------------------

@@ -1,0 +1,291 @@
+"""Citizen SMS through ``/sms/inbound`` with a real Redis: the replies are read back from the
+outbox exactly as the sender will render them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway import codes, keys
+from gateway.sms_text import segments
+from tests.conversation_helpers import (
+    VACCINATOR,
+    Phone,
+    appointments,
+    booked_counts,
+    last_text,
+    load_data,
+    outbox,
+    ref_and_code,
+    texts,
+    tiny_data,
+)
+
+
+def sms_book(phone: Phone, name: str = "Asha Devi", year: str = "1990",
+             pin: str = "110017") -> None:
+    for text in ("BOOK", name, year, pin, "1", "1", "1", "YES"):
+        phone.sms(text)
+
+
+def test_booking_over_sms_one_question_at_a_time(client, sample, r, settings):
+    phone = Phone(client)
+    answers = [
+        ("BOOK", "TikaLine booking: reply with the name of the person to vaccinate, as on "
+                 "their ID."),
+        ("Asha Devi", "Reply with the year of birth of Asha Devi, e.g. 1985."),
+        ("1990", "Reply with the 6-digit pincode where Asha Devi will be vaccinated."),
+        ("110017", "Centres near 110017, reply with a number:\n1 PHC Saket"),
+    ]
+    for text, reply in answers:
+        phone.sms(text)
+        assert last_text(r, settings, phone.number) == reply
+    phone.sms("1")
+    dates = last_text(r, settings, phone.number)
+    assert dates.startswith("PHC Saket, reply with a number:\n1 ")
+    phone.sms("1")
+    assert last_text(r, settings, phone.number).endswith(
+        "reply with a number:\n1 09:00-11:00\n2 11:00-13:00\n3 14:00-16:00")
+    phone.sms("3")
+    confirm = last_text(r, settings, phone.number)
+    assert confirm.startswith("Book Asha Devi (1990) at PHC Saket, ")
+    assert confirm.endswith(" 14:00-16:00? Reply YES or NO")
+    phone.sms("yes")
+    booked = last_text(r, settings, phone.number)
+    assert booked.startswith("TikaLine: Asha Devi booked at PHC Saket on ")
+    ref, code = ref_and_code(booked)
+    assert appointments(r)[ref]["time"] == "14:00-16:00"
+    assert r.get(keys.conversation("sms", phone.number)) is None  # the conversation is over
+    assert outbox(r)[-1]["t"] == "sms.booked"
+
+
+def test_book_with_a_pincode_skips_that_question(client, sample, r, settings):
+    phone = Phone(client)
+    for text in ("Book 110017", "Ravi Kumar", "1985"):
+        phone.sms(text)
+    assert last_text(r, settings, phone.number).startswith("Centres near 110017")
+
+
+def test_a_replayed_sms_id_has_no_second_effect_and_no_second_reply(client, sample, r,
+                                                                    settings):
+    phone = Phone(client)
+    for text in ("BOOK", "Asha Devi", "1990", "110017", "1", "1", "1"):
+        phone.sms(text)
+    confirm_id = phone.sms("YES")
+    queued = len(outbox(r))
+    for _ in range(3):
+        phone.sms("YES", confirm_id)
+        phone.sms("BOOK", confirm_id)  # even a different text: the id was handled
+    assert len(outbox(r)) == queued
+    assert len(appointments(r)) == 1
+    assert r.get(keys.conversation("sms", phone.number)) is None
+
+
+def test_status_shows_every_booking_with_its_code(client, sample, r, settings):
+    phone = Phone(client)
+    people = [("Asha Devi", "1990"), ("Ravi Kumar", "1985"), ("Meena Kumari", "1970"),
+              ("Arjun Singh", "2000")]
+    for name, year in people:
+        sms_book(phone, name, year)
+    booked = {ref_and_code(t) for t in texts(r, settings, phone.number)
+              if t.startswith("TikaLine: ") and " booked at " in t}
+    assert len(booked) == 4
+    start = len(outbox(r))
+    phone.sms("STATUS")
+    slip = texts(r, settings, phone.number, start)
+    assert 1 <= len(slip) <= 2
+    joined = "\n".join(slip)
+    for ref, code in booked:
+        assert f"Ref {codes.format_reference(ref)} Code {code}" in joined
+    for name, _ in people:
+        assert f"{name}: PHC Saket, " in joined
+    for text in slip:
+        assert segments(text) == ("gsm7", segments(text)[1]) and segments(text)[1] <= 3
+
+
+def test_status_without_bookings_says_how_to_book(client, sample, r, settings):
+    phone = Phone(client)
+    phone.sms("status")
+    assert last_text(r, settings, phone.number) == (
+        "TikaLine: no bookings on this number. Send BOOK to book.")
+
+
+def test_cancel_frees_the_slot_and_a_new_booker_gets_it(client, store, r, settings):
+    load_data(store, tiny_data(store.now().date(), capacity=1))
+    asha, ravi = Phone(client, "+919811111111"), Phone(client, "+919822222222")
+    sms_book(asha)
+    ref, _ = ref_and_code(last_text(r, settings, asha.number))
+    for text in ("BOOK 110017", "Ravi Kumar", "1985"):
+        ravi.sms(text)
+    assert last_text(r, settings, ravi.number).startswith(
+        "No open slots near 110017 for this age in the next 7 days. Reply with the 6-digit")
+
+    asha.sms(f"cancel {codes.format_reference(ref)}")
+    assert last_text(r, settings, asha.number).startswith(
+        f"TikaLine: booking {codes.format_reference(ref)} for Asha Devi on ")
+    assert appointments(r)[ref]["state"] == "cancelled"
+    assert set(booked_counts(r).values()) == {(0, 1)}
+
+    for text in ("110017", "1", "1", "1", "YES"):
+        ravi.sms(text)
+    assert " booked at PHC Saket " in last_text(r, settings, ravi.number)
+    assert set(booked_counts(r).values()) == {(1, 1)}
+
+
+@pytest.mark.parametrize("typed", ["CANCEL 12345 67891", "cancel 1234", "Cancel: abc"])
+def test_cancel_with_a_mistyped_ref_says_so_before_any_lookup(client, sample, r, settings,
+                                                              typed):
+    phone = Phone(client)
+    phone.sms(typed)
+    assert "is not a booking ref. Please check the digits" in last_text(
+        r, settings, phone.number)
+
+
+def test_cancel_refusals(client, sample, r, settings):
+    asha, ravi = Phone(client, "+919811111111"), Phone(client, "+919822222222")
+    sms_book(asha)
+    ref, _ = ref_and_code(last_text(r, settings, asha.number))
+    shown = codes.format_reference(ref)
+    ravi.sms(f"CANCEL {ref}")  # not his booking: nothing happens to it
+    assert last_text(r, settings, ravi.number) == (
+        f"No booking {shown} on this number. STATUS shows yours.")
+    assert appointments(r)[ref]["state"] == "booked"
+    asha.sms(f"CANCEL {ref[:5]}-{ref[5:]}")
+    asha.sms(f"CANCEL {ref}")
+    assert last_text(r, settings, asha.number) == (
+        f"Booking {shown} is cancelled; it cannot be cancelled.")
+    asha.sms("CANCEL")
+    assert last_text(r, settings, asha.number).startswith("To cancel, send CANCEL and the")
+
+
+def test_new_code_after_a_lock(client, sample, r, settings, store):
+    citizen, vaccinator = Phone(client), Phone(client, VACCINATOR)
+    sms_book(citizen, pin="110017")
+    ref, old_code = ref_and_code(last_text(r, settings, citizen.number))
+    assert appointments(r)[ref]["date"] == store.today()  # the first day offered is today
+    wrong = "0000" if old_code != "0000" else "1111"
+    for _ in range(5):
+        vaccinator.sms(f"VERIFY {ref} {wrong}")
+    locked = last_text(r, settings, citizen.number)
+    assert locked.endswith(f"For a new code send CODE {ref}")
+    citizen.sms(f"CODE {ref}")
+    new_ref, new_code = ref_and_code(last_text(r, settings, citizen.number))
+    assert new_ref == ref
+    assert appointments(r)[ref]["state"] == "booked" and appointments(r)[ref]["ver"] == "1"
+    assert new_code == codes.derive_code(settings.secret_key, ref, 1)
+    vaccinator.sms(f"VERIFY {ref} {new_code}")
+    assert last_text(r, settings, vaccinator.number).startswith("Code OK.")
+
+
+def test_code_refusals(client, sample, r, settings):
+    phone = Phone(client)
+    phone.sms("CODE")
+    assert last_text(r, settings, phone.number).startswith("For a new code, send CODE")
+    ref = codes.new_reference()
+    typo = ref[:-1] + str((int(ref[-1]) + 1) % 10)  # one digit off: the check digit fails
+    phone.sms(f"CODE {typo}")
+    assert last_text(r, settings, phone.number) == (
+        f"TikaLine: {typo} is not a booking ref. Please check the digits (e.g. 12345 67890).")
+    phone.sms(f"CODE {ref}")
+    assert last_text(r, settings, phone.number) == (
+        f"TikaLine: no booking {codes.format_reference(ref)} on this number. STATUS shows "
+        "yours.")
+
+
+def test_lang_hi_then_hindi_keywords_and_devanagari_digits(client, sample, r, settings):
+    phone = Phone(client)
+    phone.sms("LANG HI")
+    assert last_text(r, settings, phone.number).startswith("टीकालाइन: अब से जवाब हिंदी में")
+    assert r.get(keys.language(phone.number)) == b"hi"
+    phone.sms("मदद")
+    assert last_text(r, settings, phone.number).startswith("टीकालाइन: बुक करने को BOOK")
+    for text in ("बुक", "आशा देवी", "१९९०", "११००१७", "१", "१", "१", "हाँ"):
+        phone.sms(text)
+    booked = last_text(r, settings, phone.number)
+    assert booked.startswith("टीकालाइन: आशा देवी, PHC Saket, ")
+    phone.sms("स्थिति")
+    slip = last_text(r, settings, phone.number)
+    assert slip.startswith("टीकालाइन बुकिंग:\nआशा देवी: PHC Saket, ")
+    ref = [a for a in appointments(r)][0]
+    phone.sms(f"रद्द {ref}")
+    assert "रद्द, स्लॉट खाली" in last_text(r, settings, phone.number)
+    phone.sms("lang en")
+    assert last_text(r, settings, phone.number).startswith("TikaLine: replies in English")
+
+
+@pytest.mark.parametrize("text", ["  book. ", "#BOOK!", "Book,", "bOoK   110017"])
+def test_keywords_forgive_case_spaces_and_punctuation(client, sample, r, settings, text):
+    phone = Phone(client)
+    phone.sms(text)
+    assert outbox(r)[-1]["t"] == "sms.book.name"
+
+
+@pytest.mark.parametrize("text", ["Hi", "", "what is this?", "1", "YES", "🙂"])
+def test_a_text_that_fits_nothing_gets_the_help(client, sample, r, settings, text):
+    phone = Phone(client)
+    phone.sms(text)
+    assert last_text(r, settings, phone.number).startswith("TikaLine: BOOK to book a")
+
+
+def test_a_bad_answer_gets_a_hint_and_the_question_again(client, sample, r, settings):
+    phone = Phone(client)
+    phone.sms("BOOK")
+    phone.sms("Asha Devi")
+    phone.sms("ninety")
+    assert last_text(r, settings, phone.number) == (
+        "Year of birth: 4 digits, e.g. 1985. Reply with the year of birth of Asha Devi, "
+        "e.g. 1985.")
+    phone.sms("1990")
+    assert last_text(r, settings, phone.number).startswith("Reply with the 6-digit pincode")
+
+
+def test_a_command_in_the_middle_of_a_booking_leaves_it_open(client, sample, r, settings):
+    phone = Phone(client)
+    for text in ("BOOK", "Asha Devi", "STATUS"):
+        phone.sms(text)
+    assert last_text(r, settings, phone.number).startswith("TikaLine: no bookings")
+    phone.sms("1990")
+    assert last_text(r, settings, phone.number).startswith("Reply with the 6-digit pincode")
+
+
+def test_cancel_alone_stops_a_booking_and_no_stops_at_the_end(client, sample, r, settings):
+    phone = Phone(client)
+    phone.sms("BOOK")
+    phone.sms("CANCEL")
+    assert last_text(r, settings, phone.number) == (
+        "TikaLine: booking stopped. Send BOOK to start again.")
+    assert r.get(keys.conversation("sms", phone.number)) is None
+    for text in ("BOOK 110017", "Asha Devi", "1990", "1", "1", "1", "no"):
+        phone.sms(text)
+    assert last_text(r, settings, phone.number) == (
+        "TikaLine: booking stopped. Send BOOK to start again.")
+    assert appointments(r) == {}
+
+
+def test_one_open_booking_per_person_and_four_people_per_number(client, sample, r, settings):
+    phone = Phone(client)
+    sms_book(phone, "Asha Devi")
+    sms_book(phone, "asha  devi")  # the same person, however typed
+    assert last_text(r, settings, phone.number).startswith("asha devi already has booking ")
+    for name in ("Ravi Kumar", "Meena Kumari", "Arjun Singh"):
+        sms_book(phone, name)
+    sms_book(phone, "Fifth Person")
+    assert last_text(r, settings, phone.number) == (
+        "This number already has 4 people booked, the most allowed.")
+    assert len(appointments(r)) == 4
+
+
+def test_vaccinator_commands_from_other_numbers_change_nothing(client, sample, r, settings):
+    citizen = Phone(client)
+    sms_book(citizen)
+    ref, code = ref_and_code(last_text(r, settings, citizen.number))
+    stranger = Phone(client, "+919877777777")
+    before = appointments(r)
+    for text in (f"VERIFY {ref} {code}", f"DOSE {ref}", "TODAY"):
+        stranger.sms(text)
+        assert last_text(r, settings, stranger.number) == (
+            "TikaLine: this number is not a registered vaccinator. Citizens: send HELP.")
+    assert appointments(r) == before
+    assert r.exists(keys.verify_failures(stranger.number)) == 0
+    assert json.loads(outbox(r)[-1]["p"]) == {}
