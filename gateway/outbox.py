@@ -141,12 +141,12 @@ def _decode(fields: dict) -> dict:
     return {_text(k): _text(v) for k, v in fields.items()}
 
 
-def make_provider(settings: Settings, client: redis.Redis, timeout=None):
+def make_provider(settings: Settings, client: redis.Redis, timeout=None, **options):
     """Africa's Talking when AT_USERNAME is set, else the console provider (never a drop)."""
     if settings.at_username:
         from gateway.providers.africastalking import DEFAULT_TIMEOUT, SMSClient
 
-        return SMSClient.from_settings(settings, timeout=timeout or DEFAULT_TIMEOUT)
+        return SMSClient.from_settings(settings, timeout=timeout or DEFAULT_TIMEOUT, **options)
     from gateway.providers.console import ConsoleProvider
 
     log.warning("AT_USERNAME unset: outbound SMS are logged and kept for the simulator")
@@ -183,8 +183,9 @@ class Worker:
                  name: str | None = None):
         self.r = client
         self.settings = settings
-        self.provider = provider or make_provider(settings, client)
         self.concurrency = max(1, concurrency or settings.outbox_concurrency)
+        self.provider = provider or make_provider(
+            settings, client, **({"pool_size": self.concurrency} if settings.at_username else {}))
         self.max_attempts = max(1, max_attempts or settings.outbox_max_attempts)
         self.rate = settings.outbox_rate if rate is None else rate
         self.limiter = RateLimiter(self.rate)
@@ -212,12 +213,14 @@ class Worker:
         log.info("outbox worker %s: concurrency %d, rate cap %s/s, provider %s", self.name,
                  self.concurrency, self.rate or "no", type(self.provider).__name__)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sms-send")
-        next_reclaim = 0.0
+        next_reclaim = next_promote = 0.0
         try:
             self._ensure_group()
             while not self._stop.is_set():
                 try:
-                    self._promote()
+                    if time.monotonic() >= next_promote:  # a round trip saved per message
+                        self._promote()
+                        next_promote = time.monotonic() + 0.1
                     if time.monotonic() >= next_reclaim:
                         self._dispatch(pool, self._reclaim)
                         next_reclaim = time.monotonic() + min(self.claim_idle_ms / 2000, 30)

@@ -10,6 +10,7 @@ from flask import Flask
 from flask.cli import with_appcontext
 
 from gateway import delivery, outbox
+from gateway.errors import ConfigurationError
 from gateway.services import services
 
 
@@ -27,8 +28,11 @@ def outbox_worker(concurrency, rate, claim_idle):
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     svc = services()
-    worker = outbox.Worker(svc.redis, svc.settings, concurrency=concurrency, rate=rate,
-                           claim_idle=claim_idle)
+    try:
+        worker = outbox.Worker(svc.redis, svc.settings, concurrency=concurrency, rate=rate,
+                               claim_idle=claim_idle)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
     worker.run(handle_signals=True)
 
 

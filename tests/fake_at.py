@@ -49,8 +49,7 @@ class FakeAT:
         self._hold_from: int | None = None
         self._gate = threading.Event()
         self._slow = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
                                         daemon=True)
 
@@ -135,6 +134,9 @@ class FakeAT:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the real API offers
+            disable_nagle_algorithm = True  # headers and body leave without a 40 ms stall
+
             def do_POST(self):  # noqa: N802 — the name http.server dispatches to
                 if self.path != "/version1/messaging":
                     return self._reply(404, "text/plain", "Not Found")
@@ -158,6 +160,11 @@ class FakeAT:
                 pass
 
         return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # many senders connect at once
+    daemon_threads = True
 
 
 def _recipients(to: str, code: int, status: str, message_id: str) -> str:

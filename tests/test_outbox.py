@@ -16,7 +16,7 @@ import pytest
 
 from app import create_app
 from gateway import codes, keys
-from gateway.outbox import dead_letters, make_provider, stats
+from gateway.outbox import dead_letters, make_provider, start_background, stats
 from gateway.providers.africastalking import SMSClient, reduce_answer
 from gateway.providers.console import kept_messages
 from gateway.providers.result import RETRY, SENT
@@ -249,6 +249,23 @@ def test_console_provider_keeps_the_last_fifty(r, settings):
     with running(r, settings, concurrency=8):
         wait_for(lambda: stats(r)["sent"] == 55, "55 console sends")
     assert len(kept_messages(r, PHONE)) == 50
+
+
+def test_the_web_process_can_deliver_in_a_background_thread(r, settings):
+    app = create_app({"SETTINGS": settings})
+    queue_sms(r, "lock:bg", PHONE)
+    handle = start_background(app, block_ms=50)
+    try:
+        wait_for(lambda: status(r, "lock:bg").get("status") == "sent", "the background send")
+    finally:
+        handle.stop()
+    assert not handle.thread.is_alive() and len(kept_messages(r, PHONE)) == 1
+
+
+def test_a_username_without_an_api_key_is_refused_at_start(settings):
+    settings.at_username = "sandbox"
+    result = create_app({"SETTINGS": settings}).test_cli_runner().invoke(args=["outbox-worker"])
+    assert result.exit_code == 1 and "AT_API_KEY is not" in result.output
 
 
 def test_an_answer_with_a_charset_is_still_read():

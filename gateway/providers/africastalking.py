@@ -47,9 +47,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from urllib.parse import parse_qsl
 
 import requests
+from africastalking.Service import DEFAULT_TIMEOUT_S as SDK_TIMEOUT
 from africastalking.Service import AfricasTalkingException
 from africastalking.SMS import SMSService
 
@@ -169,7 +171,7 @@ REJECTED_CODES = frozenset({401, 403, 404, 406, 407})
 # Anything else is retried: 405 InsufficientBalance (until topped up), 409 DoNotDisturb
 # (a time window), 500/501/502 and codes we do not know yet.
 
-DEFAULT_TIMEOUT = (3.05, 9.05)  # connect, read: the SDK's own, made explicit
+DEFAULT_TIMEOUT = SDK_TIMEOUT  # (3.05, 9.05) connect, read: the SDK's own, made explicit
 
 # Delivery statuses → our message statuses; Sent/Submitted/Buffered are still in flight.
 DELIVERY_STATUSES = {
@@ -184,24 +186,72 @@ def delivery_status(status: str) -> str | None:
     return DELIVERY_STATUSES.get(status.strip().casefold())
 
 
+class _HTTPError(AfricasTalkingException):
+    """A non-2xx answer, keeping the status code the SDK's own transport drops."""
+
+    def __init__(self, status: int, body: str):
+        super().__init__(body)
+        self.status = status
+
+
+class _PooledSMSService(SMSService):
+    """The SDK's SMS service (its checks, form and URL) over one keep-alive session.
+
+    The SDK posts with a bare ``requests.post``: a new TCP and TLS connection per SMS, proxy
+    settings re-read from the environment each time, and the HTTP status dropped from errors.
+    A pooled session reuses connections, reads the environment once, and keeps the status.
+    """
+
+    def __init__(self, username: str, api_key: str, pool_size: int):
+        super().__init__(username, api_key)
+        self._session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+
+    def use_environment(self) -> None:
+        """Read proxy and CA settings once, for the base URL now set."""
+        session = self._session
+        session.proxies = requests.utils.get_environ_proxies(self._baseUrl)
+        session.verify = (os.environ.get("REQUESTS_CA_BUNDLE")
+                          or os.environ.get("CURL_CA_BUNDLE") or True)
+        session.trust_env = False
+
+    def _make_request(self, url, method, headers, data, params, callback=None,
+                      timeout=DEFAULT_TIMEOUT):
+        answer = self._session.request(method, url, headers=headers, data=data, params=params,
+                                       timeout=timeout)
+        if not 200 <= answer.status_code < 300:
+            raise _HTTPError(answer.status_code, answer.text)
+        if answer.headers.get("content-type", "").startswith("application/json"):
+            return answer.json()
+        return answer.text
+
+
 class SMSClient:
     """The SDK's SMS service, built and kept here (``initialize()`` rebinds module globals)."""
 
     def __init__(self, username: str, api_key: str, *, sender_id: str | None = None,
-                 base_url: str | None = None, timeout=DEFAULT_TIMEOUT):
-        self._service = SMSService(username, api_key)
+                 base_url: str | None = None, timeout=DEFAULT_TIMEOUT, pool_size: int = 8,
+                 keep_alive: bool = True):
+        if keep_alive:
+            self._service = _PooledSMSService(username, api_key, pool_size)
+        else:  # the SDK's own transport, kept for comparison in bench/outbound.py
+            self._service = SMSService(username, api_key)
         if base_url:
             self._service._baseUrl = base_url.rstrip("/")
+        if keep_alive:
+            self._service.use_environment()
         self.sender_id = sender_id
         self.timeout = timeout
 
     @classmethod
-    def from_settings(cls, settings, timeout=DEFAULT_TIMEOUT) -> SMSClient:
+    def from_settings(cls, settings, timeout=DEFAULT_TIMEOUT, **options) -> SMSClient:
         """A client for AT_USERNAME / AT_API_KEY / AT_SENDER_ID / AT_BASE_URL."""
         if not settings.at_api_key:
             raise ConfigurationError("AT_USERNAME is set but AT_API_KEY is not")
         return cls(settings.at_username, settings.at_api_key, sender_id=settings.at_sender_id,
-                   base_url=settings.at_base_url, timeout=timeout)
+                   base_url=settings.at_base_url, timeout=timeout, **options)
 
     def send(self, to: str, text: str, entry: dict | None = None) -> SendResult:
         """Send one SMS and reduce whatever happens to sent / retry / rejected / config."""
@@ -217,7 +267,7 @@ class SMSClient:
         except requests.RequestException as exc:
             return SendResult(RETRY, detail=f"network ({type(exc).__name__})")
         except AfricasTalkingException as exc:
-            return _http_error(str(exc))
+            return _http_error(str(exc), getattr(exc, "status", None))
         return reduce_answer(answer)
 
 
@@ -251,14 +301,16 @@ def reduce_answer(answer) -> SendResult:
     return SendResult(RETRY, detail=detail)
 
 
-def _http_error(body: str) -> SendResult:
-    # The SDK keeps only the body of a non-2xx: a JSON body (HTTP 409 DND) is read like a 201.
+def _http_error(body: str, status: int | None) -> SendResult:
+    # A JSON body (HTTP 409 DoNotDisturb) is read like a 201; the SDK's own transport keeps
+    # only the body, hence the text match for a refused key.
     try:
         answer = json.loads(body)
     except ValueError:
         answer = None
     if isinstance(answer, dict) and "SMSMessageData" in answer:
         return reduce_answer(answer)
-    if "authentication" in body.casefold():  # HTTP 401: wrong username or API key
+    if status == 401 or "authentication" in body.casefold():
         return SendResult(CONFIG, detail="authentication refused: check AT_USERNAME/AT_API_KEY")
-    return SendResult(RETRY, detail="HTTP error: " + body.strip()[:120])
+    shown = f"HTTP {status}" if status else "HTTP error"
+    return SendResult(RETRY, detail=f"{shown}: " + body.strip()[:120])

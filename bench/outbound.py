@@ -1,0 +1,138 @@
+"""Outbound SMS per second: one worker process pushing the outbox through the real
+Africa's Talking SDK to the local fake API, at concurrency 1, 8 and 32, over the SDK's own
+transport for comparison, and at the defaults (concurrency 8 with the 50/s send-rate cap).
+
+Run ``python bench/outbound.py [--quick]``; ``bench/run.py`` calls ``measure()``. A private
+redis-server and the fake API (in its own process, so it does not share this one's CPU and
+GIL) run on loopback and stop by themselves; each level is bounded in count and in time.
+"""
+
+# ruff: noqa: E402  (the path must be set before the project's modules are imported)
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import threading
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import redis
+
+from bench.common import SECRET_KEY, RedisServer, Table, log
+from gateway import keys
+from gateway.config import Settings
+from gateway.outbox import Worker, make_provider
+
+LEVELS = (1, 8, 32)
+PARAMS = json.dumps({"name": "Asha Devi", "centre": "PHC Saket", "date": "2026-12-01",
+                     "time": "09:00-11:00", "ref": "123456782", "ver": 0})
+
+
+def _serve_fake(port_out, stop) -> None:
+    from tests.fake_at import FakeAT
+
+    with FakeAT() as fake:
+        port_out.put((fake.base_url, fake.username, fake.api_key))
+        stop.wait()
+
+
+def _queue(client: redis.Redis, count: int, tag: str) -> None:
+    # The booking confirmation, the SMS that matters most, as book.lua queues it.
+    with client.pipeline(transaction=False) as pipe:
+        for i in range(count):
+            pipe.xadd(keys.OUTBOX, {"k": f"bench:{tag}:{i}", "to": f"+9198{i:08d}",
+                                    "t": "sms.booked", "l": "en", "p": PARAMS})
+        pipe.hincrby(keys.SMS_COUNTS, "queued", count)
+        pipe.execute()
+
+
+def _level(url: str, settings: Settings, count: int, concurrency: int, rate: float,
+           limit_s: float, keep_alive: bool = True) -> dict:
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    _queue(client, count, f"c{concurrency}")
+    worker_client = redis.Redis.from_url(url, socket_timeout=30)
+    provider = make_provider(settings, worker_client, pool_size=concurrency,
+                             keep_alive=keep_alive)
+    worker = Worker(worker_client, settings, provider, concurrency=concurrency, rate=rate,
+                    block_ms=100)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    idle = threading.Event()
+    sent = 0
+    while time.monotonic() - started < limit_s:
+        sent = int(client.hget(keys.SMS_COUNTS, "sent") or 0)
+        if sent >= count:
+            break
+        idle.wait(0.01)  # polling a counter another thread moves: there is no event to await
+    seconds = time.monotonic() - started
+    worker.stop()
+    thread.join(30)
+    sent = int(client.hget(keys.SMS_COUNTS, "sent") or 0)
+    failed = client.xlen(keys.DEAD) + client.zcard(keys.RETRY)
+    worker_client.close()
+    client.close()
+    return {"concurrency": concurrency, "rate_cap": rate or None,
+            "transport": "keep-alive" if keep_alive else "sdk", "messages": count,
+            "sent": sent, "not_sent": failed, "seconds": round(seconds, 2),
+            "sms_per_s": round(sent / seconds, 1)}
+
+
+def measure(quick: bool = False, count: int | None = None, limit_s: float = 60.0) -> dict:
+    """SMS/s at each concurrency (no rate cap) and at the defaults; prints a table."""
+    count = count or (300 if quick else 3000)
+    ctx = multiprocessing.get_context("spawn")
+    port_out, stop = ctx.Queue(), ctx.Event()
+    fake = ctx.Process(target=_serve_fake, args=(port_out, stop), daemon=True)
+    fake.start()
+    try:
+        base_url, username, api_key = port_out.get(timeout=30)
+        with RedisServer() as server:
+            settings = Settings(redis_url=server.url, secret_key=SECRET_KEY,
+                                at_username=username, at_api_key=api_key,
+                                at_sender_id="TIKALINE", at_base_url=base_url)
+            levels = []
+            for concurrency in LEVELS:
+                log(f"outbound: {count} SMS at concurrency {concurrency}, no rate cap")
+                levels.append(_level(server.url, settings, count, concurrency, 0, limit_s))
+            log(f"outbound: {count} SMS at concurrency 8 over the SDK's own transport")
+            sdk_own = _level(server.url, settings, count, 8, 0, limit_s, keep_alive=False)
+            defaults = Settings()
+            default_count = min(count, int(defaults.outbox_rate * 5))  # about 5 s at the cap
+            log(f"outbound: {default_count} SMS at the defaults")
+            default = _level(server.url, settings, default_count, defaults.outbox_concurrency,
+                             defaults.outbox_rate, limit_s)
+    finally:
+        stop.set()
+        fake.join(10)
+    result = {"levels": levels, "default": default, "sdk_transport": sdk_own,
+              "note": "one worker process, the real africastalking SDK's SMSService over a "
+                      "keep-alive session (sdk_transport: its own requests.post, a new "
+                      "connection per SMS); the fake API in another process"}
+    print(table(result).render())
+    return result
+
+
+def table(result: dict) -> Table:
+    """The measured figures as a table."""
+    t = Table("Outbound SMS through the real SDK to a local fake API (one worker process)",
+              ["concurrency", "rate cap /s", "transport", "messages", "seconds", "SMS/s"])
+    for row in [*result["levels"], result["sdk_transport"], result["default"]]:
+        t.add(row["concurrency"], row["rate_cap"] or "none", row["transport"], row["sent"],
+              row["seconds"], row["sms_per_s"])
+    return t
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="300 messages per level")
+    parser.add_argument("--count", type=int, default=None, help="messages per level")
+    args = parser.parse_args()
+    measure(quick=args.quick, count=args.count)
