@@ -276,6 +276,23 @@ def test_an_answer_with_a_charset_is_still_read():
     assert reduce_answer("<html>bad gateway</html>").outcome == RETRY
 
 
+@pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "sdk-transport"])
+@pytest.mark.parametrize("answer, outcome, says", [
+    (None, "sent", "101 Success"), (http(500), "retry", "Internal Server Error"),
+    (DND, "retry", "409 DoNotDisturbRejection"), (INVALID_PHONE, "rejected", "403"),
+    (INVALID_SENDER, "config", "InvalidSenderId"), ("bad key", "config", "authentication"),
+])
+def test_each_answer_is_reduced_the_same_over_either_transport(fake, keep_alive, answer,
+                                                               outcome, says):
+    if answer and answer != "bad key":
+        fake.script(answer)
+    key = "wrong" if answer == "bad key" else fake.api_key
+    client = SMSClient(fake.username, key, base_url=fake.base_url, keep_alive=keep_alive)
+    result = client.send(PHONE, "hello")
+    assert result.outcome == outcome and says in result.detail
+    assert result.message_id.startswith("ATXid_") == (outcome == "sent")
+
+
 def test_a_number_the_sdk_refuses_is_rejected_without_a_request(fake):
     client = SMSClient(fake.username, fake.api_key, base_url=fake.base_url)
     assert client.send("9811111111", "hello").outcome == "rejected"
