@@ -1,0 +1,185 @@
+"""Vaccinator SMS: VERIFY with the citizen's code, then DOSE; every refusal its own reply."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from gateway import codes, keys
+from tests.conversation_helpers import (
+    OTHER_VACCINATOR,
+    VACCINATOR,
+    Phone,
+    appointments,
+    last_text,
+    outbox,
+    ref_and_code,
+    texts,
+)
+
+
+def book_today(phone: Phone, r, settings, name: str = "Asha Devi", day: str = "1") -> tuple:
+    """Book at PHC Saket (the first vaccinator's centre) over SMS; (ref, code)."""
+    for text in ("BOOK 110017", name, "1990", "1", day, "1", "YES"):
+        phone.sms(text)
+    return ref_and_code(last_text(r, settings, phone.number))
+
+
+WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
+def test_verify_then_dose_queues_the_confirmation_once(client, sample, r, settings):
+    citizen, vaccinator = Phone(client), Phone(client, VACCINATOR)
+    ref, code = book_today(citizen, r, settings)
+    shown = codes.format_reference(ref)
+
+    vaccinator.sms(f"verify {shown} {code}")
+    assert last_text(r, settings, VACCINATOR) == (
+        f"Code OK. {shown}: Asha Devi, born 1990, dose 1, slot 09:00-11:00. "
+        f"After the jab send DOSE {ref}")
+    dose_id = vaccinator.sms(f"DOSE {ref} 4121Z015")
+    cert = codes.certificate_id(settings.secret_key, ref)
+    assert last_text(r, settings, VACCINATOR) == (
+        f"Dose recorded for {shown}. Certificate {cert}. The citizen gets it by SMS.")
+    final = [t for t in texts(r, settings, citizen.number) if "Certificate ID" in t]
+    assert final == [f"TikaLine: Asha Devi got dose 1 of COVISHIELD at PHC Saket on "
+                     f"{appointments(r)[ref]['date']}. Certificate ID {cert}. Keep this SMS."]
+    assert appointments(r)[ref]["batch"] == "4121Z015"
+
+    queued = len(outbox(r))
+    vaccinator.sms(f"DOSE {ref} 4121Z015", dose_id)  # the provider retries the callback
+    assert len(outbox(r)) == queued
+    vaccinator.sms(f"DOSE {ref}")  # the vaccinator sends it again
+    assert last_text(r, settings, VACCINATOR) == (
+        f"Dose for {shown} is already recorded, certificate {cert}. Nothing sent again.")
+    assert [t for t in texts(r, settings, citizen.number) if "Certificate ID" in t] == final
+
+
+def test_dose_alone_records_the_booking_just_verified(client, sample, r, settings):
+    citizen, vaccinator = Phone(client), Phone(client, VACCINATOR)
+    ref, code = book_today(citizen, r, settings)
+    vaccinator.sms(f"VERIFY {ref}{code}")  # ref and code typed without a space
+    assert last_text(r, settings, VACCINATOR).startswith("Code OK.")
+    vaccinator.sms("dose")
+    assert last_text(r, settings, VACCINATOR).startswith(
+        f"Dose recorded for {codes.format_reference(ref)}.")
+    assert appointments(r)[ref]["state"] == "vaccinated"
+    vaccinator.sms("DOSE")  # nothing verified any more: asks for the ref
+    assert last_text(r, settings, VACCINATOR).startswith("Send DOSE and the booking ref")
+
+
+def _wrong(code: str) -> str:
+    return "0000" if code != "0000" else "1111"
+
+
+def test_each_refusal_has_its_own_reply(client, sample, r, settings, store):
+    citizen, vaccinator = Phone(client), Phone(client, VACCINATOR)
+    seen = {}
+
+    def ask(text: str, phone: Phone = vaccinator) -> str:
+        phone.sms(text)
+        return last_text(r, settings, phone.number)
+
+    ref, code = book_today(citizen, r, settings, "Asha Devi")
+    shown = codes.format_reference(ref)
+
+    seen["not_vaccinator"] = ask(f"VERIFY {ref} {code}", Phone(client, "+919877777777"))
+    seen["not_found"] = ask(f"VERIFY {codes.new_reference()} 1234")
+    seen["wrong_centre"] = ask(f"VERIFY {ref} {code}", Phone(client, OTHER_VACCINATOR))
+    seen["not_verified"] = ask(f"DOSE {ref}")
+    seen["wrong_code"] = ask(f"VERIFY {ref} {_wrong(code)}")
+    assert seen["wrong_code"] == f"Wrong code for {shown}. 4 attempts left."
+    for _ in range(3):
+        ask(f"VERIFY {ref} {_wrong(code)}")
+    seen["locked_now"] = ask(f"VERIFY {ref} {_wrong(code)}")
+    seen["locked"] = ask(f"VERIFY {ref} {code}")  # even the right code, once locked
+    assert appointments(r)[ref]["state"] == "locked"
+
+    later, later_code = book_today(citizen, r, settings, "Ravi Kumar", day="2")
+    seen["wrong_day"] = ask(f"VERIFY {later} {later_code}")
+
+    cancelled, cancelled_code = book_today(citizen, r, settings, "Meena Kumari")
+    citizen.sms(f"CANCEL {cancelled}")
+    seen["cancelled"] = ask(f"VERIFY {cancelled} {cancelled_code}")
+
+    done, done_code = book_today(citizen, r, settings, "Arjun Singh")
+    ask(f"VERIFY {done} {done_code}")
+    ask(f"DOSE {done}")
+    seen["already_recorded"] = ask(f"DOSE {done}")
+    seen["already_vaccinated"] = ask(f"VERIFY {done} {done_code}")
+
+    other = Phone(client, "+919822222222")
+    missed, missed_code = book_today(other, r, settings, "Sita Ram")
+    r.hset(keys.appointment(missed), "state", "missed")  # as the end-of-day sweep marks it
+    seen["missed"] = ask(f"VERIFY {missed} {missed_code}")
+
+    # 20 wrong codes in an hour from one number block it, whatever the bookings: 5 so far.
+    third = Phone(client, "+919833333333")
+    for name in ("Kamla Devi", "Mohan Lal", "Rekha Rani"):
+        target, target_code = book_today(third, r, settings, name)
+        for _ in range(5):
+            ask(f"VERIFY {target} {_wrong(target_code)}")
+    seen["blocked"] = ask(f"VERIFY {target} {target_code}")
+
+    later_day = date.fromisoformat(appointments(r)[later]["date"])
+    label = f"{WEEKDAYS[later_day.weekday()]} {later_day.day:02d}-{later_day.month:02d}"
+    expected = {
+        "not_vaccinator": "TikaLine: this number is not a registered vaccinator. "
+                          "Citizens: send HELP.",
+        "not_found": "No booking ",
+        "wrong_centre": f"Booking {shown} is for another centre.",
+        "not_verified": f"First send VERIFY {shown} and the citizen's code.",
+        "locked_now": f"Wrong code. Booking {shown} is now locked; the citizen was told how "
+                      "to get a new code.",
+        "locked": f"Booking {shown} is locked after wrong codes. The citizen must send CODE "
+                  f"{ref} for a new code.",
+        "wrong_day": f"Booking {codes.format_reference(later)} is for {label}, not today.",
+        "cancelled": f"Booking {codes.format_reference(cancelled)} was cancelled.",
+        "already_recorded": f"Dose for {codes.format_reference(done)} is already recorded",
+        "already_vaccinated": f"{codes.format_reference(done)} is already vaccinated.",
+        "missed": f"Booking {codes.format_reference(missed)} was missed; its day is over.",
+        "blocked": "Too many wrong codes from this number: blocked for 60 min.",
+    }
+    for reason, start in expected.items():
+        assert seen[reason].startswith(start), (reason, seen[reason])
+    assert len(set(seen.values())) == len(seen)  # every refusal reads differently
+
+
+@pytest.mark.parametrize("text, reply", [
+    ("VERIFY", "Send VERIFY, the booking ref and the 4-digit code"),
+    ("VERIFY 12345", "TikaLine: 12345 is not a booking ref."),
+    ("DOSE", "Send DOSE and the booking ref"),
+    ("DOSE AB12 x", "TikaLine: AB12 x is not a booking ref."),
+    ("HELP", "TikaLine vaccinator: VERIFY <ref> <code>, then DOSE <ref> [batch]."),
+])
+def test_vaccinator_usage_replies(client, sample, r, settings, text, reply):
+    vaccinator = Phone(client, VACCINATOR)
+    vaccinator.sms(text)
+    assert last_text(r, settings, VACCINATOR).startswith(reply)
+
+
+def test_verify_with_a_mistyped_ref_is_refused_before_counting_a_wrong_code(
+        client, sample, r, settings):
+    citizen, vaccinator = Phone(client), Phone(client, VACCINATOR)
+    ref, code = book_today(citizen, r, settings)
+    typo = ref[:-1] + str((int(ref[-1]) + 1) % 10)
+    vaccinator.sms(f"VERIFY {typo} {code}")
+    assert "is not a booking ref" in last_text(r, settings, VACCINATOR)
+    assert appointments(r)[ref].get("att", "0") == "0"
+    assert r.get(keys.verify_failures(VACCINATOR)) is None
+
+
+def test_today_gives_the_centre_counts(client, sample, r, settings, store):
+    citizen, vaccinator = Phone(client), Phone(client, VACCINATOR)
+    ref, code = book_today(citizen, r, settings, "Asha Devi")
+    book_today(citizen, r, settings, "Ravi Kumar")
+    vaccinator.sms(f"VERIFY {ref} {code}")
+    vaccinator.sms(f"DOSE {ref}")
+    vaccinator.sms("today")
+    day = store.now().date()
+    capacity = sum(s["capacity"] for s in sample["sessions"][0]["slots"])
+    assert last_text(r, settings, VACCINATOR) == (
+        f"PHC Saket {WEEKDAYS[day.weekday()]} "
+        f"{day.day:02d}-{day.month:02d}: booked 2, verified 1, vaccinated 1, "
+        f"open {capacity - 2}.")
