@@ -30,8 +30,15 @@ LAST = ["Devi", "Kumar", "Sharma", "Khan", "Verma", "Singh", "Yadav", "Gupta", "
 
 
 def person(n: int) -> str:
-    """A realistic beneficiary name, distinct for every n."""
-    return f"{FIRST[n % len(FIRST)]} {LAST[(n // len(FIRST)) % len(LAST)]} {n}"
+    """A realistic beneficiary name, distinct for every n, in letters only (as a name field
+    accepts)."""
+    tag, rest = "", n
+    while True:
+        rest, digit = divmod(rest, 26)
+        tag = "abcdefghijklmnopqrstuvwxyz"[digit] + tag
+        if not rest:
+            break
+    return f"{FIRST[n % len(FIRST)]} {LAST[(n // len(FIRST)) % len(LAST)]} {tag.capitalize()}"
 
 
 def mobile(n: int, series: int = 70) -> str:

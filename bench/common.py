@@ -222,6 +222,15 @@ class RedisDelta:
     cpu: float
     memory: int
 
+    @classmethod
+    def total(cls, deltas: list[RedisDelta]) -> RedisDelta:
+        """Several deltas added up."""
+        calls: dict[str, int] = {}
+        for d in deltas:
+            for k, v in d.calls.items():
+                calls[k] = calls.get(k, 0) + v
+        return cls(calls, sum(d.cpu for d in deltas), sum(d.memory for d in deltas))
+
     @property
     def commands(self) -> int:
         return sum(self.calls.values())

@@ -55,6 +55,19 @@ class LoadResult:
         }
 
 
+def merge(parts: list[LoadResult]) -> LoadResult:
+    """Several runs at one level as one result (runs alternate with the baseline's, so both
+    see the same drift in machine load)."""
+    total = LoadResult(parts[0].clients)
+    for part in parts:
+        for name in ("seconds", "requests", "scripts", "goals", "errors", "client_cpu",
+                     "server_cpu"):
+            setattr(total, name, getattr(total, name) + getattr(part, name))
+        total.latencies.extend(part.latencies)
+        total.first_error = total.first_error or part.first_error
+    return total
+
+
 async def _client(session, url, factory, ids, deadline, budget, result: LoadResult) -> None:
     while time.monotonic() < deadline and result.requests < budget:
         script = factory(next(ids))

@@ -7,6 +7,7 @@ calls, Redis waits — without gunicorn and sockets, which the bare baseline alr
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -39,8 +40,14 @@ def profile(app, path: str, factory, scripts: int, text_out: Path | None = None)
         rows.sort(key=lambda kv: -kv[1])
         return [{"function": k, "share": round(v / total, 3)} for k, v in rows[:n]]
 
+    waiting = sum(v for k, v in own.items() if _IO.search(k))
     return {"requests": requests, "ms_per_request": round(1000 * total / max(requests, 1), 3),
-            "hottest_own_time": top(own, 12), "gateway_total_time": top(inclusive, 12, True)}
+            "share_waiting_on_sockets": round(waiting / total, 3),
+            "hottest_own_time": top(own, 15), "gateway_total_time": top(inclusive, 15, True)}
+
+
+# Time in these is the wait for Redis (sendall, then recv until the reply is there), not CPU.
+_IO = re.compile(r"^(socket\.(recv|recv_into|sendall|send)|readline|_read_from_socket) ")
 
 
 def _label(frame) -> str:
@@ -56,10 +63,14 @@ def _ours(label: str) -> bool:
     return any(f"({top}/" in label for top in ("gateway", "flows")) or "(app.py" in label
 
 
-def _walk(frame, own, inclusive, stack: set) -> None:
+def _walk(frame, own, inclusive, stack: set, parent: str = "") -> None:
+    if frame.is_synthetic:  # pyinstrument's "[self]" leaf: the parent's own time
+        own[parent] += frame.time
+        return
     label = _label(frame)
-    own[label] += frame.total_self_time
+    if not frame.children:
+        own[label] += frame.time
     if label not in stack:  # recursion: count a function's total once per call chain
         inclusive[label] += frame.time
     for child in frame.children:
-        _walk(child, own, inclusive, stack | {label})
+        _walk(child, own, inclusive, stack | {label}, label)

@@ -36,6 +36,7 @@ from bench.common import (
     SECRET_KEY,
     WEBHOOK_TOKEN,
     Gunicorn,
+    RedisDelta,
     RedisServer,
     RedisSnapshot,
     knee,
@@ -44,6 +45,7 @@ from bench.common import (
 from bench.targets import evaluate, tables
 
 RESULTS = ROOT / "bench" / "results.json"
+ROUNDS = 2  # alternations of baseline and gateway per concurrency level
 
 
 def options(argv=None) -> argparse.Namespace:
@@ -60,6 +62,8 @@ def options(argv=None) -> argparse.Namespace:
     p.add_argument("--only", default="", help="comma list of sections: "
                    "http,cost,race,memory,outbound")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--markdown", type=Path, default=None,
+                   help="also write the tables, with date and machine, to this file")
     args = p.parse_args(argv)
     if args.quick:
         args.levels, args.seconds = "1,8", 1.5
@@ -177,12 +181,19 @@ def http_section(args, rs: RedisServer, mix_inputs: dict, instance: str) -> dict
             load.run(url_bare, 4, bare_factory, seconds=min(1.0, args.seconds))  # warm
             load.run(url_ours, 4, ours_factory(0), seconds=min(1.0, args.seconds))
             for i, clients in enumerate(args.levels):
-                b = load.run(url_bare, clients, bare_factory, seconds=args.seconds,
-                             server_cpu=bare.cpu_seconds)
-                before = RedisSnapshot.take(client)
-                o = load.run(url_ours, clients, ours_factory(i + 1), seconds=args.seconds,
-                             server_cpu=ours.cpu_seconds)
-                delta = RedisSnapshot.take(client).since(before)
+                factory = ours_factory(i + 1)
+                bare_parts, ours_parts, deltas = [], [], []
+                for _ in range(ROUNDS):  # bare, ours, bare, ours: drift hits both alike
+                    bare_parts.append(load.run(url_bare, clients, bare_factory,
+                                               seconds=args.seconds / ROUNDS,
+                                               server_cpu=bare.cpu_seconds))
+                    before = RedisSnapshot.take(client)
+                    ours_parts.append(load.run(url_ours, clients, factory,
+                                               seconds=args.seconds / ROUNDS,
+                                               server_cpu=ours.cpu_seconds))
+                    deltas.append(RedisSnapshot.take(client).since(before))
+                b, o = load.merge(bare_parts), load.merge(ours_parts)
+                delta = RedisDelta.total(deltas)
                 row = {"clients": clients, "bare": b.summary(), "ours": o.summary(),
                        "ratio": round(o.rate / b.rate, 3) if b.rate else None,
                        "redis_commands_per_request": round(delta.commands / max(o.requests, 1),
@@ -265,6 +276,16 @@ def outbound_section(args) -> dict:
     return runner(quick=args.quick)
 
 
+def markdown(results: dict) -> str:
+    """The run as Markdown: when, on what, then every table."""
+    m = results["machine"]
+    head = (f"Measured {results['date']} on {m['cpu']}, {m['cores']} cores, "
+            f"{m['memory_mb']:,} MB, Linux {m['kernel']}, Python {m['python']}, "
+            f"Redis {m.get('redis', '?')}; load average {' '.join(m['loadavg_at_start'])} at "
+            f"start; the run took {results['duration_s']:.0f} s.\n\n")
+    return head + "\n\n".join(t.render() for t in tables(results)) + "\n"
+
+
 def main(argv=None) -> int:
     """Run the sections asked for (all by default), print the tables, write the results."""
     args = options(argv)
@@ -322,6 +343,8 @@ def main(argv=None) -> int:
     for table in tables(results):
         print(table.render(), end="\n\n")
     args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    if args.markdown:
+        args.markdown.write_text(markdown(results))
     log(f"done in {results['duration_s']} s; results in {args.out}")
     return 0
 

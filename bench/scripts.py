@@ -16,12 +16,11 @@ from bench.data import BIRTH_YEAR, JOURNEY_PINCODES
 from gateway import codes
 
 MAX_HOPS = 20  # a journey that needs more is lost in the menu: counted as not booked
-_OPTION = re.compile(r"^\s*(\d{1,2})\s*[.):-]\s*(.+?)\s*$", re.MULTILINE)
-# Words a screen uses to offer each choice the journey wants, English first.
-_WANT = [
-    ("book", re.compile(r"\bbook\b|new booking", re.I)),
-    ("confirm", re.compile(r"\b(confirm|yes)\b", re.I)),
-]
+_OPTION = re.compile(r"^\s*(\d{1,2})[.):-]?\s+(.+?)\s*$", re.MULTILINE)
+_NAVIGATION = re.compile(r"\b(back|main menu|more|next|exit|no|cancel)\b", re.I)
+# Words a screen uses to offer the choices the journey wants.
+_YES = re.compile(r"(?:^|\s)(\d{1,2})[.):-]?\s*(?:yes|confirm)\b", re.I | re.MULTILINE)
+_WANT = [("book", re.compile(r"\bbook\b|new booking", re.I))]
 _ASKS = [
     ("year", re.compile(r"\byear\b|\bborn\b|\bbirth", re.I)),
     ("pincode", re.compile(r"\bpin ?code\b|\bpin\b", re.I)),
@@ -31,16 +30,21 @@ _DECLINE = re.compile(r"\b(resume|continue)\b", re.I)
 
 
 def _options(screen: str) -> list[tuple[str, str]]:
-    return _OPTION.findall(screen)
+    # Choices only: "0 Back", "00 Main menu", "9 More" move around, they choose nothing.
+    return [(number, label) for number, label in _OPTION.findall(screen)
+            if number not in ("0", "00") and not _NAVIGATION.search(label)]
 
 
 def answer(screen: str, n: int) -> str:
     """The input a person who wants to book answers ``screen`` with."""
     body = screen[4:] if screen[:4] in ("CON ", "END ") else screen
+    yes = _YES.search(body)  # "1 Yes 2 No 0 Back" often shares one line
+    if yes:
+        return yes.group(1)
     options = _options(body)
     for _, pattern in _WANT:
         for number, label in options:
-            if pattern.search(label) and not re.search(r"\b(no|cancel|back)\b", label, re.I):
+            if pattern.search(label):
                 return number
     prompt = body.splitlines()[0] if body else ""
     for kind, pattern in _ASKS:
@@ -75,12 +79,13 @@ def _has_reference(screen: str) -> bool:
     return any(codes.parse_reference(m) for m in re.findall(r"\d[\d -]{7,14}\d", screen))
 
 
-def bare_ussd(hops: int = 8):
+def bare_ussd(hops: int = 9):
     """A factory of scripts that send ``hops`` USSD-shaped forms to the bare app."""
     def script(n: int):
         session_id, phone, inputs = f"ATUid_bare_{n}", mobile(n, 59), []
         yield _ussd_form(session_id, phone, inputs)
-        for answer_ in ["1", person(n), str(BIRTH_YEAR), "110017", "1", "1", "1"][:hops - 1]:
+        for answer_ in ["1", person(n), str(BIRTH_YEAR), "110017", "1", "1", "1",
+                        "1"][:hops - 1]:
             inputs.append(answer_)
             yield _ussd_form(session_id, phone, inputs)
         return True
@@ -108,7 +113,7 @@ class SmsMix:
     """
 
     def __init__(self, secret: str, bookings: list[tuple[str, str]], status_mobiles: list[str],
-                 turns: Callable[[int], list[str]] = sms_book_turns, series: int = 50):
+                 turns: Callable[[int], list[str]] = sms_book_turns, series: int = 90):
         self.secret = secret
         self.bookings = list(bookings)
         self.status_mobiles = status_mobiles
