@@ -90,12 +90,12 @@ def choice(text: str, count: int) -> int | None:
 
 
 def person_name(text: str) -> str | None:
-    """A beneficiary's name as typed (letters of any script, spaces, . ' -), at most 30."""
+    """A beneficiary's name as typed (letters of any script, spaces, . ' -), 2 to 30."""
     name = " ".join(unicodedata.normalize("NFC", text or "").split())
     if not 1 <= len(name) <= MAX_NAME:
         return None
-    if not any(unicodedata.category(c).startswith("L") for c in name):
-        return None
+    if sum(unicodedata.category(c).startswith("L") for c in name) < 2:
+        return None  # a stray "y" or "1" is an answer to something else, not a name
     if not all(c in _NAME_PUNCTUATION or unicodedata.category(c)[0] in "LM" for c in name):
         return None
     return name

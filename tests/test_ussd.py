@@ -74,7 +74,7 @@ def test_booking_over_ussd_queues_the_code_sms(client, sample, r, settings):
     (["1", "Asha Devi", "1990", "110017", "1"], "8", "Choose a number from the list."),
     (["1", "Asha Devi", "1990", "110017", "1", "1"], "x", "Choose a number from the list."),
     (["1", "Asha Devi", "1990", "110017", "1", "1", "1"], "5", "Reply 1, 2 or 0."),
-    (["2"], "7", "Reply 0 to go back."),
+    (["2"], "7", "Reply 0."),
 ])
 def test_invalid_input_shows_the_same_screen_with_a_one_line_hint(client, sample, r, steps,
                                                                    junk, hint):

@@ -1,0 +1,238 @@
+"""Every screen and SMS keeps to its budget (SPEC invariant 6, USSD 160 characters), filled
+with worst-case values: names of 30 characters, centre names of 40, four beneficiaries,
+10-digit refs, in English, in Hindi, and in English with a name typed in Devanagari.
+
+Two ways: each catalogue template filled directly, and whole conversations driven through
+the webhooks with worst-case data and wrong answers at every screen, every reply measured.
+"""
+
+from __future__ import annotations
+
+import string
+from datetime import timedelta
+
+import pytest
+
+from flows import messages
+from gateway.reference import MAX_CENTRE_NAME
+from gateway.sms_text import render_entry, segments
+from tests.conversation_helpers import Phone, last_text, load_data, outbox, ref_and_code
+
+NAME_EN = "Aishwarya Venkataraman Iyengar"  # 30
+NAME_HI = ("श्रीमती राधा कृष्णमूर्ति देवी शर्मा" * 2)[:30]
+CENTRE_EN = "Urban Primary Health Centre Malviya Nagr"  # 40
+CENTRE_HI = ("शहरी प्राथमिक स्वास्थ्य केंद्र मालवीय नगर दक्षिण" * 2)[:40]
+assert len(NAME_EN) == len(NAME_HI) == 30
+assert len(CENTRE_EN) == len(CENTRE_HI) == MAX_CENTRE_NAME
+
+# Segments per SMS: (GSM-7, UCS-2). "Where it can" an English reply is one segment.
+CONFIRMATION = ("sms.booked",)
+MULTI_LINE = ("sms.slip",)
+SMS_LIMITS = {"sms.booked": (2, 3), "sms.slip": (3, 5)}
+DEFAULT_SMS_LIMIT = (1, 5)
+USSD_LIMIT = 160
+
+
+def sms_within_budget(template: str, text: str) -> None:
+    encoding, parts = segments(text)
+    gsm, ucs = SMS_LIMITS.get(template, DEFAULT_SMS_LIMIT)
+    limit = gsm if encoding == "gsm7" else ucs
+    assert parts <= limit, f"{template}: {parts} {encoding} segments > {limit}:\n{text}"
+
+
+# -- every template, filled directly ---------------------------------------------------------
+
+def worst_values(lang: str, devanagari: bool) -> dict:
+    name, centre = (NAME_HI, CENTRE_HI) if devanagari else (NAME_EN, CENTRE_EN)
+    day_names = messages.template("days", lang).split()
+    longest_day = max(day_names, key=len)
+    state = max((messages.template(f"state.{s}", lang) for s in
+                 ("booked", "verified", "vaccinated", "cancelled", "missed", "locked")), key=len)
+    return {
+        "name": name, "centre": centre, "ref": "9876543210", "code": "0000", "pin": "110017",
+        "by": "1990", "day": messages.text("day", lang, wd=longest_day, dd="30", mm="12"),
+        "time": "09:00-11:00", "date": "2026-12-31", "dose": "2", "vaccine": "COVISHIELD",
+        "cert": "CRT123456789012", "left": "4", "minutes": "60", "booked": "9999",
+        "verified": "9999", "vaccinated": "9999", "open": "9999", "state": state,
+        "typed": "9" * 24, "i": "4", "n": "4", "more": messages.template("ussd.next", lang)
+        + "\n", "items": "8 " + centre, "lines": "", "hint": "", "body": "",
+    }
+
+
+def fill(key: str, lang: str, values: dict) -> str:
+    fields = {f for _, f, _, _ in string.Formatter().parse(messages.template(key, lang)) if f}
+    params = {f: values[f] for f in fields if f != "ref_shown"}
+    if "ref_shown" in fields:
+        params["ref"] = values["ref"]
+    return messages.text(key, lang, **params)
+
+
+def longest_hint(lang: str, values: dict) -> str:
+    keys = [k for k in messages.catalogue("en") if k.startswith("hint.")]
+    return max((fill(k, lang, values) for k in keys), key=len)
+
+
+LANGS = [("en", False), ("en", True), ("hi", False), ("hi", True)]
+# The hints each screen can show (lists are paged to fit with theirs; END screens take none).
+SCREEN_HINTS = {
+    "ussd.menu": ["hint.choose"], "ussd.resume": ["hint.choose"],
+    "ussd.language": ["hint.choose"], "ussd.help": ["hint.choose"],
+    "ussd.book.name": ["hint.name"], "ussd.book.birth_year": ["hint.birth_year"],
+    "ussd.book.pincode": ["hint.pincode", "hint.no_centres"],
+    "ussd.book.slot_none": ["hint.slot_full", "hint.choose"],
+    "ussd.book.confirm": ["ussd.hint.confirm"],
+    "ussd.status.open": ["hint.next_back", "hint.back"],
+    "ussd.status.closed": ["hint.next_back", "hint.back"],
+    "ussd.status.none": ["hint.back"], "ussd.cancel.none": ["hint.choose"],
+    "ussd.cancel.confirm": ["hint.yes_back"],
+    "sms.book.name": ["hint.name", "hint.pincode_later"],
+    "sms.book.birth_year": ["hint.birth_year"],
+    "sms.book.pincode": ["hint.pincode", "hint.no_centres"],
+    "sms.book.slot_none": ["hint.slot_full", "hint.choose"],
+    "sms.book.confirm": ["sms.hint.confirm"],
+}
+
+
+@pytest.mark.parametrize("lang, devanagari", LANGS)
+def test_every_ussd_template_fits_a_screen_even_after_a_hint(lang, devanagari):
+    values = worst_values(lang, devanagari)
+    for key in messages.catalogue("en"):
+        if not key.startswith("ussd.") or key in ("ussd.hinted", "ussd.more", "ussd.next"):
+            continue
+        screen = fill(key, lang, values)
+        assert len("CON " + screen) <= USSD_LIMIT, (key, screen)
+        # A wrong answer shows the screen again under a one-line hint.
+        for hint_key in SCREEN_HINTS.get(key, ()):
+            hint = fill(hint_key, lang, values)
+            assert len(f"CON {hint}\n{screen}") <= USSD_LIMIT, (key, hint, screen)
+
+
+@pytest.mark.parametrize("lang, devanagari", LANGS)
+def test_every_sms_template_fits_its_budget(lang, devanagari):
+    values = worst_values(lang, devanagari)
+    for key in messages.catalogue("en"):
+        if key.startswith(("ussd.", "kw.", "state.", "hint.")) or key in (
+                "days", "day", "sms.hinted", "sms.more"):
+            continue
+        text = fill(key, lang, values)
+        if key == "sms.slip":  # the longest slip is packed by the flow; see the journeys
+            continue
+        sms_within_budget(key, text)
+        for hint_key in SCREEN_HINTS.get(key, ()):
+            sms_within_budget(key, fill(hint_key, lang, values) + " " + text)
+
+
+def test_the_booking_confirmation_fits_the_spec_exactly():
+    values = worst_values("en", False)
+    assert segments(fill("sms.booked", "en", values)) == ("gsm7", 2)
+    for lang, devanagari in (("hi", False), ("hi", True), ("en", True)):
+        text = fill("sms.booked", lang, worst_values(lang, devanagari))
+        encoding, parts = segments(text)
+        assert encoding == "ucs2" and parts <= 3 and len(text) <= 201, text
+
+
+def test_both_catalogues_have_the_same_keys_and_placeholders():
+    en, hi = messages.catalogue("en"), messages.catalogue("hi")
+    assert set(en) == set(hi)
+    for key in en:
+        if key.startswith("kw.") or key == "days":
+            continue
+        fields = [{f for _, f, _, _ in string.Formatter().parse(c[key]) if f} for c in (en, hi)]
+        assert fields[0] == fields[1], key
+
+
+# -- whole conversations with worst-case data -------------------------------------------------
+
+def worst_data(today) -> dict:
+    """Ten 40-character centres in each of two pincodes (English, Devanagari names), sessions
+    for 7 days with eight slots each, and a vaccinator at the first centre of each."""
+    centres, sessions = [], []
+    for pin, base in (("110017", CENTRE_EN), ("110018", CENTRE_HI)):
+        for i in range(10):
+            cid = f"W{pin[-1]}{i}"
+            centres.append({"id": cid, "name": base[:-1] + str(i), "district": "South Delhi",
+                            "state": "Delhi", "pincode": pin, "address": ""})
+            for d in range(7):
+                day = today + timedelta(days=d)
+                sessions.append({
+                    "id": f"{cid}-{day:%Y%m%d}", "centre_id": cid, "date": day.isoformat(),
+                    "vaccine": "COVISHIELD", "min_age": 18, "max_age": None,
+                    "slots": [{"time": f"{h:02d}:00-{h + 1:02d}:00", "capacity": 10}
+                              for h in range(9, 17)]})
+    return {"centres": centres, "sessions": sessions,
+            "vaccinators": [{"phone": "+919800000017", "centre_id": "W70"},
+                            {"phone": "+919800000018", "centre_id": "W80"}]}
+
+
+def ussd_journey(phone: Phone, lang: str, names: list[str], pin: str) -> list[str]:
+    """Every screen of four bookings, a look at the slip, a cancel, help and language, with a
+    wrong answer on each screen; the screens (each already held to CON/END + 160)."""
+    screens = [phone.dial()]
+    if lang == "hi":
+        screens += [phone.press("4"), phone.press("x"), phone.press("2")]
+    for i, name in enumerate(names):
+        screens += [phone.dial()]
+        for answer in ("7", "1", "Asha 2", name, "12", "1990", "11", "999999", pin, "x",
+                       "9", "x", "9", "0", "1", "x", "2", "x", "9", "1", "x", "2", "1"):
+            screens.append(phone.press(answer))
+        if i == 0:  # drop once mid-way: the resume offer
+            phone.dial()
+            screens += [phone.press("1", name, "1990", pin, "1")]
+            screens += [phone.dial(), phone.press("x"), phone.press("2")]
+    screens += [phone.dial(), phone.press("2"), phone.press("x"), phone.press("1"),
+                phone.press("1"), phone.press("1"), phone.press("x"), phone.press("0")]
+    screens += [phone.press("00"), phone.press("3"), phone.press("x"), phone.press("9"),
+                phone.press("0"), phone.press("1"), phone.press("x"), phone.press("1")]
+    screens += [phone.dial(), phone.press("5"), phone.press("x"), phone.press("0"),
+                phone.press("4"), phone.press("x")]
+    return screens
+
+
+@pytest.mark.parametrize("lang, devanagari", LANGS)
+def test_ussd_screens_with_worst_case_data(client, store, r, lang, devanagari):
+    load_data(store, worst_data(store.now().date()))
+    name = NAME_HI if devanagari else NAME_EN
+    names = [name[:-1] + c for c in ("क", "ख", "ग", "घ")] if devanagari else \
+        [name[:-1] + c for c in "bcde"]
+    phone = Phone(client)
+    screens = ussd_journey(phone, lang, names, "110018" if devanagari else "110017")
+    assert all(len(s) <= USSD_LIMIT and s[:4] in ("CON ", "END ") for s in screens)
+    assert sum(s.startswith("END ") for s in screens) >= 5  # four bookings and a cancel
+    assert max(len(s) for s in screens) > 120  # the data really was worst-case
+
+
+@pytest.mark.parametrize("lang, devanagari", LANGS)
+def test_sms_replies_with_worst_case_data(client, store, r, settings, lang, devanagari):
+    load_data(store, worst_data(store.now().date()))
+    name = NAME_HI if devanagari else NAME_EN
+    pin = "110018" if devanagari else "110017"
+    citizen = Phone(client)
+    vaccinator = Phone(client, "+919800000018" if devanagari else "+919800000017")
+    if lang == "hi":
+        citizen.sms("LANG HI")
+        vaccinator.sms("LANG HI")
+    refs = []
+    for c in ("b", "c", "d", "e") if not devanagari else ("क", "ख", "ग", "घ"):
+        for text in ("BOOK", "x", name[:-1] + c, "12", "1990", "1", pin, "x", "9", "1",
+                     "x", "1", "x", "9", "1", "maybe", "YES"):
+            citizen.sms(text)
+        if lang == "en":
+            refs.append(ref_and_code(last_text(r, settings, citizen.number)))
+    citizen.sms("BOOK")
+    citizen.sms(name[:-1] + ("b" if not devanagari else "क"))  # already booked, said so
+    for text in ("1990", pin, "1", "1", "1", "YES", "STATUS", "CANCEL", "CANCEL 123",
+                 "CODE", "CODE 9876543210", "LANG", "HELP", "what?"):
+        citizen.sms(text)
+    if refs:
+        ref, code = refs[0]
+        for text in (f"VERIFY {ref} 0000", f"VERIFY {ref} {code}", f"DOSE {ref} AB-1234/56",
+                     f"DOSE {ref}", "TODAY", "VERIFY", "DOSE", "HELP"):
+            vaccinator.sms(text)
+        citizen.sms(f"CANCEL {refs[1][0]}")
+    entries = outbox(r)
+    assert len(entries) > 60
+    for entry in entries:
+        text = render_entry(entry, settings.secret_key)
+        sms_within_budget(entry["t"], text)
+        if lang == "en" and not devanagari and entry["t"] not in SMS_LIMITS:
+            assert segments(text) == ("gsm7", 1), (entry["t"], text)
