@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -72,6 +73,15 @@ class AppProcess:
         """GET a path of the running app: (status, body)."""
         try:
             with _OPENER.open(self.base_url + path, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def post(self, path: str, fields: dict) -> tuple[int, str]:
+        """POST a form, as Africa's Talking does: (status, body)."""
+        data = urllib.parse.urlencode(fields).encode()
+        try:
+            with _OPENER.open(self.base_url + path, data=data, timeout=10) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()

@@ -92,6 +92,23 @@ def test_booking_code_verify_dose_confirmation(gateway, page):
     assert not errors, errors
 
 
+def test_with_a_webhook_token_the_enabled_simulator_still_reaches_the_menu(
+        redis_url, r, tmp_path, page):
+    app = AppProcess(tmp_path, REDIS_URL=redis_url, INSTANCE_PATH=str(tmp_path / "instance"),
+                     SECRET_KEY="browser-test-secret", WEBHOOK_TOKEN="s3cret",
+                     SIMULATOR_ENABLED="1").start()
+    try:
+        page.goto(app.base_url + "/simulator/")
+        citizen = page.locator("#citizen")
+        citizen.locator(".dial").click()
+        expect(citizen).to_have_attribute("data-ussd", "waiting", timeout=WAIT_MS)
+        expect(citizen.locator(".ussd-screen")).to_contain_text("Book")
+        assert app.post("/ussd", {"sessionId": "x", "serviceCode": "*384*1#",
+                                  "phoneNumber": "+919811111111", "text": ""})[0] == 403
+    finally:
+        app.stop()
+
+
 def _send_sms(phone, text: str) -> None:
     phone.locator(".sms-text").fill(text)
     phone.locator(".sms-send").click()

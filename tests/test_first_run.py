@@ -31,6 +31,10 @@ def test_first_run_brings_up_gateway_with_demo_data_on_loopback_only(first_run, 
     assert "+919800000002" in first_run.output
     status, page = first_run.get("/simulator/")
     assert status == 200 and "A. Kumar, PHC Saket (C100)" in page
+    status, screen = first_run.post("/ussd", {
+        "sessionId": "ATUid_first", "serviceCode": "*384*1#", "phoneNumber": "+919811111111",
+        "networkCode": "99999", "text": ""})
+    assert status == 200 and screen.startswith("CON ")
 
     # Nobody else on the network can reach a first run.
     if not Path("/proc/net/tcp").exists():
