@@ -102,7 +102,7 @@ def provider_message(provider_id: str) -> str:
 
 
 def console_inbox(phone: str) -> str:
-    return f"{PREFIX}console:{phone}"  # list of message keys the console provider "sent"
+    return f"{PREFIX}console:{phone}"  # list: JSON entries the console provider "sent", TTL
 
 
 SMS_COUNTS = f"{PREFIX}smscounts"  # hash: queued, sent, delivered, failed, dead
