@@ -6,6 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from contextlib import contextmanager
+
+import redis
 
 from gateway import codes, keys
 from gateway.reference import load
@@ -163,3 +166,17 @@ def live_codes(r, secret: str) -> set[str]:
         for version in range(int(a.get("ver", 0)) + 1):
             found.add(codes.derive_code(secret, ref, version))
     return found
+
+
+@contextmanager
+def counting_round_trips(monkeypatch):
+    """Count requests sent to Redis: a pipeline or a script call is one round trip."""
+    sent = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(1)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    yield sent

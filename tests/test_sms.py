@@ -4,6 +4,7 @@ outbox exactly as the sender will render them."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -14,6 +15,7 @@ from tests.conversation_helpers import (
     Phone,
     appointments,
     booked_counts,
+    counting_round_trips,
     last_text,
     load_data,
     outbox,
@@ -289,3 +291,59 @@ def test_vaccinator_commands_from_other_numbers_change_nothing(client, sample, r
     assert appointments(r) == before
     assert r.exists(keys.verify_failures(stranger.number)) == 0
     assert json.loads(outbox(r)[-1]["p"]) == {}
+
+
+def test_an_sms_turn_costs_three_redis_round_trips(client, sample, r, settings, monkeypatch,
+                                                   capsys):
+    warm = Phone(client, "+919833333333")  # load the scripts once: NOSCRIPT costs extra once
+    sms_book(warm)
+    warm.sms(f"CODE {ref_and_code(last_text(r, settings, warm.number))[0]}")
+    warm.sms("STATUS")
+    phone, vaccinator = Phone(client), Phone(client, "+919800000001")
+    vaccinator.sms("TODAY")
+    trips = []
+    with counting_round_trips(monkeypatch) as sent:
+        for who, text in [(phone, t) for t in ("BOOK", "Asha Devi", "1990", "110017", "1",
+                                               "1", "1", "maybe", "YES", "STATUS", "HELP",
+                                               "LANG HI", "LANG EN")] + [
+                (vaccinator, "VERIFY 12345 67891 1234"), (vaccinator, "TODAY")]:
+            before = len(sent)
+            who.sms(text)
+            trips.append((text, len(sent) - before))
+        before = len(sent)
+        phone.sms("HELP", "the-same-id")
+        phone.sms("HELP", "the-same-id")
+        trips.append(("replay", len(sent) - before - trips[-3][1]))
+    assert max(n for _, n in trips) <= 3, str(trips)
+    assert dict(trips)["replay"] == 1  # a repeated id is read, found handled, dropped
+    ref, _ = ref_and_code(next(t for t in texts(r, settings, phone.number) if " booked at " in t))
+    with counting_round_trips(monkeypatch) as sent:
+        phone.sms(f"CODE {ref}")
+    trips.append(("CODE", len(sent)))
+    assert len(sent) <= 4  # the store reads the code version before its script: one more
+    with capsys.disabled():
+        print(f"\nRedis round trips per SMS turn: {trips}")
+
+
+def test_duplicates_arriving_together_book_once_and_answer_once(client, sample, r, settings):
+    phone = Phone(client)
+    for text in ("BOOK", "Asha Devi", "1990", "110017", "1", "1", "1"):
+        phone.sms(text)
+    queued = len(outbox(r))
+    start = threading.Barrier(8)
+    app = client.application
+
+    def deliver():
+        start.wait()
+        response = app.test_client().post("/sms/inbound", data={
+            "from": phone.number, "to": "56767", "text": "YES", "id": "ATXid_dup"})
+        assert response.status_code == 200
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(appointments(r)) == 1
+    assert len(outbox(r)) == queued + 1  # the one confirmation with its code, nothing else
+    assert outbox(r)[-1]["t"] == "sms.booked"

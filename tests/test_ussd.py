@@ -4,10 +4,9 @@ dropped session, and replays that change nothing."""
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
+import threading
 
 import pytest
-import redis
 
 from gateway import codes, keys
 from gateway.sms_text import render_entry
@@ -15,6 +14,7 @@ from tests.conversation_helpers import (
     Phone,
     all_values,
     appointments,
+    counting_round_trips,
     last_text,
     live_codes,
     load_data,
@@ -251,20 +251,6 @@ def test_help_screen_and_back(client, sample):
     assert phone.press("0") == MENU
 
 
-@contextmanager
-def counting_round_trips(monkeypatch):
-    """Count requests sent to Redis: a pipeline or a script call is one round trip."""
-    sent = []
-    original = redis.connection.AbstractConnection.send_packed_command
-
-    def counting(self, command, check_health=True):
-        sent.append(1)
-        return original(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
-    yield sent
-
-
 def test_a_hop_costs_at_most_three_redis_round_trips(client, sample, monkeypatch, capsys):
     book(Phone(client, "+919833333333"))  # load the scripts once: NOSCRIPT costs extra once
     Phone(client, "+919833333333").dial()
@@ -306,3 +292,28 @@ def test_no_security_code_is_stored_in_redis(client, sample, r, settings):
     for value in all_values(r):
         found = set(re.findall(r"(?<![0-9A-Za-z])\d{4}(?![0-9A-Za-z])", value))
         assert not (found & (current - benign)), value
+
+
+def test_a_hop_repeated_at_the_same_moment_books_once(client, sample, r, settings):
+    phone = Phone(client)
+    phone.dial()
+    phone.press("1", "Asha Devi", "1990", "110017", "1", "1", "1")
+    text = "*".join(phone.inputs + ["1"])
+    start = threading.Barrier(8)
+    bodies = []
+
+    def hop():
+        start.wait()
+        response = client.application.test_client().post("/ussd", data={
+            "sessionId": phone.session, "serviceCode": "*384*1#",
+            "phoneNumber": phone.number, "text": text})
+        bodies.append(response.get_data(as_text=True))
+
+    threads = [threading.Thread(target=hop) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(appointments(r)) == 1
+    assert len(outbox(r)) == 1
+    assert len(set(bodies)) == 1 and bodies[0].startswith("END Booked Asha Devi. Ref ")
