@@ -214,10 +214,13 @@ class Worker:
                  self.concurrency, self.rate or "no", type(self.provider).__name__)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sms-send")
         next_reclaim = next_promote = 0.0
+        ready = False
         try:
-            self._ensure_group()
             while not self._stop.is_set():
                 try:
+                    if not ready:  # inside the loop: a worker may start before its Redis
+                        self._ensure_group()
+                        ready = True
                     if time.monotonic() >= next_promote:  # a round trip saved per message
                         self._promote()
                         next_promote = time.monotonic() + 0.1
@@ -228,8 +231,8 @@ class Worker:
                 except redis.ResponseError as exc:
                     if "NOGROUP" not in str(exc):
                         raise
-                    self._ensure_group()  # the stream was deleted under us: start afresh
-                except redis.ConnectionError as exc:
+                    ready = False  # the stream was deleted under us: start afresh
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
                     log.error("outbox worker: Redis unreachable (%s); retrying", exc)
                     self._stop.wait(1.0)
         finally:
@@ -263,18 +266,20 @@ class Worker:
         free = 1
         while free < self.concurrency and self._slots.acquire(blocking=False):
             free += 1
-        # Asked to stop while waiting for a sender: read nothing more, so nothing new is
-        # left pending for the idle timeout (what we read, we always send).
-        entries = [] if self._stop.is_set() else fetch(free)
-        for entry_id, fields in entries:
-            with self._lock:
-                if entry_id in self._in_flight:
-                    continue  # our own send, still running: reclaimed only by its idle time
-                self._in_flight.add(entry_id)
-            free -= 1
-            pool.submit(self._send_one, entry_id, fields)
-        for _ in range(free):
-            self._slots.release()
+        try:
+            # Asked to stop while waiting for a sender: read nothing more, so nothing new is
+            # left pending for the idle timeout (what we read, we always send).
+            entries = [] if self._stop.is_set() else fetch(free)
+            for entry_id, fields in entries:
+                with self._lock:
+                    if entry_id in self._in_flight:
+                        continue  # a send of ours slower than claim_idle: never twice at once
+                    self._in_flight.add(entry_id)
+                free -= 1
+                pool.submit(self._send_one, entry_id, fields)
+        finally:
+            for _ in range(free):
+                self._slots.release()
 
     def _read(self, count: int) -> list:
         answer = self.r.xreadgroup(keys.OUTBOX_GROUP, self.name, {keys.OUTBOX: ">"},
@@ -336,11 +341,13 @@ class Worker:
     def _settle(self, entry_id: str, entry: dict, attempt: int, result: SendResult) -> None:
         k = entry["k"]
         if result.outcome == SENT:
-            self._scripts["sent"](
+            # Sent but not yet recorded is the one state that can become a duplicate SMS:
+            # ride out a short Redis hiccup rather than leave the entry for a resend.
+            self._persist(lambda: self._scripts["sent"](
                 keys=[keys.message(k), keys.provider_message(result.message_id or "-"),
                       keys.OUTBOX, keys.SMS_COUNTS],
                 args=[keys.OUTBOX_GROUP, entry_id, result.message_id, _now(), k,
-                      KEEP_SECONDS, result.detail])
+                      KEEP_SECONDS, result.detail]))
             log.info("outbox %s: sent (%s)", k, result.message_id or "no id")
             return
         if result.outcome == REJECTED:
@@ -361,6 +368,16 @@ class Worker:
                   int(due * 1000)])
         log.warning("outbox %s: attempt %d failed (%s); next in %.1f s", k, attempt,
                     result.detail, delay)
+
+    @staticmethod
+    def _persist(call, tries: int = 6):
+        for n in range(tries):
+            try:
+                return call()
+            except (redis.ConnectionError, redis.TimeoutError):
+                if n == tries - 1:
+                    raise
+                time.sleep(0.1 * 2 ** n)  # Redis coming back, not a condition to wait on
 
     def delay(self, attempt: int) -> float:
         """Backoff before attempt ``attempt + 1``: exponential, capped, with equal jitter."""

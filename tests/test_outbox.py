@@ -13,6 +13,9 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from app import create_app
 from gateway import codes, keys
@@ -21,6 +24,7 @@ from gateway.providers.africastalking import SMSClient, reduce_answer
 from gateway.providers.console import kept_messages
 from gateway.providers.result import RETRY, SENT
 from gateway.sms_text import render_entry
+from tests.conftest import _free_port, _redis_server_binary
 from tests.fake_at import (
     BLACKLISTED,
     DND,
@@ -249,6 +253,35 @@ def test_console_provider_keeps_the_last_fifty(r, settings):
     with running(r, settings, concurrency=8):
         wait_for(lambda: stats(r)["sent"] == 55, "55 console sends")
     assert len(kept_messages(r, PHONE)) == 50
+
+
+def test_a_worker_started_before_its_redis_waits_for_it(settings, tmp_path, caplog):
+    port = _free_port()
+    # No client-side retries: the worker's own loop is what is under test.
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1,
+                         retry=Retry(NoBackoff(), 0))
+    server = None
+    try:
+        with caplog.at_level(logging.ERROR, "gateway.outbox"), running(client, settings):
+            wait_for(lambda: "Redis unreachable" in caplog.text, "the worker to notice")
+            server = subprocess.Popen(
+                [_redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save",
+                 "", "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+            wait_for(lambda: _answers(client), "redis-server to start")
+            queue_sms(client, "lock:late", PHONE)
+            wait_for(lambda: status(client, "lock:late").get("status") == "sent",
+                     "the SMS once Redis is up")
+    finally:
+        if server:
+            server.terminate()
+            server.wait(10)
+
+
+def _answers(client) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
 
 
 def test_the_web_process_can_deliver_in_a_background_thread(r, settings):
