@@ -156,7 +156,8 @@ def _id(form: dict, name: str) -> str:
 # a bad sender ID as ``{"SMSMessageData": {"Message": "InvalidSenderId", "Recipients": []}}``,
 # a do-not-disturb window as HTTP 409 with the same JSON and statusCode 409. The SDK raises
 # ``AfricasTalkingException(body)`` on any non-2xx (the status code is lost, the body is kept)
-# and parses JSON only when the content type is exactly ``application/json``.
+# and parses JSON only when the content type is exactly ``application/json``; we send through
+# its ``SMSService`` over our own pooled session, which keeps the status (_PooledSMSService).
 #
 # Delivery report, ``POST /sms/delivery`` (form):
 #     id=ATXid_0f3c5e2b9a…&status=Failed&phoneNumber=%2B919812345678&networkCode=40410
