@@ -47,7 +47,7 @@ def gateway(redis_url, r, tmp_path):
 def page():
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 1300})
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
         yield page
         browser.close()
 
