@@ -82,7 +82,10 @@ def with_hint(screen: dict, hint: tuple[str, dict] | None, channel: str) -> dict
 
 
 class Conversation:
-    """The per-request model: ``state`` (set by the machine), ``data`` (stored), the turn."""
+    """The per-request model: ``state`` (set by the machine), ``data`` (stored), the turn.
+
+    Subclasses name their guards after the rule they check and render each state with a
+    ``screen_<state>`` method (``None`` for a state that hands over to another flow)."""
 
     def __init__(self, turn: Turn, data: dict):
         self.turn = turn
@@ -119,20 +122,25 @@ class Conversation:
     # Paging guards and actions, shared by every listed screen.
 
     def wants_more(self, text: str = "", *_) -> bool:
+        """Guard: the caller asked for the next page of a list that has one."""
         asked = words.normal(text) == "9" or words.answer_word(text) == "more"
         return bool(self.data.get("more")) and asked
 
     def next_page(self, *_) -> None:
+        """Show the next page, remembering where this one started."""
         self.data.setdefault("pages", []).append(self.data.get("page", 0))
         self.data["page"] = self.data.get("page", 0) + len(self.data.get("opts", []))
 
     def on_later_page(self, *_) -> bool:
+        """Guard: a page before this one exists."""
         return bool(self.data.get("pages"))
 
     def previous_page(self, *_) -> None:
+        """Show the page before."""
         self.data["page"] = self.data["pages"].pop()
 
     def first_page(self, *_) -> None:
+        """Start a list at its first page."""
         self.data.update(page=0, pages=[])
 
 

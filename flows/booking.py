@@ -87,6 +87,7 @@ class Booking(Conversation):
     # -- guards -----------------------------------------------------------------------------
 
     def valid_name(self, text: str) -> bool:
+        """Guard: a name of 2 to 30 letters; kept."""
         name = words.person_name(text)
         if not name:
             return self.refuse("hint.name")
@@ -94,6 +95,7 @@ class Booking(Conversation):
         return True
 
     def valid_birth_year(self, text: str) -> bool:
+        """Guard: a 4-digit year within the last 120; kept."""
         year = words.number(text, 4)
         this_year = self.turn.store.now().year
         if not year or not this_year - OLDEST <= int(year) <= this_year:
@@ -102,9 +104,11 @@ class Booking(Conversation):
         return True
 
     def pincode_given(self, *_) -> bool:
+        """Guard: the pincode came with BOOK."""
         return bool(self.data.get("pin"))
 
     def valid_pincode(self, text: str) -> bool:
+        """Guard: a 6-digit pincode; kept."""
         pin = words.number(text, 6)
         if not pin or pin.startswith("0"):
             return self.refuse("hint.pincode")
@@ -112,12 +116,14 @@ class Booking(Conversation):
         return True
 
     def centres_open(self, *_) -> bool:
+        """Guard: some centre near the pincode has an open slot for this age."""
         if not self.centres():
             return self.refuse("hint.no_centres", pin=self.data["pin"])
         self.first_page()
         return True
 
     def picked_centre(self, text: str) -> bool:
+        """Guard: a centre of the page shown, still open; its dates kept."""
         picked = words.choice(text, len(self.data.get("opts", [])))
         if not picked:
             return self.refuse("hint.choose")
@@ -130,6 +136,7 @@ class Booking(Conversation):
         return True
 
     def picked_date(self, text: str) -> bool:
+        """Guard: a date of the page shown, still open; its open slots kept."""
         picked = words.choice(text, len(self.data.get("opts", [])))
         if not picked:
             return self.refuse("hint.choose")
@@ -146,6 +153,7 @@ class Booking(Conversation):
         return True
 
     def picked_slot(self, text: str) -> bool:
+        """Guard: a slot of the page shown; kept."""
         picked = words.choice(text, len(self.data.get("opts", [])))
         if not picked:
             return self.refuse("hint.choose")
@@ -154,12 +162,15 @@ class Booking(Conversation):
         return True
 
     def said_yes(self, text: str) -> bool:
+        """Guard: the answer is yes (1)."""
         return words.normal(text) == "1" or words.answer_word(text) == "yes"
 
     def said_no(self, text: str) -> bool:
+        """Guard: the answer is no (2)."""
         return words.normal(text) == "2" or words.answer_word(text) == "no"
 
     def booking_made(self, *_) -> bool:
+        """Guard with the one write: the store books the slot (and queues the code SMS)."""
         self.outcome = self.turn.store.book(
             mobile=self.turn.mobile, name=self.data["name"], birth_year=self.data["by"],
             session_id=self.data["sid"], slot=self.data["slot"], lang=self.turn.lang)
@@ -172,6 +183,7 @@ class Booking(Conversation):
         return False
 
     def slot_taken(self, *_) -> bool:
+        """Guard: the store found the slot full; back to the others, with a hint."""
         if getattr(self, "outcome", None) is None or self.outcome.status != "full":
             return False
         self.data["slots"] = [s for s in self.data["slots"] if s[0] != self.data["slot"]]
@@ -180,6 +192,7 @@ class Booking(Conversation):
         return True
 
     def booking_refused(self, *_) -> bool:
+        """Guard: the store refused for another reason; the reason kept."""
         if getattr(self, "outcome", None) is None:
             return self.refuse(self.turn.key("hint.confirm"))
         self.data["why"] = REFUSALS.get(self.outcome.status, "error")

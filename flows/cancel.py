@@ -47,12 +47,14 @@ class Cancel(Conversation):
     _slip: list | None = None
 
     def open_bookings(self) -> list[dict]:
+        """The bookings of this mobile that can still be cancelled (one read per turn)."""
         if self._slip is None:
             self._slip = [a for a in self.turn.store.slip(self.turn.mobile)
                           if a["shown_state"] in CANCELLABLE]
         return self._slip
 
     def picked_booking(self, text: str) -> bool:
+        """Guard: a booking of the page shown, still cancellable; kept."""
         picked = words.choice(text, len(self.data.get("opts", [])))
         if not picked:
             return self.refuse("hint.choose")
@@ -65,14 +67,17 @@ class Cancel(Conversation):
         return True
 
     def said_yes(self, text: str) -> bool:
+        """Guard: the answer is yes (1)."""
         return words.normal(text) == "1"
 
     def cancel_done(self, *_) -> bool:
+        """Guard with the one write: the store cancels (and queues the SMS)."""
         self.outcome = self.turn.store.cancel(mobile=self.turn.mobile,
                                               ref=self.data["pick"]["ref"], lang=self.turn.lang)
         return self.outcome.ok
 
     def cancel_refused(self, *_) -> bool:
+        """Guard: the store refused; the reason kept."""
         if getattr(self, "outcome", None) is None:
             return self.refuse("hint.yes_back")
         self.data["why"] = refusal(self.turn, self.outcome.status, self.outcome.value,

@@ -39,31 +39,40 @@ class Menu(Conversation):
         return MENU.get(words.normal(text)) == dest
 
     def chose_book(self, text: str) -> bool:
+        """Guard: menu option 1."""
         return self._chose(text, "book")
 
     def chose_appointments(self, text: str) -> bool:
+        """Guard: menu option 2."""
         return self._chose(text, "appointments")
 
     def chose_cancel(self, text: str) -> bool:
+        """Guard: menu option 3."""
         return self._chose(text, "cancel")
 
     def chose_language(self, text: str) -> bool:
+        """Guard: menu option 4."""
         return self._chose(text, "language")
 
     def chose_help(self, text: str) -> bool:
+        """Guard: menu option 5."""
         return self._chose(text, "help")
 
     def chose_continue(self, text: str) -> bool:
+        """Guard: continue the dropped booking (1)."""
         return words.normal(text) == "1" and bool(self.data.get("pointer"))
 
     def chose_start_over(self, text: str) -> bool:
+        """Guard: forget the dropped booking (2)."""
         return words.normal(text) == "2"
 
     def forget_booking(self, *_) -> None:
+        """Drop the offered booking for good."""
         self.data.pop("pointer", None)
         self.data["forget"] = True
 
     def picked_language(self, text: str) -> bool:
+        """Guard: a language of the list; the replies switch to it now."""
         lang = LANGUAGES.get(words.normal(text))
         if not lang:
             return self.refuse("hint.choose")

@@ -29,22 +29,27 @@ class Status(Conversation):
     _slip: list | None = None
 
     def slip(self) -> list[dict]:
+        """The slip of this mobile (one read per turn)."""
         if self._slip is None:
             self._slip = self.turn.store.slip(self.turn.mobile)
         return self._slip
 
     def wants_next(self, text: str) -> bool:
+        """Guard: 1 while a next booking exists."""
         if words.normal(text) == "1" and self.data.get("i", 0) + 1 < self.data.get("n", 0):
             return True
         return self.refuse("hint.next_back" if self.data.get("n", 0) > 1 else "hint.back")
 
     def next_one(self, *_) -> None:
+        """Show the next booking."""
         self.data["i"] = self.data.get("i", 0) + 1
 
     def not_first(self, *_) -> bool:
+        """Guard: a booking before this one exists."""
         return self.data.get("i", 0) > 0
 
     def previous_one(self, *_) -> None:
+        """Show the booking before."""
         self.data["i"] -= 1
 
     def screen_list(self):

@@ -54,6 +54,7 @@ class Vaccinator(Conversation):
     """One vaccinator number; ``data["ref"]`` is the booking last verified."""
 
     def code_matches(self, rest: str) -> bool:
+        """Guard with the one write: the store checks the code (counting a wrong one)."""
         ref, others = split_reference(rest)
         code = words.number("".join(others), CODE_DIGITS) if others else None
         if not ref or not code:
@@ -70,6 +71,7 @@ class Vaccinator(Conversation):
         return False
 
     def dose_recorded(self, rest: str) -> bool:
+        """Guard with the one write: the store records the dose (and queues the SMS)."""
         ref, others = split_reference(rest)
         if not ref and others and any(c.isdigit() for c in others[0]):
             self.turn.say("sms.bad_ref", typed=rest[:24])
@@ -88,9 +90,11 @@ class Vaccinator(Conversation):
         return False
 
     def forget(self, *_) -> None:
+        """Forget the booking verified."""
         self.data.pop("ref", None)
 
     def tell_counts(self, *_) -> None:
+        """Reply with today's counts at the vaccinator's centre."""
         centre_id = self.turn.vaccinator["centre_id"]
         counts = self.turn.store.today_at(centre_id)
         self.turn.say("vacc.today", centre=counts["name"] or centre_id,

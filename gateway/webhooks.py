@@ -69,12 +69,13 @@ def healthz():
 
 @bp.app_errorhandler(BadRequest)
 def refused(exc: BadRequest):
+    """A request refused at the edge: its 4xx, with what is wrong, as text."""
     return _text(str(exc), exc.status)
 
 
 @bp.app_errorhandler(413)
 def too_large(exc: HTTPException):
-    # Werkzeug's own 413 page is HTML; a webhook caller reads plain text.
+    """A body over MAX_CONTENT_LENGTH: 413 as text (werkzeug's own page is HTML)."""
     return _text("body too large (16 KiB at most)", 413)
 
 
