@@ -19,6 +19,7 @@ import aiohttp
 from bench.common import latency_ms, own_cpu_seconds
 
 Script = Generator[dict, tuple[int, str], bool]
+DRAIN_S = 15.0
 
 
 @dataclass
@@ -69,6 +70,9 @@ def merge(parts: list[LoadResult]) -> LoadResult:
 
 
 async def _client(session, url, factory, ids, deadline, budget, result: LoadResult) -> None:
+    # No script starts after the deadline; one under way finishes (a journey cut short would
+    # never book), unless it runs past DRAIN_S more.
+    hard_stop = deadline + DRAIN_S
     while time.monotonic() < deadline and result.requests < budget:
         script = factory(next(ids))
         try:
@@ -91,7 +95,7 @@ async def _client(session, url, factory, ids, deadline, budget, result: LoadResu
                 result.errors += 1
                 result.first_error = result.first_error or f"HTTP {status}: {body[:200]}"
                 break
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= hard_stop:
                 break
             try:
                 form = script.send((status, body))

@@ -15,6 +15,7 @@ Everything runs on 127.0.0.1 and stops by itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -235,21 +236,24 @@ def sms_effects(client: redis.Redis) -> dict:
 def cost_section(args, rs: RedisServer, mix_inputs: dict, instance: str) -> dict:
     """Round trips and commands per USSD hop and SMS turn, counted in-process; and where
     the time goes (pyinstrument)."""
-    from bench import profile, redis_cost
+    from bench import profiling, redis_cost
 
     app = in_process_app(rs.url, instance)
     rules = {rule.rule for rule in app.url_map.iter_rules()}
     out = {}
-    n_ussd, n_sms = (30, 60) if args.quick else (150, 300)
+    n_ussd, n_sms = (30, 60) if args.quick else (100, 200)
     client = rs.client()
     if "/ussd" in rules:
         out["ussd_hop"] = redis_cost.per_request(
             app, client, f"/ussd?token={WEBHOOK_TOKEN}",
             lambda n: scripts.ussd_booking(n, series=80), n_ussd)
-        out["ussd_profile"] = profile.profile(
+        out["ussd_profile"] = profiling.profile(
             app, f"/ussd?token={WEBHOOK_TOKEN}",
-            lambda n: scripts.ussd_booking(n + 10**5, series=80), n_ussd,
+            lambda n: scripts.ussd_booking(n + 10**5, series=80), n_ussd // 2,
             Path(tempfile.gettempdir()) / "tikaline-bench-ussd-profile.txt")
+        out["ussd_cpu"] = profiling.cpu_profile(
+            app, f"/ussd?token={WEBHOOK_TOKEN}",
+            lambda n: scripts.ussd_booking(n + 2 * 10**5, series=80), n_ussd // 2)
     if "/sms/inbound" in rules:
         mix = scripts.SmsMix(SECRET_KEY, mix_inputs["vaccinations"]["cost"],
                              mix_inputs["status_mobiles"], series=88)
@@ -257,9 +261,13 @@ def cost_section(args, rs: RedisServer, mix_inputs: dict, instance: str) -> dict
                                                  f"{WEBHOOK_TOKEN}", mix, n_sms)
         mix = scripts.SmsMix(SECRET_KEY, mix_inputs["vaccinations"]["profile"],
                              mix_inputs["status_mobiles"], series=89)
-        out["sms_profile"] = profile.profile(
-            app, f"/sms/inbound?token={WEBHOOK_TOKEN}", mix, n_sms,
+        out["sms_profile"] = profiling.profile(
+            app, f"/sms/inbound?token={WEBHOOK_TOKEN}", mix, n_sms // 2,
             Path(tempfile.gettempdir()) / "tikaline-bench-sms-profile.txt")
+        mix = scripts.SmsMix(SECRET_KEY, mix_inputs["vaccinations"]["cpu"],
+                             mix_inputs["status_mobiles"], series=87)
+        out["sms_cpu"] = profiling.cpu_profile(app, f"/sms/inbound?token={WEBHOOK_TOKEN}", mix,
+                                             n_sms // 2)
     return out
 
 
@@ -273,7 +281,8 @@ def outbound_section(args) -> dict:
     runner = getattr(outbound, "measure", None) or getattr(outbound, "run", None)
     if runner is None:
         return {"skipped": "bench/outbound.py has no measure() or run()"}
-    return runner(quick=args.quick)
+    with contextlib.redirect_stdout(sys.stderr):  # its own table: progress, not the report
+        return runner(quick=args.quick)
 
 
 def markdown(results: dict) -> str:
@@ -308,7 +317,7 @@ def main(argv=None) -> int:
             "vaccinations": {key: prebook_today(store, scaled, per_level if isinstance(key, int)
                                                 else 400, series=71 + i)
                              for i, key in enumerate([*range(len(args.levels) + 1), "cost",
-                                                      "profile"])},
+                                                      "profile", "cpu"])},
             "status_mobiles": status_mobiles(store, scaled)}
         log(f"data loaded: {len(scaled['sessions'])} sessions, "
             f"{sum(len(v) for v in mix_inputs['vaccinations'].values()):,} bookings for today")

@@ -142,7 +142,11 @@ def tables(results: dict) -> list[Table]:
             t.add(kind, v["keys"], v["bytes_per_appointment"])
         out.append(t)
     rates = outbound_rates(results)
-    if rates:
+    if rates and "default" in results["outbound"]:
+        from bench.outbound import table  # its own table knows its transports and caps
+
+        out.append(table(results["outbound"]))
+    elif rates:
         t = Table("Outbound SMS through the real SDK to a local fake API (one worker process)",
                   ["concurrency", "SMS/s"])
         for conc, rate in sorted(rates.items()):
