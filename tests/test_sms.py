@@ -347,3 +347,22 @@ def test_duplicates_arriving_together_book_once_and_answer_once(client, sample, 
     assert len(appointments(r)) == 1
     assert len(outbox(r)) == queued + 1  # the one confirmation with its code, nothing else
     assert outbox(r)[-1]["t"] == "sms.booked"
+
+
+@pytest.mark.parametrize("text, template", [
+    ("भाषा हिंदी", "sms.lang.set"), ("भाषा अंग्रेज़ी", "sms.lang.set"), ("कोड", "sms.code.usage"),
+    ("रद्द", "sms.cancel.usage"), ("स्थिति।", "sms.slip.none"), ("मदद!", "sms.help"),
+    ("जांच", "vacc.not_vaccinator"), ("खुराक", "vacc.not_vaccinator"),
+    ("आज", "vacc.not_vaccinator"),
+])
+def test_hindi_aliases_of_every_command(client, sample, r, text, template):
+    Phone(client).sms(text)
+    assert outbox(r)[-1]["t"] == template
+
+
+@pytest.mark.parametrize("text, template", [
+    ("जाँच", "vacc.usage_verify"), ("खुराक", "vacc.usage_dose"), ("आज", "vacc.today"),
+])
+def test_hindi_aliases_of_vaccinator_commands(client, sample, r, text, template):
+    Phone(client, VACCINATOR).sms(text)
+    assert outbox(r)[-1]["t"] == template
