@@ -37,7 +37,12 @@ def ussd_session_end():
     """The end-of-session notice: logged, and a dropped booking kept for the next dial."""
     check_token()
     svc = services()
-    ussd.close(svc.store, at.parse_session_end(request, svc.settings.default_region))
+    msg = at.parse_session_end(request, svc.settings.default_region)
+    try:
+        ussd.close(svc.store, msg)
+    except Exception:
+        log.exception("event=ussd_end_failed session=%s", msg.session_id)
+        return _text("try again later", 503)
     return _text("")
 
 

@@ -144,3 +144,7 @@ def test_without_redis_health_is_503_ussd_ends_politely_and_sms_asks_for_a_retry
         "/sms/inbound", content_type=FORM,
         data="from=%2B919811111111&to=56767&text=BOOK&id=m1")
     assert response.status_code == 503  # the provider retries; nothing was applied
+    response = redis_down_client.post(
+        "/ussd/events", content_type=FORM,
+        data="sessionId=A1&phoneNumber=%2B919811111111&status=Incomplete")
+    assert response.status_code == 503
