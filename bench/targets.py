@@ -122,6 +122,17 @@ def tables(results: dict) -> list[Table]:
             t.add("booking (store.book)", mem["round_trips_per_booking"], "-",
                   mem["redis_commands_per_booking"], mem["redis_cpu_s_per_1000"])
         out.append(t)
+    for key, label in (("ussd_cpu", "a USSD hop"), ("sms_cpu", "an SMS turn")):
+        prof = cost.get(key)
+        if not prof:
+            continue
+        t = Table(f"Where the CPU of {label} goes (cProfile, share of the request's CPU)",
+                  ["function", "calls/request", "share"])
+        rows = sorted(prof["gateway_cumulative"] + prof["library_cumulative"],
+                      key=lambda r: -r["share"])
+        for row in rows[:16]:
+            t.add(row["function"], row["calls_per_request"], f"{row['share']:.0%}")
+        out.append(t)
     if results.get("memory"):
         t = Table("Memory and Redis CPU per appointment (bulk booking, 1-4 beneficiaries per "
                   "mobile)", ["bookings", "bytes/appointment", "Redis CPU s per 1,000",
