@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from urllib.parse import parse_qsl
 
 from flask import Request, request
 
@@ -25,11 +26,14 @@ def form_fields(req: Request, required: tuple[str, ...], optional: tuple[str, ..
     if req.mimetype != "application/x-www-form-urlencoded":
         raise BadRequest("expected application/x-www-form-urlencoded", status=415)
     try:
-        raw = req.get_data(cache=True).decode("utf-8")
-    except UnicodeDecodeError:
+        # Strict decoding, also of %-escapes: werkzeug would quietly keep an invalid byte.
+        pairs = parse_qsl(req.get_data(cache=True).decode("utf-8"), keep_blank_values=True,
+                          encoding="utf-8", errors="strict")
+    except (UnicodeDecodeError, ValueError):
         raise BadRequest("body is not valid UTF-8") from None
-    del raw  # decodability checked; werkzeug parses the form from the cached body
-    form = req.form
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        form.setdefault(name, value)  # a repeated field: the first one counts
     missing = [name for name in required if name not in form]
     if missing:
         raise BadRequest("missing field(s): " + ", ".join(missing))

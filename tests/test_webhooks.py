@@ -148,3 +148,12 @@ def test_without_redis_health_is_503_ussd_ends_politely_and_sms_asks_for_a_retry
         "/ussd/events", content_type=FORM,
         data="sessionId=A1&phoneNumber=%2B919811111111&status=Incomplete")
     assert response.status_code == 503
+
+
+@pytest.mark.parametrize("path", ["/ussd", "/sms/inbound", "/sms/delivery"])
+def test_a_percent_escaped_invalid_byte_is_refused_not_taken_as_text(client, r, path):
+    body = "sessionId=ATUid_1&serviceCode=*384*1%23&phoneNumber=%2B919811111111&networkCode=1" \
+           "&text=%ff&from=%2B919811111111&to=384&date=x&id=%ff&status=Success"
+    answer = client.post(path, data=body, content_type="application/x-www-form-urlencoded")
+    assert answer.status_code == 400 and b"UTF-8" in answer.data
+    assert r.xlen(keys.OUTBOX) == 0
