@@ -13,8 +13,9 @@ comes back with the hint the failing guard left. ``0`` (USSD) goes back one scre
 
 from __future__ import annotations
 
-from flows import words
+from flows import lifecycle, words
 from flows.base import Conversation, Flow, recipe
+from gateway.store import MAX_BENEFICIARIES, name_key
 
 STATES = ["name", "birth_year", "pincode", "centre", "date", "slot", "confirm",
           "booked", "stopped", "refused", "menu"]
@@ -50,8 +51,7 @@ TRANSITIONS = [
 ]
 
 # What a refusal of the store means to the person booking.
-REFUSALS = {"already_booked": "already_booked", "replay": "already_booked",
-            "too_many": "too_many", "too_young": "age",
+REFUSALS = {"already_booked": "already_booked", "too_many": "too_many", "too_young": "age",
             "too_old": "age", "past": "gone", "no_session": "gone", "no_slot": "gone"}
 OLDEST = 120
 
@@ -87,10 +87,18 @@ class Booking(Conversation):
     # -- guards -----------------------------------------------------------------------------
 
     def valid_name(self, text: str) -> bool:
-        """Guard: a name of 2 to 30 letters; kept."""
+        """Guard: a name of 2 to 30 letters, of someone this mobile may book for; kept."""
         name = words.person_name(text)
         if not name:
             return self.refuse("hint.name")
+        # Said now rather than after six questions; the store checks again when booking.
+        slip = self.turn.store.slip(self.turn.mobile)
+        same = [a for a in slip if name_key(a["name"]) == name_key(name)]
+        held = [a for a in same if a["shown_state"] in lifecycle.OPEN_STATES]
+        if held:
+            return self.refuse("hint.already_booked", name=held[0]["name"], ref=held[0]["ref"])
+        if not same and len(slip) >= MAX_BENEFICIARIES:
+            return self.refuse("hint.too_many", most=MAX_BENEFICIARIES)
         self.data["name"] = name
         return True
 
@@ -174,10 +182,9 @@ class Booking(Conversation):
         self.outcome = self.turn.store.book(
             mobile=self.turn.mobile, name=self.data["name"], birth_year=self.data["by"],
             session_id=self.data["sid"], slot=self.data["slot"], lang=self.turn.lang)
-        # A replay is this very booking asked for again: over USSD a repeated hop, shown as
-        # booked; over SMS (repeats stop at the replay guard) the person asking once more.
-        if self.outcome.status == "ok" or (self.outcome.status == "replay"
-                                           and self.turn.channel == "ussd"):
+        # A replay is this very booking asked for again (a repeat racing the first: a person
+        # asking anew was told at the name question), so it is shown as booked.
+        if self.outcome.status in ("ok", "replay"):
             self.data["ref"] = self.outcome.value
             return True
         return False

@@ -54,8 +54,9 @@ def worst_values(lang: str, devanagari: bool) -> dict:
         "time": "09:00-11:00", "date": "2026-12-31", "dose": "2", "vaccine": "COVISHIELD",
         "cert": "CRT123456789012", "left": "4", "minutes": "60", "booked": "9999",
         "verified": "9999", "vaccinated": "9999", "open": "9999", "state": state,
-        "typed": "9" * 24, "i": "4", "n": "4", "more": messages.template("ussd.next", lang)
-        + "\n", "items": "8 " + centre, "lines": "", "hint": "", "body": "",
+        "typed": "9" * 24, "most": "4", "i": "4", "n": "4",
+        "more": messages.template("ussd.next", lang) + "\n", "items": "8 " + centre,
+        "lines": "", "hint": "", "body": "",
     }
 
 
@@ -77,7 +78,8 @@ LANGS = [("en", False), ("en", True), ("hi", False), ("hi", True)]
 SCREEN_HINTS = {
     "ussd.menu": ["hint.choose"], "ussd.resume": ["hint.choose"],
     "ussd.language": ["hint.choose"], "ussd.help": ["hint.choose"],
-    "ussd.book.name": ["hint.name"], "ussd.book.birth_year": ["hint.birth_year"],
+    "ussd.book.name": ["hint.name", "hint.already_booked", "hint.too_many"],
+    "ussd.book.birth_year": ["hint.birth_year"],
     "ussd.book.pincode": ["hint.pincode", "hint.no_centres"],
     "ussd.book.slot_none": ["hint.slot_full", "hint.choose"],
     "ussd.book.confirm": ["ussd.hint.confirm"],
@@ -85,7 +87,8 @@ SCREEN_HINTS = {
     "ussd.status.closed": ["hint.next_back", "hint.back"],
     "ussd.status.none": ["hint.back"], "ussd.cancel.none": ["hint.choose"],
     "ussd.cancel.confirm": ["hint.yes_back"],
-    "sms.book.name": ["hint.name", "hint.pincode_later"],
+    "sms.book.name": ["hint.name", "hint.pincode_later", "hint.already_booked",
+                      "hint.too_many"],
     "sms.book.birth_year": ["hint.birth_year"],
     "sms.book.pincode": ["hint.pincode", "hint.no_centres"],
     "sms.book.slot_none": ["hint.slot_full", "hint.choose"],

@@ -268,13 +268,23 @@ def test_cancel_alone_stops_a_booking_and_no_stops_at_the_end(client, sample, r,
 def test_one_open_booking_per_person_and_four_people_per_number(client, sample, r, settings):
     phone = Phone(client)
     sms_book(phone, "Asha Devi")
-    sms_book(phone, "asha  devi")  # the same person, however typed
-    assert last_text(r, settings, phone.number).startswith("asha devi already has booking ")
+    ref, _ = ref_and_code(last_text(r, settings, phone.number))
+    phone.sms("BOOK")
+    phone.sms("asha  devi")  # the same person, however typed: said at once
+    assert last_text(r, settings, phone.number) == (
+        f"Asha Devi already has booking {codes.format_reference(ref)}. TikaLine booking: "
+        "reply with the name of the person to vaccinate, as on their ID.")
+    phone.sms("CANCEL")
     for name in ("Ravi Kumar", "Meena Kumari", "Arjun Singh"):
         sms_book(phone, name)
-    sms_book(phone, "Fifth Person")
-    assert last_text(r, settings, phone.number) == (
-        "This number already has 4 people booked, the most allowed.")
+    phone.sms("BOOK")
+    phone.sms("Fifth Person")
+    assert last_text(r, settings, phone.number).startswith(
+        "This number already has 4 people, the most allowed. TikaLine booking: reply")
+    phone.sms(f"CANCEL {ref}")  # Asha's booking cancelled: she may book again, others not
+    phone.sms("BOOK")
+    phone.sms("Asha Devi")
+    assert last_text(r, settings, phone.number).startswith("Reply with the year of birth")
     assert len(appointments(r)) == 4
 
 
