@@ -24,7 +24,15 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 import redis
 
-from bench.common import SECRET_KEY, RedisServer, Table, log
+from bench.common import (
+    SECRET_KEY,
+    RedisServer,
+    RedisSnapshot,
+    Table,
+    log,
+    own_cpu_seconds,
+    process_cpu_seconds,
+)
 from gateway import keys
 from gateway.config import Settings
 from gateway.outbox import Worker, make_provider
@@ -32,6 +40,19 @@ from gateway.outbox import Worker, make_provider
 LEVELS = (1, 8, 32)
 PARAMS = json.dumps({"name": "Asha Devi", "centre": "PHC Saket", "date": "2026-12-01",
                      "time": "09:00-11:00", "ref": "123456782", "ver": 0})
+
+
+class _CountingConnection(redis.Connection):
+    """A connection that counts its round trips: redis-py writes every request, one command
+    or a whole pipeline, with one ``send_packed_command``."""
+
+    sent = 0
+    _lock = threading.Lock()
+
+    def send_packed_command(self, command, check_health=True):
+        with _CountingConnection._lock:
+            _CountingConnection.sent += 1
+        return super().send_packed_command(command, check_health)
 
 
 def _serve_fake(port_out, stop) -> None:
@@ -53,11 +74,16 @@ def _queue(client: redis.Redis, count: int, tag: str) -> None:
 
 
 def _level(url: str, settings: Settings, count: int, concurrency: int, rate: float,
-           limit_s: float, keep_alive: bool = True) -> dict:
+           limit_s: float, fake_pid: int, keep_alive: bool = True) -> dict:
     client = redis.Redis.from_url(url)
     client.flushdb()
     _queue(client, count, f"c{concurrency}")
-    worker_client = redis.Redis.from_url(url, socket_timeout=30)
+    # Only the worker's own requests are counted, not this loop's polling.
+    worker_client = redis.Redis.from_url(url, socket_timeout=30,
+                                         connection_class=_CountingConnection)
+    trips_before = _CountingConnection.sent
+    redis_before = RedisSnapshot.take(client)
+    cpu_before, fake_before = own_cpu_seconds(), process_cpu_seconds(fake_pid)
     provider = make_provider(settings, worker_client, pool_size=concurrency,
                              keep_alive=keep_alive)
     worker = Worker(worker_client, settings, provider, concurrency=concurrency, rate=rate,
@@ -73,16 +99,27 @@ def _level(url: str, settings: Settings, count: int, concurrency: int, rate: flo
             break
         idle.wait(0.01)  # polling a counter another thread moves: there is no event to await
     seconds = time.monotonic() - started
+    worker_cpu = own_cpu_seconds() - cpu_before
+    fake_cpu = process_cpu_seconds(fake_pid) - fake_before
+    spent = RedisSnapshot.take(client).since(redis_before)
+    trips = _CountingConnection.sent - trips_before
     worker.stop()
     thread.join(30)
     sent = int(client.hget(keys.SMS_COUNTS, "sent") or 0)
+    polls = spent.calls.get("hget", 0)  # this loop's, not the worker's
     failed = client.xlen(keys.DEAD) + client.zcard(keys.RETRY)
     worker_client.close()
     client.close()
     return {"concurrency": concurrency, "rate_cap": rate or None,
             "transport": "keep-alive" if keep_alive else "sdk", "messages": count,
             "sent": sent, "not_sent": failed, "seconds": round(seconds, 2),
-            "sms_per_s": round(sent / seconds, 1)}
+            "sms_per_s": round(sent / seconds, 1),
+            # CPU seconds per second of run: 1.0 is one core busy all along.
+            "worker_cpu": round(worker_cpu / seconds, 2), "fake_cpu": round(fake_cpu / seconds, 2),
+            "redis_cpu": round(spent.cpu / seconds, 2),
+            "round_trips_per_sms": round(trips / max(sent, 1), 2),
+            "redis_commands_per_sms": round((spent.commands - polls) / max(sent, 1), 2),
+            "redis_commands": spent.top(12)}
 
 
 def measure(quick: bool = False, count: int | None = None, limit_s: float = 60.0) -> dict:
@@ -101,14 +138,16 @@ def measure(quick: bool = False, count: int | None = None, limit_s: float = 60.0
             levels = []
             for concurrency in LEVELS:
                 log(f"outbound: {count} SMS at concurrency {concurrency}, no rate cap")
-                levels.append(_level(server.url, settings, count, concurrency, 0, limit_s))
+                levels.append(_level(server.url, settings, count, concurrency, 0, limit_s,
+                                     fake.pid))
             log(f"outbound: {count} SMS at concurrency 8 over the SDK's own transport")
-            sdk_own = _level(server.url, settings, count, 8, 0, limit_s, keep_alive=False)
+            sdk_own = _level(server.url, settings, count, 8, 0, limit_s, fake.pid,
+                             keep_alive=False)
             defaults = Settings()
             default_count = min(count, int(defaults.outbox_rate * 5))  # about 5 s at the cap
             log(f"outbound: {default_count} SMS at the defaults")
             default = _level(server.url, settings, default_count, defaults.outbox_concurrency,
-                             defaults.outbox_rate, limit_s)
+                             defaults.outbox_rate, limit_s, fake.pid)
     finally:
         stop.set()
         fake.join(10)
@@ -123,10 +162,13 @@ def measure(quick: bool = False, count: int | None = None, limit_s: float = 60.0
 def table(result: dict) -> Table:
     """The measured figures as a table."""
     t = Table("Outbound SMS through the real SDK to a local fake API (one worker process)",
-              ["concurrency", "rate cap /s", "transport", "messages", "seconds", "SMS/s"])
+              ["concurrency", "rate cap /s", "transport", "messages", "seconds", "SMS/s",
+               "worker CPU", "fake API CPU", "Redis CPU", "round trips/SMS",
+               "Redis commands/SMS"])
     for row in [*result["levels"], result["sdk_transport"], result["default"]]:
         t.add(row["concurrency"], row["rate_cap"] or "none", row["transport"], row["sent"],
-              row["seconds"], row["sms_per_s"])
+              row["seconds"], row["sms_per_s"], row["worker_cpu"], row["fake_cpu"],
+              row["redis_cpu"], row["round_trips_per_sms"], row["redis_commands_per_sms"])
     return t
 
 
