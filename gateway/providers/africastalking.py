@@ -48,7 +48,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from urllib.parse import parse_qsl
 
 import requests
 from africastalking.Service import DEFAULT_TIMEOUT_S as SDK_TIMEOUT
@@ -78,7 +77,7 @@ log = logging.getLogger("tikaline.africastalking")
 
 def parse_ussd(req, region: str) -> InboundMessage:
     """One USSD hop as a neutral message (``text`` is the whole ``*``-joined input path)."""
-    form = _form(req, USSD_FIELDS, USSD_OPTIONAL)
+    form = form_fields(req, USSD_FIELDS, USSD_OPTIONAL)
     return InboundMessage(
         channel=USSD, sender=_phone(form, "phoneNumber", region), text=form["text"],
         session_id=_id(form, "sessionId"), event=RESUME if form["text"] else NEW,
@@ -88,7 +87,7 @@ def parse_ussd(req, region: str) -> InboundMessage:
 
 def parse_session_end(req, region: str) -> InboundMessage:
     """The end-of-session notice as a neutral ``close`` message (status kept in ``meta``)."""
-    form = _form(req, SESSION_END_FIELDS, SESSION_END_OPTIONAL)
+    form = form_fields(req, SESSION_END_FIELDS, SESSION_END_OPTIONAL)
     return InboundMessage(
         channel=USSD, sender=_phone(form, "phoneNumber", region), text=form["input"],
         session_id=_id(form, "sessionId"), event=CLOSE,
@@ -99,7 +98,7 @@ def parse_session_end(req, region: str) -> InboundMessage:
 
 def parse_sms(req, region: str) -> InboundMessage:
     """One inbound SMS as a neutral message; its ``id`` guards against replays."""
-    form = _form(req, SMS_FIELDS, SMS_OPTIONAL)
+    form = form_fields(req, SMS_FIELDS, SMS_OPTIONAL)
     return InboundMessage(
         channel=SMS, sender=_phone(form, "from", region), text=form["text"],
         message_id=_id(form, "id"),
@@ -114,16 +113,6 @@ def ussd_body(reply: Reply) -> str:
         log.warning("ussd screen over %d characters cut: %r", USSD_LIMIT, body[:40])
         body = body[:USSD_LIMIT]
     return body
-
-
-def _form(req, required: tuple[str, ...], optional: tuple[str, ...]) -> dict:
-    fields = form_fields(req, required, optional)
-    try:  # werkzeug would turn a bad %-escape into U+FFFD; a garbled answer is refused instead
-        parse_qsl(req.get_data(cache=True).decode("utf-8"), keep_blank_values=True,
-                  errors="strict")
-    except UnicodeDecodeError:
-        raise BadRequest("a field is not valid UTF-8 once %-decoded") from None
-    return fields
 
 
 def _phone(form: dict, name: str, region: str) -> str:
