@@ -241,7 +241,7 @@ def cost_section(args, rs: RedisServer, mix_inputs: dict, instance: str) -> dict
     app = in_process_app(rs.url, instance)
     rules = {rule.rule for rule in app.url_map.iter_rules()}
     out = {}
-    n_ussd, n_sms = (30, 60) if args.quick else (100, 200)
+    n_ussd, n_sms = (30, 60) if args.quick else (60, 120)
     client = rs.client()
     if "/ussd" in rules:
         out["ussd_hop"] = redis_cost.per_request(
