@@ -214,10 +214,22 @@ def http_section(args, rs: RedisServer, mix_inputs: dict, instance: str) -> dict
             peak_o = max(r["ours"]["rate"] for r in section["levels"])
             section["peak"] = {"bare": peak_b, "ours": peak_o,
                                "ratio": round(peak_o / peak_b, 3) if peak_b else None}
+            section["cpu_ratio"] = cpu_ratio(section["levels"])
             out[name] = section
         if "sms" in out and "levels" in out["sms"]:
             out["sms"]["effects"] = sms_effects(client)
     return out
+
+
+def cpu_ratio(levels: list[dict]) -> float | None:
+    """Server CPU per request, bare / ours, over all levels: the throughput ratio the two
+    would reach if the servers alone limited them (the load generator shares the cores)."""
+    def per_request(side: str) -> float:
+        cpu = sum((r[side]["server_cpu_ms"] or 0) * r[side]["requests"] for r in levels)
+        return cpu / max(sum(r[side]["requests"] for r in levels), 1)
+
+    ours = per_request("ours")
+    return round(per_request("bare") / ours, 3) if ours else None
 
 
 def sms_effects(client: redis.Redis) -> dict:

@@ -47,6 +47,8 @@ def evaluate(results: dict) -> list[dict]:
     for name, label in (("ussd", "USSD hops/s"), ("sms", "inbound SMS/s")):
         add(f"{label}, ours / bare (peak)", ">= 0.5",
             _get(results, "http", name, "peak", "ratio"), lambda v: v >= 0.5)
+        add(f"{label}, ours / bare (server CPU per request)", ">= 0.5",
+            _get(results, "http", name, "cpu_ratio"), lambda v: v >= 0.5)
         add(f"{label}: p99 at the knee, ms", "<= 50",
             _get(results, "http", name, "knee", "p99_ms"), lambda v: v <= 50)
     add("Redis round trips per USSD hop (mean)", "<= 3",
