@@ -96,7 +96,7 @@ class Vaccinator(Conversation):
     def tell_counts(self, *_) -> None:
         """Reply with today's counts at the vaccinator's centre."""
         centre_id = self.turn.vaccinator["centre_id"]
-        counts = self.turn.store.today_at(centre_id)
+        counts = self.turn.store.centre_today(centre_id)
         self.turn.say("vacc.today", centre=counts["name"] or centre_id,
                       day=self.turn.day(counts["date"]), booked=counts["booked"],
                       verified=counts["verified"], vaccinated=counts["vaccinated"],

@@ -63,10 +63,9 @@ class Store:
         self.r = client
         self.settings = settings
         common = (_LUA / "common.lua").read_text()
-        self._scripts = {
-            name: client.register_script(common + (_LUA / f"{name}.lua").read_text())
-            for name in ("book", "cancel", "verify", "dose", "reissue", "availability",
-                         "upsert_session")
+        self._scripts = {  # registering does not touch Redis; EVALSHA loads on first use
+            path.stem: client.register_script(common + path.read_text())
+            for path in sorted(_LUA.glob("*.lua")) if path.stem != "common"
         }
 
     # -- time -------------------------------------------------------------------------------
@@ -182,23 +181,10 @@ class Store:
             appt["code"] = codes.derive_code(self.settings.secret_key, ref, int(appt["ver"]))
         return appt
 
-    def appointments(self, mobile: str) -> list[dict]:
-        """The slip: each beneficiary of this mobile with their latest appointment."""
-        refs = [_text(v) for v in self.r.hvals(keys.beneficiaries(mobile))]
-        with self.r.pipeline(transaction=False) as pipe:
-            for ref in refs:
-                pipe.hgetall(keys.appointment(ref))
-            rows = pipe.execute()
-        slip = [self._present(ref, _hash(raw)) for ref, raw in zip(refs, rows, strict=True) if raw]
-        centre_names = self.centre_names({a["centre"] for a in slip})
-        for appt in slip:
-            appt["centre_name"] = centre_names.get(appt["centre"], appt["centre"])
-        return sorted(slip, key=lambda a: (a["date"], a["name"]))
-
     def beneficiaries(self, mobile: str) -> list[dict]:
         """This mobile's beneficiaries (name, birth year) from their latest appointments."""
         return [{"name": a["name"], "birth_year": int(a["by"]), "ref": a["ref"]}
-                for a in self.appointments(mobile)]
+                for a in self.slip(mobile)]
 
     def centre_names(self, centre_ids) -> dict[str, str]:
         ids = sorted(centre_ids)
@@ -213,39 +199,6 @@ class Store:
     def vaccinator(self, phone: str) -> dict | None:
         raw = _hash(self.r.hgetall(keys.vaccinator(phone)))
         return raw or None
-
-    def centre_today(self, centre_id: str) -> dict:
-        """Today's counts at a centre: booked, verified, vaccinated, open capacity."""
-        today = self.today()
-        score = today.replace("-", "")
-        counts = _hash(self.r.hgetall(keys.day(centre_id, today)))
-        sids = self.r.zrangebyscore(keys.centre_sessions(centre_id), score, score)
-        open_ = 0
-        if sids:
-            with self.r.pipeline(transaction=False) as pipe:
-                for sid in sids:
-                    pipe.hgetall(keys.session(_text(sid)))
-                for raw in pipe.execute():
-                    s = _hash(raw)
-                    i = 0
-                    while f"cap:{i}" in s:
-                        open_ += int(s[f"cap:{i}"]) - int(s.get(f"booked:{i}", 0))
-                        i += 1
-        return {
-            "date": today,
-            "booked": int(counts.get("booked", 0)),
-            "verified": int(counts.get("verified", 0)),
-            "vaccinated": int(counts.get("vaccinated", 0)),
-            "open": open_,
-        }
-
-    # -- preferences ------------------------------------------------------------------------
-
-    def language(self, mobile: str) -> str:
-        return _text(self.r.get(keys.language(mobile)) or b"en")
-
-    def set_language(self, mobile: str, lang: str) -> None:
-        self.r.set(keys.language(mobile), lang)
 
     # -- reference data (operators) ---------------------------------------------------------
 
@@ -281,21 +234,10 @@ class Store:
             pipe.sadd(keys.VACCINATORS, vaccinator["phone"])
             pipe.execute()
 
-    def centre_exists(self, centre_id: str) -> bool:
-        return bool(self.r.sismember(keys.CENTRES, centre_id))
-
     def is_empty(self) -> bool:
         return self.r.scard(keys.CENTRES) == 0
 
-
     # -- conversations (flows/): one read, one commit per turn -------------------------------
-
-    def _script(self, name: str):
-        """A script of gateway/lua/ (after common.lua), registered on first use."""
-        if name not in self._scripts:
-            source = (_LUA / "common.lua").read_text() + (_LUA / f"{name}.lua").read_text()
-            self._scripts[name] = self.r.register_script(source)
-        return self._scripts[name]
 
     def snapshot(self, strings=(), hashes=()) -> dict:
         """Several keys in one round trip: GET of each of ``strings``, HGETALL of ``hashes``."""
@@ -319,23 +261,24 @@ class Store:
                 state, ttl, pointer, pointer_ttl, lang]
         for m in messages:
             args += [m["k"], mobile, m["t"], m["l"], json.dumps(m["p"], ensure_ascii=False)]
-        written = self._script("converse")(
+        written = self._scripts["converse"](
             keys=[guard or keys.inbound("-"), conversation, keys.conversation("resume", mobile),
                   keys.language(mobile), keys.OUTBOX, keys.SMS_COUNTS],
             args=args)
         return written == 1
 
     def slip(self, mobile: str) -> list[dict]:
-        """``appointments`` in one round trip: each beneficiary's latest, with centre name."""
-        rows = json.loads(self._script("slip")(keys=[keys.beneficiaries(mobile)],
+        """The slip in one round trip: each beneficiary's latest appointment, with the centre
+        name, the shown state and, while open, the code (derived here, never stored)."""
+        rows = json.loads(self._scripts["slip"](keys=[keys.beneficiaries(mobile)],
                                                args=[keys.PREFIX]))
         slip = [self._present(row["ref"], row) for row in rows]
         return sorted(slip, key=lambda a: (a["date"], a["name"]))
 
-    def today_at(self, centre_id: str) -> dict:
-        """``centre_today`` in one round trip, with the centre's name."""
+    def centre_today(self, centre_id: str) -> dict:
+        """Today's counts at a centre (booked, verified, vaccinated, open) and its name."""
         today = self.today()
-        raw = self._script("centre_today")(
+        raw = self._scripts["centre_today"](
             keys=[keys.centre(centre_id), keys.day(centre_id, today),
                   keys.centre_sessions(centre_id)],
             args=[keys.PREFIX, today.replace("-", "")])

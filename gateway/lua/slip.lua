@@ -4,17 +4,13 @@
 -- ARGV: prefix
 local prefix = ARGV[1]
 local out = {}
-for _, value in ipairs(redis.call('HVALS', KEYS[1])) do
-  local ref = value
-  if string.sub(value, 1, 1) == '{' then ref = cjson.decode(value).a end  -- older layout
-  if ref then
-    local a = hgetall(prefix .. 'appt:' .. ref)
-    if a.state then
-      a.check = nil
-      a.ref = ref
-      a.centre_name = redis.call('HGET', prefix .. 'centre:' .. a.centre, 'name') or a.centre
-      out[#out + 1] = a
-    end
+for _, ref in ipairs(redis.call('HVALS', KEYS[1])) do
+  local a = hgetall(prefix .. 'appt:' .. ref)
+  if a.state then
+    a.check = nil
+    a.ref = ref
+    a.centre_name = redis.call('HGET', prefix .. 'centre:' .. a.centre, 'name') or a.centre
+    out[#out + 1] = a
   end
 end
 if #out == 0 then return '[]' end
