@@ -19,7 +19,7 @@ import time
 import uuid
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 OK = ("ok",)
 SLOW_OK = ("slow", OK)  # answers only after release_slow(): the client times out first
@@ -28,6 +28,7 @@ BLACKLISTED = ("status", 406, "UserInBlacklist")
 NO_BALANCE = ("status", 405, "InsufficientBalance")
 INVALID_SENDER = ("empty", "InvalidSenderId")
 DND = ("http409",)
+GARBLED = ("garbled",)  # a 201 whose JSON is cut short
 
 
 def http(status: int) -> tuple:
@@ -96,11 +97,11 @@ class FakeAT:
 
     # -- the API ------------------------------------------------------------------------------
 
-    def _answer(self, form: dict, headers) -> tuple[int, str, str]:
+    def _answer(self, form: dict, headers, target: str) -> tuple[int, str, str]:
         with self._lock:
             index = len(self.requests)
             self.requests.append({**form, "apiKey": headers.get("apiKey", ""),
-                                  "at": time.monotonic()})
+                                  "target": target, "at": time.monotonic()})
             answer = self._script.popleft() if self._script else OK
         if self._hold_from is not None and index >= self._hold_from:
             with self._lock:
@@ -125,6 +126,8 @@ class FakeAT:
         if answer[0] == "empty":
             return 201, "application/json", json.dumps(
                 {"SMSMessageData": {"Message": answer[1], "Recipients": []}})
+        if answer[0] == "garbled":
+            return 201, "application/json", '{"SMSMessageData": {"Message": "Sent to 1/1'
         if answer[0] == "http409":
             return 409, "application/json", _recipients(to, 409, "DoNotDisturbRejection",
                                                         "None")
@@ -138,12 +141,13 @@ class FakeAT:
             disable_nagle_algorithm = True  # headers and body leave without a 40 ms stall
 
             def do_POST(self):  # noqa: N802 — the name http.server dispatches to
-                if self.path != "/version1/messaging":
+                # The absolute form is what a client sends through a proxy: played here too.
+                if urlsplit(self.path).path != "/version1/messaging":
                     return self._reply(404, "text/plain", "Not Found")
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode()
                 form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
-                self._reply(*fake._answer(form, self.headers))
+                self._reply(*fake._answer(form, self.headers, self.path))
 
             def _reply(self, status: int, content_type: str, body: str):
                 data = body.encode()

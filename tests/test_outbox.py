@@ -28,6 +28,7 @@ from tests.conftest import _free_port, _redis_server_binary
 from tests.fake_at import (
     BLACKLISTED,
     DND,
+    GARBLED,
     INVALID_PHONE,
     INVALID_SENDER,
     NO_BALANCE,
@@ -324,6 +325,34 @@ def test_each_answer_is_reduced_the_same_over_either_transport(fake, keep_alive,
     result = client.send(PHONE, "hello")
     assert result.outcome == outcome and says in result.detail
     assert result.message_id.startswith("ATXid_") == (outcome == "sent")
+
+
+@pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "sdk-transport"])
+def test_a_garbled_answer_is_retried_not_rejected(fake, keep_alive):
+    # The SDK's JSON error is also a ValueError, its own phone check's type: never confused.
+    fake.script(GARBLED)
+    client = SMSClient(fake.username, fake.api_key, base_url=fake.base_url, keep_alive=keep_alive)
+    result = client.send(PHONE, "hello")
+    assert result.outcome == "retry" and "unreadable answer" in result.detail
+
+
+@pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "sdk-transport"])
+def test_an_api_that_refuses_connections_is_retried(keep_alive):
+    down = f"http://127.0.0.1:{_free_port()}/version1"
+    result = SMSClient("sandbox", "key", base_url=down, keep_alive=keep_alive).send(PHONE, "hi")
+    assert result.outcome == "retry" and result.detail == "network (ConnectionError)"
+
+
+def test_sends_go_through_the_proxy_the_environment_names(fake, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", fake.base_url.removesuffix("/version1"))
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    # A name that never resolves: only the proxy (the fake, playing both) can carry it.
+    client = SMSClient(fake.username, fake.api_key, base_url="http://sms-api.invalid/version1")
+    assert client.send(PHONE, "hello").outcome == "sent"
+    [request] = fake.requests
+    assert request["target"] == "http://sms-api.invalid/version1/messaging"
+    assert request["message"] == "hello" and request["apiKey"] == fake.api_key
 
 
 def test_a_number_the_sdk_refuses_is_rejected_without_a_request(fake):
