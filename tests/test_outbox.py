@@ -169,6 +169,76 @@ def test_the_same_message_key_queued_twice_is_sent_once(r, at_settings, fake):
     assert len(fake.requests) == 1
 
 
+class _CountingConnection(redis.Connection):
+    """Counts round trips: one per command or script sent on its own."""
+
+    sent = 0
+
+    def send_packed_command(self, command, check_health=True):
+        type(self).sent += 1
+        return super().send_packed_command(command, check_health)
+
+
+def test_sends_recorded_together_each_keep_their_own_provider_id(r, redis_url, at_settings,
+                                                                 fake):
+    phones = [f"+9198111160{i:02d}" for i in range(40)]
+    for i, phone in enumerate(phones):
+        queue_sms(r, f"lock:g{i}", phone)
+    client = redis.Redis.from_url(redis_url, connection_class=_CountingConnection)
+    before = _CountingConnection.sent
+    with running(client, at_settings, concurrency=8) as worker:
+        wait_for(lambda: len(fake.delivered) == 40, "forty sends")
+        wait_for(lambda: r.xlen(keys.OUTBOX) == 0, "every send recorded")
+        worker.stop()
+    trips = _CountingConnection.sent - before
+    issued = {d["to"]: d["id"] for d in fake.delivered}
+    for i, phone in enumerate(phones):
+        message = status(r, f"lock:g{i}")
+        assert message["status"] == "sent" and message["provider_id"] == issued[phone]
+        assert r.get(keys.provider_message(issued[phone])).decode() == f"lock:g{i}"
+    assert stats(r)["sent"] == 40 and len(fake.requests) == 40
+    # Reading and starting a batch is one script, and the sends finishing together are
+    # recorded by one script: at worst two round trips per SMS plus the worker's start-up and
+    # idle reads (about 50 in all when batches form; 138 with one script per step and SMS).
+    assert trips < 2 * 40 + 20, f"{trips} round trips for 40 SMS"
+
+
+class _LosesOneReply(redis.Redis):
+    """A Redis client whose next answer to one script is lost after Redis ran it."""
+
+    lose: str | None = None
+
+    def execute_command(self, *args, **options):
+        answer = super().execute_command(*args, **options)
+        if args[0] == "EVALSHA" and args[1] == self.lose:
+            self.lose = None
+            raise redis.ConnectionError("the reply was lost")
+        return answer
+
+
+def test_a_lost_reply_while_recording_a_send_neither_resends_nor_double_counts(
+        redis_url, r, at_settings, fake):
+    client = _LosesOneReply.from_url(redis_url)
+    with running(client, at_settings) as worker:
+        client.lose = worker._scripts["sent"].sha
+        queue_sms(r, "lock:lost", PHONE)
+        wait_for(lambda: client.lose is None, "the lost reply")
+        wait_for(lambda: r.xlen(keys.OUTBOX) == 0, "the send recorded")
+    assert status(r, "lock:lost")["status"] == "sent"
+    assert len(fake.requests) == 1 and stats(r)["sent"] == 1
+
+
+def test_a_malformed_entry_becomes_a_dead_letter(r, at_settings, fake):
+    r.xadd(keys.OUTBOX, {"k": "lock:bad", "t": "sms.locked", "l": "en", "p": "{}"})  # no "to"
+    queue_sms(r, "lock:good", PHONE)
+    with running(r, at_settings):
+        wait_for(lambda: status(r, "lock:good").get("status") == "sent", "the good SMS")
+        wait_for(lambda: dead_letters(r), "the dead letter")
+    [letter] = dead_letters(r)
+    assert letter["k"] == "lock:bad" and letter["error"] == "malformed outbox entry"
+    assert len(fake.requests) == 1 and r.xlen(keys.OUTBOX) == 0
+
+
 def test_sends_in_flight_never_exceed_the_concurrency(r, at_settings, fake):
     fake.hold_from(0)
     for i in range(5):
