@@ -171,8 +171,8 @@ class Store:
         return centres
 
     def appointment(self, ref: str) -> dict | None:
-        raw = _hash(self.r.hgetall(keys.appointment(ref)))
-        return self._present(ref, raw) if raw else None
+        raw = self._scripts["appointment"](keys=[keys.appointment(ref)], args=[keys.PREFIX])
+        return self._present(ref, json.loads(raw)) if raw else None
 
     def _present(self, ref: str, appt: dict) -> dict:
         appt["ref"] = ref

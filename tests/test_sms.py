@@ -57,7 +57,7 @@ def test_booking_over_sms_one_question_at_a_time(client, sample, r, settings):
     booked = last_text(r, settings, phone.number)
     assert booked.startswith("TikaLine: Asha Devi booked at PHC Saket on ")
     ref, code = ref_and_code(booked)
-    assert appointments(r)[ref]["time"] == "14:00-16:00"
+    assert appointments(r)[ref]["slot"] == "2"  # the third slot, 14:00-16:00
     assert r.get(keys.conversation("sms", phone.number)) is None  # the conversation is over
     assert outbox(r)[-1]["t"] == "sms.booked"
 

@@ -43,9 +43,10 @@ redis.call('HINCRBY', session_key, 'booked:' .. slot, 1)
 local times = cjson.decode(s.slots)
 local time = times[tonumber(slot) + 1]
 redis.call('HSET', appt_key, 'mobile', mobile, 'name', name, 'by', birth_year, 'sid', s.id,
-           'centre', s.centre_id, 'date', s.date, 'slot', slot, 'time', time, 'vaccine', s.vaccine,
-           'dose', '1', 'state', 'booked', 'ver', '0', 'check', check, 'at', now)
--- Absent fields have defaults (att 0, lang en): every byte counts a hundred thousand times.
+           'centre', s.centre_id, 'date', s.date, 'slot', slot, 'state', 'booked', 'ver', '0',
+           'check', check, 'at', now)
+-- Absent fields have defaults (att 0, lang en, dose 1; time and vaccine come from the
+-- session, see appointment() in common.lua): every byte counts a hundred thousand times.
 if lang ~= 'en' then redis.call('HSET', appt_key, 'lang', lang) end
 redis.call('HSET', benef_key, name_key, ref)
 redis.call('HINCRBY', prefix .. 'day:' .. s.centre_id .. ':' .. s.date, 'booked', 1)

@@ -22,3 +22,17 @@ local function queue_sms(outbox, counts, message_key, to, template, lang, params
              'p', cjson.encode(params))
   redis.call('HINCRBY', counts, 'queued', 1)
 end
+
+-- An appointment with the fields it shares with its session filled in: the slot's time and
+-- the vaccine live once in the session, not in each of its hundreds of appointments; the dose
+-- number is stored only when it is not the first.
+local function appointment(prefix, key)
+  local a = hgetall(key)
+  if a.state then
+    local s = redis.call('HMGET', prefix .. 'session:' .. a.sid, 'slots', 'vaccine')
+    a.time = a.time or (s[1] and cjson.decode(s[1])[tonumber(a.slot) + 1]) or ''
+    a.vaccine = a.vaccine or s[2] or ''
+    a.dose = a.dose or '1'
+  end
+  return a
+end

@@ -7,7 +7,7 @@ local prefix, phone, today, now, batch, cert = ARGV[1], ARGV[2], ARGV[3], ARGV[4
 
 local centre = redis.call('HGET', vacc_key, 'centre_id')
 if not centre then return {'not_vaccinator', ''} end
-local a = hgetall(appt_key)
+local a = appointment(prefix, appt_key)
 if not a.state then return {'not_found', ''} end
 if a.centre ~= centre then return {'wrong_centre', ''} end
 if a.state == 'vaccinated' then return {'already_recorded', a.cert} end

@@ -5,7 +5,7 @@
 local appt_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3]
 local prefix, mobile, today, expected, check, lang, reissuable = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 
-local a = hgetall(appt_key)
+local a = appointment(prefix, appt_key)
 if not a.state or a.mobile ~= mobile then return {'not_found', ''} end
 if not member(reissuable, a.state) then return {'state', a.state} end
 if a.date < today then return {'past', a.date} end

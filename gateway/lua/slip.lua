@@ -5,7 +5,7 @@
 local prefix = ARGV[1]
 local out = {}
 for _, ref in ipairs(redis.call('HVALS', KEYS[1])) do
-  local a = hgetall(prefix .. 'appt:' .. ref)
+  local a = appointment(prefix, prefix .. 'appt:' .. ref)
   if a.state then
     a.check = nil
     a.ref = ref

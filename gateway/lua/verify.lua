@@ -12,7 +12,7 @@ local verifiable, lockable = ARGV[8], ARGV[9]
 local centre = redis.call('HGET', vacc_key, 'centre_id')
 if not centre then return {'not_vaccinator', ''} end
 if redis.call('EXISTS', block_key) == 1 then return {'blocked', tostring(redis.call('TTL', block_key))} end
-local a = hgetall(appt_key)
+local a = appointment(prefix, appt_key)
 if not a.state then return {'not_found', ''} end
 if a.centre ~= centre then return {'wrong_centre', ''} end
 if a.date ~= today then return {'wrong_day', a.date} end
