@@ -66,6 +66,8 @@ def evaluate(results: dict) -> list[dict]:
     audit = _get(results, "race", "audit") or {}
     add("race: overbooked", "0", audit.get("overbooked"), lambda v: v == 0)
     add("race: duplicate bookings", "0", audit.get("duplicate_bookings"), lambda v: v == 0)
+    add("race: bookings confirmed but not in Redis (or the reverse)", "0",
+        audit.get("confirmed_but_missing"), lambda v: v == 0)
     if audit:
         wrong_sms = (audit["bookings_without_one_code_sms"] + audit["code_sms_without_booking"]
                      + audit["duplicate_message_keys"])

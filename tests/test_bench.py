@@ -29,6 +29,7 @@ def test_race_books_exactly_capacity_and_audits_clean(store, race_data, redis_ur
     assert audit["overbooked"] == audit["duplicate_bookings"] == 0
     assert audit["bookings_without_one_code_sms"] == audit["code_sms_without_booking"] == 0
     assert audit["full_slots"] == 4 and audit["counter_mismatches"] == 0
+    assert audit["confirmed_but_missing"] == 0
 
 
 def test_audit_catches_an_overbooking_and_a_second_code_sms(store, race_data):
