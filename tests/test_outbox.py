@@ -239,6 +239,23 @@ def test_a_malformed_entry_becomes_a_dead_letter(r, at_settings, fake):
     assert len(fake.requests) == 1 and r.xlen(keys.OUTBOX) == 0
 
 
+def test_a_send_slower_than_the_claim_timeout_is_not_started_twice(r, at_settings, fake):
+    fake.hold_from(0)
+    queue_sms(r, "lock:slow", PHONE)
+
+    def deliveries() -> int:
+        pending = r.xpending_range(keys.OUTBOX, keys.OUTBOX_GROUP, "-", "+", 1)
+        return pending[0]["times_delivered"] if pending else 0
+
+    with running(r, at_settings, concurrency=2, claim_idle=0.2):
+        wait_for(lambda: fake.held == 1, "the send in flight")
+        # The worker's own reclaim takes the idle entry back while it is still being sent.
+        wait_for(lambda: deliveries() >= 2, "the entry taken over")
+        fake.release()
+        wait_for(lambda: status(r, "lock:slow").get("status") == "sent", "the SMS")
+    assert len(fake.requests) == 1 and status(r, "lock:slow")["attempts"] == "1"
+
+
 def test_sends_in_flight_never_exceed_the_concurrency(r, at_settings, fake):
     fake.hold_from(0)
     for i in range(5):
