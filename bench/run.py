@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -307,17 +308,8 @@ def markdown(results: dict) -> str:
     return head + "\n\n".join(t.render() for t in tables(results)) + "\n"
 
 
-def main(argv=None) -> int:
-    """Run the sections asked for (all by default), print the tables, write the results."""
-    args = options(argv)
-    wanted = args.only or {"http", "cost", "race", "memory", "outbound"}
-    started = time.monotonic()
-    results = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-               "machine": machine(),
-               "settings": {"levels": args.levels, "seconds_per_level": args.seconds,
-                            "workers": args.workers, "worker_class": args.worker_class,
-                            "threads": args.threads, "quick": args.quick}}
-    instance = tempfile.mkdtemp(prefix="tikaline-bench-instance-")
+def run_sections(args, wanted: set, results: dict, instance: str) -> None:
+    """Set up Redis and the data, then run each wanted section into ``results``."""
     with RedisServer() as rs:
         results["machine"]["redis"] = rs.client().info("server")["redis_version"]
         store = booking._store(rs.url)
@@ -358,6 +350,23 @@ def main(argv=None) -> int:
     if "outbound" in wanted:
         log("outbound")
         results["outbound"] = outbound_section(args)
+
+
+def main(argv=None) -> int:
+    """Run the sections asked for (all by default), print the tables, write the results."""
+    args = options(argv)
+    wanted = args.only or {"http", "cost", "race", "memory", "outbound"}
+    started = time.monotonic()
+    results = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+               "machine": machine(),
+               "settings": {"levels": args.levels, "seconds_per_level": args.seconds,
+                            "workers": args.workers, "worker_class": args.worker_class,
+                            "threads": args.threads, "quick": args.quick}}
+    instance = tempfile.mkdtemp(prefix="tikaline-bench-instance-")
+    try:
+        run_sections(args, wanted, results, instance)
+    finally:
+        shutil.rmtree(instance, ignore_errors=True)
     results["machine"]["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
     results["targets"] = evaluate(results)
     results["duration_s"] = round(time.monotonic() - started, 1)
