@@ -52,7 +52,7 @@ VACCINATORS = f"{PREFIX}vaccinators"  # set of phones
 
 
 def beneficiaries(mobile: str) -> str:
-    return f"{PREFIX}benef:{mobile}"  # hash: name key -> json {n, y, a (latest ref)}
+    return f"{PREFIX}benef:{mobile}"  # hash: normalised name -> that beneficiary's latest ref
 
 
 def appointment(ref: str) -> str:
@@ -61,10 +61,6 @@ def appointment(ref: str) -> str:
 
 def day(centre_id: str, date: str) -> str:
     return f"{PREFIX}day:{centre_id}:{date}"  # hash: booked, verified, vaccinated
-
-
-def request(request_key: str) -> str:
-    return f"{PREFIX}req:{request_key}"  # idempotency: result of a booking request, TTL
 
 
 def verify_failures(phone: str) -> str:
