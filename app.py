@@ -26,6 +26,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     settings = app.config.get("SETTINGS") or Settings.from_env(app.instance_path)
+    if not settings.webhook_token:
+        app.logger.warning("WEBHOOK_TOKEN unset: webhooks accept requests from anyone")
     client = connect(settings.redis_url, settings.instance_path)
     app.extensions["tikaline"] = Services(settings, client, Store(client, settings))
     cli.init_app(app)
