@@ -2,8 +2,8 @@
 
 A flow is a ``transitions`` machine built once per process from the ``STATES`` and
 ``TRANSITIONS`` at the top of its module. Per request, a light model (a ``Conversation``
-carrying the stored state name and a small data dict) is attached with ``initial=<state>``,
-fed one trigger, and detached; only the state name and the data are stored.
+carrying the stored state name and a small data dict) is set to its state and one of the
+machine's events is fired on it; only the state name and the data are stored.
 
 A screen (a USSD page, or an SMS prompt) is a recipe ``{"t": template, "p": params, "e": end}``
 that ``gateway.sms_text.render`` fills; it never holds a security code, only ``ref`` + ``ver``
@@ -160,12 +160,13 @@ class Flow:
 
     def run(self, turn: Turn, state: str, data: dict, trigger: str | None = None,
             *args) -> tuple[Conversation, bool]:
-        """Attach a model at ``state``, fire ``trigger`` (if it applies there), detach."""
+        """A model at ``state`` (a registered one, else ValueError), ``trigger`` fired on it
+        when it applies there."""
+        # The event is fired on the model directly instead of attaching it with add_model:
+        # attaching binds a method per event and state on every model (a fifth of a hop's
+        # flow time) and shares the machine's model list between threads.
         model = self.model(turn, data)
-        self.machine.add_model(model, initial=state)
-        try:
-            event = self.machine.events.get(trigger) if trigger else None
-            moved = bool(event and state in event.transitions and getattr(model, trigger)(*args))
-        finally:
-            self.machine.remove_model(model)
+        self.machine.set_state(state, model)
+        event = self.machine.events.get(trigger) if trigger else None
+        moved = bool(event and state in event.transitions and event.trigger(model, *args))
         return model, moved
