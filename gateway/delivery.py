@@ -30,6 +30,8 @@ local k = redis.call('GET', KEYS[1])
 if not k then return {'unknown_id', ''} end
 local msg = ARGV[1] .. 'msg:' .. k
 local seen = 'seen:' .. ARGV[2] .. '|' .. ARGV[4] .. '|' .. ARGV[6]
+-- A field name over 64 bytes would turn the compact status hash into a hashtable.
+if #seen > 64 then seen = 'seen:' .. redis.sha1hex(seen) end
 if redis.call('HEXISTS', msg, seen) == 1 then return {'replay', k} end
 local rank = {queued = 0, sent = 1, failed = 2, delivered = 3}
 local current = redis.call('HGET', msg, 'status') or 'sent'

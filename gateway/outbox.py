@@ -6,6 +6,13 @@ through the consumer group ``keys.OUTBOX_GROUP``, renders the text at send time 
 derived, never stored) and hands it to the provider. Per message it keeps a status hash
 ``keys.message(k)``: queued → sent → delivered | failed, or dead.
 
+- **A small status hash.** It holds status, attempts, timestamps, provider id, last error and
+  the delivery report, never the text's fields (phone, template, language, params): those
+  stay on the stream entry, and are copied into the hash only while a retry or a dead letter
+  needs them, then dropped once the message is sent. Every field and value stays within
+  ``hash-max-listpack-value`` (64 bytes), so a sent message's hash is a compact listpack
+  (about 260 B) kept for 30 days, not a hashtable of about 1,060 B.
+
 - **Exactly-once where it can be known.** Before a send, a message whose status is already
   ``sent`` (or later) is acknowledged without sending. After a send, the provider's message id,
   the status and the acknowledgement are written by one script, so a crash either happens
@@ -49,7 +56,11 @@ from gateway.sms_text import render_entry
 
 log = logging.getLogger(__name__)
 
-KEEP_SECONDS = 30 * 24 * 3600  # how long a sent message's status and provider id are kept
+KEEP_SECONDS = 30 * 24 * 3600  # how long a sent message's status is kept
+# Delivery reports come within a message's validity period (hours to a few days), so the
+# provider id → message key lookup need not live as long as the status: a week is ample.
+REPORT_SECONDS = 7 * 24 * 3600
+SMALL = 64  # bytes: Redis's hash-max-listpack-value; longer values make a hash a hashtable
 STATUSES = ("queued", "sent", "delivered", "failed", "dead")
 
 # Each script below is one atomic step. Scripts that build a message key from a stored
@@ -68,9 +79,9 @@ local function start(stream, group, id, k, to, t, l, p, now, prefix)
   local n = (tonumber(m[2]) or 0) + 1
   if status then
     redis.call('HSET', msg, 'attempts', n, 'attempt_at', now)
-  else
-    redis.call('HSET', msg, 'status', 'queued', 'to', to, 'template', t, 'lang', l,
-               'params', p, 'queued_at', now, 'attempts', n, 'attempt_at', now)
+  else  -- the text's fields stay on the entry: copying them here would bloat the hash
+    redis.call('HSET', msg, 'status', 'queued', 'queued_at', now, 'attempts', n,
+               'attempt_at', now)
   end
   return n
 end
@@ -102,17 +113,31 @@ end
 return out
 """
 # Record sends and acknowledge their entries, many at once: KEYS are the stream, the counters,
-# then a status hash and a provider-id key per message; ARGV the group, the TTL, then five per
-# message (entry id, provider id, sent at, message key, detail).
+# then a status hash and a provider-id key per message; ARGV the group, the status TTL, the
+# provider-id TTL, then five per message (entry id, provider id, sent at, message key, detail).
+# A sent message keeps no text fields, nor attempt_at (sent_at says when).
 _SENT = """
+local drop = {to = true, template = true, lang = true, params = true,
+              next_attempt_at = true, attempt_at = true}
 local ids = {}
 for i = 3, #KEYS, 2 do
-  local a = 3 + (i - 3) / 2 * 5
+  local a = 4 + (i - 3) / 2 * 5
+  if redis.call('HEXISTS', KEYS[i], 'params') == 1 then
+    -- Retried or requeued, so the params once made it a hashtable, and Redis never turns a
+    -- hashtable back into a listpack: write it afresh, without the text's fields.
+    local all, kept = redis.call('HGETALL', KEYS[i]), {}
+    for j = 1, #all, 2 do
+      if not drop[all[j]] then kept[#kept + 1] = all[j]; kept[#kept + 1] = all[j + 1] end
+    end
+    redis.call('DEL', KEYS[i])
+    if #kept > 0 then redis.call('HSET', KEYS[i], unpack(kept)) end
+  else
+    redis.call('HDEL', KEYS[i], 'next_attempt_at', 'attempt_at')
+  end
   redis.call('HSET', KEYS[i], 'status', 'sent', 'provider_id', ARGV[a + 1],
              'sent_at', ARGV[a + 2], 'detail', ARGV[a + 4])
-  redis.call('HDEL', KEYS[i], 'next_attempt_at')
   redis.call('EXPIRE', KEYS[i], ARGV[2])
-  if ARGV[a + 1] ~= '' then redis.call('SET', KEYS[i + 1], ARGV[a + 3], 'EX', ARGV[2]) end
+  if ARGV[a + 1] ~= '' then redis.call('SET', KEYS[i + 1], ARGV[a + 3], 'EX', ARGV[3]) end
   ids[#ids + 1] = ARGV[a]
 end
 -- Counted by what this call acknowledges, so a write retried after a lost reply counts once.
@@ -121,9 +146,11 @@ redis.call('XDEL', KEYS[1], unpack(ids))
 if acked > 0 then redis.call('HINCRBY', KEYS[2], 'sent', acked) end
 return acked
 """
+# The text's fields go into the hash here, for _PROMOTE to put the message back on the stream.
 _RETRY = """
 redis.call('HSET', KEYS[1], 'status', 'queued', 'last_error', ARGV[4],
-           'next_attempt_at', ARGV[5])
+           'next_attempt_at', ARGV[5], 'to', ARGV[7], 'template', ARGV[8], 'lang', ARGV[9],
+           'params', ARGV[10])
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[3])
 redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[3], ARGV[2])
@@ -133,7 +160,7 @@ _DEAD = """
 local m = redis.call('HMGET', KEYS[1], 'attempts')
 redis.call('XADD', KEYS[2], '*', 'k', ARGV[3], 'to', ARGV[4], 't', ARGV[5], 'l', ARGV[6],
            'p', ARGV[7], 'error', ARGV[8], 'attempts', m[1] or '0', 'at', ARGV[9])
-redis.call('HSET', KEYS[1], 'status', 'dead', 'last_error', ARGV[8], 'dead_at', ARGV[9],
+redis.call('HSET', KEYS[1], 'status', 'dead', 'last_error', ARGV[10], 'dead_at', ARGV[9],
            'to', ARGV[4], 'template', ARGV[5], 'lang', ARGV[6], 'params', ARGV[7])
 redis.call('HDEL', KEYS[1], 'next_attempt_at')
 redis.call('PERSIST', KEYS[1])
@@ -182,6 +209,11 @@ def _text(value) -> str:
 
 def _decode(fields: dict) -> dict:
     return {_text(k): _text(v) for k, v in fields.items()}
+
+
+def _short(text: str) -> str:
+    # A status-hash value longer than SMALL bytes would turn the hash into a hashtable.
+    return text.encode()[:SMALL].decode("utf-8", "ignore")
 
 
 def _pairs(flat: list) -> dict:
@@ -456,7 +488,7 @@ class Worker:
         if result.outcome == SENT:
             # Sent but not yet recorded is the one state that can become a duplicate SMS:
             # ride out a short Redis hiccup rather than leave the entry for a resend.
-            record = (entry_id, k, result.message_id, _now(), result.detail)
+            record = (entry_id, k, result.message_id, _now(), _short(result.detail))
             self._persist(lambda: self._recorder.write(record))
             log.info("outbox %s: sent (%s)", k, result.message_id or "no id")
             return
@@ -473,16 +505,18 @@ class Worker:
         due = time.time() + delay
         self._scripts["retry"](
             keys=[keys.message(k), keys.RETRY, keys.OUTBOX],
-            args=[keys.OUTBOX_GROUP, entry_id, k, result.detail,
+            args=[keys.OUTBOX_GROUP, entry_id, k, _short(result.detail),
                   datetime.fromtimestamp(due, UTC).isoformat(timespec="seconds"),
-                  int(due * 1000)])
+                  int(due * 1000), entry.get("to", ""), entry.get("t", ""),
+                  entry.get("l", "en"), entry.get("p", "{}")])
         log.warning("outbox %s: attempt %d failed (%s); next in %.1f s", k, attempt,
                     result.detail, delay)
 
     def _record_sent(self, records: list) -> None:
         # One script for every send finished meanwhile: each record still carries its own
         # provider id and acknowledgement, written together or not at all.
-        keys_, args = [keys.OUTBOX, keys.SMS_COUNTS], [keys.OUTBOX_GROUP, KEEP_SECONDS]
+        keys_ = [keys.OUTBOX, keys.SMS_COUNTS]
+        args = [keys.OUTBOX_GROUP, KEEP_SECONDS, REPORT_SECONDS]
         for entry_id, k, message_id, sent_at, detail in records:
             keys_ += [keys.message(k), keys.provider_message(message_id or "-")]
             args += [entry_id, message_id, sent_at, k, detail]
@@ -510,7 +544,7 @@ class Worker:
         self._scripts["dead"](
             keys=[keys.message(k), keys.DEAD, keys.OUTBOX, keys.SMS_COUNTS],
             args=[keys.OUTBOX_GROUP, entry_id, k, entry.get("to", ""), entry.get("t", ""),
-                  entry.get("l", "en"), entry.get("p", "{}"), error, _now()])
+                  entry.get("l", "en"), entry.get("p", "{}"), error, _now(), _short(error)])
         log.error("outbox %s: dead letter: %s", k, error)
 
 

@@ -37,6 +37,15 @@ def status(r, message_key: str) -> dict:
     return {k.decode(): v.decode() for k, v in r.hgetall(keys.message(message_key)).items()}
 
 
+def assert_compact(r, message_key: str) -> None:
+    """Assert a sent message's status hash keeps no text fields and is still a listpack."""
+    message = status(r, message_key)
+    assert message["status"] in ("sent", "delivered", "failed"), message
+    assert not {"to", "template", "lang", "params"} & message.keys(), message
+    assert all(len(f.encode()) <= 64 and len(v.encode()) <= 64 for f, v in message.items())
+    assert r.object("encoding", keys.message(message_key)) in (b"listpack", b"ziplist")
+
+
 def counts(r) -> dict:
     """The SMS counters, as ints."""
     return {k.decode(): int(v) for k, v in r.hgetall(keys.SMS_COUNTS).items()}

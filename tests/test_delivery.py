@@ -11,7 +11,14 @@ import pytest
 from app import create_app
 from gateway import keys
 from tests.fake_at import FakeAT
-from tests.outbox_helpers import counts, queue_sms, running, status, wait_for
+from tests.outbox_helpers import (
+    assert_compact,
+    counts,
+    queue_sms,
+    running,
+    status,
+    wait_for,
+)
 
 REPORTS = json.loads((Path(__file__).parent / "data" / "at_delivery_reports.json").read_text())
 PHONE = "+919811111111"
@@ -69,6 +76,22 @@ def test_in_flight_reports_then_success(r, app, sent):
         assert status(r, key)["status"] == "sent"
     report(client, provider_id, "Success")
     assert status(r, key)["status"] == "delivered" and counts(r)["delivered"] == 1
+
+
+def test_a_delivered_message_keeps_a_small_compact_status(r, app, sent):
+    key, provider_id = sent
+    client = app.test_client()
+    reason = "Deliver" + "y" * 80  # cut to 60: with the status it makes a long "seen" marker
+    for step, extra in (("Sent", {}), ("Failed", {"failureReason": reason, "retryCount": "0"}),
+                        ("Success", {"retryCount": "1"})):
+        assert report(client, provider_id, step, **extra).status_code == 200
+    message = status(r, key)
+    assert message["status"] == "delivered" and message["provider_id"] == provider_id
+    assert message["failure_reason"] == reason[:60] and message["network"] == "40410"
+    assert_compact(r, key)
+    assert report(client, provider_id, "Failed", failureReason=reason,
+                  retryCount="0").get_data(as_text=True) == "replay"
+    assert status(r, key) == message and counts(r)["delivered"] == 1
 
 
 def test_a_replayed_report_changes_nothing(r, app, sent):

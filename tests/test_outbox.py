@@ -19,10 +19,17 @@ from redis.retry import Retry
 
 from app import create_app
 from gateway import codes, keys
-from gateway.outbox import dead_letters, make_provider, start_background, stats
+from gateway.outbox import (
+    KEEP_SECONDS,
+    REPORT_SECONDS,
+    dead_letters,
+    make_provider,
+    start_background,
+    stats,
+)
 from gateway.providers.africastalking import SMSClient, reduce_answer
 from gateway.providers.console import kept_messages
-from gateway.providers.result import RETRY, SENT
+from gateway.providers.result import RETRY, SENT, SendResult
 from gateway.sms_text import render_entry
 from tests.conftest import _free_port, _redis_server_binary
 from tests.fake_at import (
@@ -36,7 +43,7 @@ from tests.fake_at import (
     FakeAT,
     http,
 )
-from tests.outbox_helpers import counts, queue_sms, running, status, wait_for
+from tests.outbox_helpers import assert_compact, counts, queue_sms, running, status, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PHONE = "+919811111111"
@@ -73,8 +80,11 @@ def test_booking_code_reaches_the_phone_once(r, store, sample, at_settings, fake
     assert request["from"] == "TIKALINE" and request["bulkSMSMode"] == "1"
     message = status(r, f"book:{ref}:0")
     assert message["provider_id"] == fake.delivered[0]["id"]
-    assert message["to"] == PHONE and message["template"] == "sms.booked"
+    assert_compact(r, f"book:{ref}:0")
     assert r.get(keys.provider_message(message["provider_id"])).decode() == f"book:{ref}:0"
+    # Reports come within days: the lookup goes long before the 30-day status does.
+    assert 0 < r.ttl(keys.provider_message(message["provider_id"])) <= REPORT_SECONDS
+    assert REPORT_SECONDS < r.ttl(keys.message(f"book:{ref}:0")) <= KEEP_SECONDS
     assert r.xlen(keys.OUTBOX) == 0  # acknowledged entries are deleted
     assert code not in str(r.hgetall(keys.message(f"book:{ref}:0")))
     assert stats(r) == {"queued": 1, "sent": 1, "delivered": 0, "failed": 0, "dead": 0,
@@ -90,6 +100,7 @@ def test_a_server_error_is_retried_and_the_person_gets_one_sms(r, at_settings, f
     assert len(fake.received_by(PHONE)) == 1
     message = status(r, "lock:1")
     assert message["attempts"] == "2" and "Internal Server Error" in message["last_error"]
+    assert_compact(r, "lock:1")  # the retry's copy of the text's fields is gone
 
 
 def test_a_timeout_is_retried_and_never_loses_the_message(r, at_settings, fake):
@@ -129,6 +140,27 @@ def test_passing_refusals_are_retried(r, at_settings, fake, answer):
     with running(r, at_settings):
         wait_for(lambda: status(r, "lock:4").get("status") == "sent", "the retried SMS")
     assert len(fake.requests) == 2 and len(fake.received_by(PHONE)) == 1
+
+
+class _Wordy:
+    """A provider whose answers carry long details: a refusal first, then success."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def send(self, to: str, text: str, entry: dict) -> SendResult:
+        self.calls += 1
+        outcome = RETRY if self.calls == 1 else SENT
+        return SendResult(outcome, message_id="ATXid_wordy", detail=f"{outcome}: " + "é" * 100)
+
+
+def test_long_provider_details_keep_the_status_hash_compact(r, settings):
+    queue_sms(r, "lock:w", PHONE)
+    with running(r, settings, provider=_Wordy()):
+        wait_for(lambda: status(r, "lock:w").get("status") == "sent", "the retried SMS")
+    message = status(r, "lock:w")
+    assert message["last_error"].startswith(RETRY) and message["detail"].startswith(SENT)
+    assert_compact(r, "lock:w")
 
 
 def test_after_max_attempts_the_message_is_kept_as_a_dead_letter(r, at_settings, fake):
@@ -293,6 +325,7 @@ def test_requeue_from_the_dead_letters(r, at_settings, fake):
         assert result.exit_code == 0 and "requeued 1: lock:9" in result.output
         wait_for(lambda: status(r, "lock:9").get("status") == "sent", "the requeued SMS")
     assert dead_letters(r) == [] and len(fake.received_by(PHONE)) == 1
+    assert_compact(r, "lock:9")  # the dead letter's copy of the text's fields is gone
     shown = dict(line.rsplit(None, 1) for line in cli.invoke(args=["sms", "stats"]).output
                  .splitlines())
     assert shown["sent"] == "1" and shown["dead"] == "0" and shown["in outbox"] == "0"
