@@ -62,6 +62,10 @@ def _age_fits(session: dict, birth_year: int) -> bool:
     return (low == "" or age >= int(low)) and (high == "" or age <= int(high))
 
 
+def _open_slots(session: dict) -> list:
+    return [[i, slot["time"]] for i, slot in enumerate(session["slots"]) if slot["open"] > 0]
+
+
 class Booking(Conversation):
     """One booking conversation; ``data`` holds the answers so far."""
 
@@ -83,6 +87,13 @@ class Booking(Conversation):
 
     def _centre(self, centre_id: str) -> dict | None:
         return next((c for c in self.centres() if c["id"] == centre_id), None)
+
+    def _slots_now(self, session_id: str) -> list | None:
+        # Dates kept without their slots (a conversation started before they were kept).
+        centre = self._centre(self.data["cid"])
+        session = next((s for s in centre["sessions"] if s["id"] == session_id), None) \
+            if centre else None
+        return _open_slots(session) if session else None
 
     # -- guards -----------------------------------------------------------------------------
 
@@ -138,25 +149,25 @@ class Booking(Conversation):
         centre = self._centre(self.data["opts"][picked - 1])
         if not centre:
             return self.refuse("hint.centre_full")
+        # Each date's open slots are kept with it, so the date and slot screens need no
+        # read of their own; the book script checks the slot again, atomically.
         self.data.update(cid=centre["id"], cname=centre["name"],
-                         dates=[[s["id"], s["date"]] for s in centre["sessions"]])
+                         dates=[[s["id"], s["date"], _open_slots(s)] for s in centre["sessions"]])
         self.first_page()
         return True
 
     def picked_date(self, text: str) -> bool:
-        """Guard: a date of the page shown, still open; its open slots kept."""
+        """Guard: a date of the page shown; its slots, open when the centre was picked, kept."""
         picked = words.choice(text, len(self.data.get("opts", [])))
         if not picked:
             return self.refuse("hint.choose")
         session_id = self.data["opts"][picked - 1]
-        day = dict(self.data["dates"]).get(session_id, "")
-        centre = self._centre(self.data["cid"])
-        session = next((s for s in centre["sessions"] if s["id"] == session_id), None) \
-            if centre else None
-        if not session:
+        date_ = next((d for d in self.data["dates"] if d[0] == session_id), None)
+        # A slot taken since is refused by the book script, and the slot screen comes back.
+        slots = date_[2] if date_ and len(date_) > 2 else self._slots_now(session_id)
+        if not date_ or slots is None:
             return self.refuse("hint.date_full")
-        slots = [[i, slot["time"]] for i, slot in enumerate(session["slots"]) if slot["open"] > 0]
-        self.data.update(sid=session_id, date=day, slots=slots)
+        self.data.update(sid=session_id, date=date_[1], slots=slots)
         self.first_page()
         return True
 
@@ -229,7 +240,7 @@ class Booking(Conversation):
             "centre", pin=self.data["pin"], items=lines, more=more and "\n" + more))
 
     def screen_date(self):
-        items = [(sid, self.turn.day(day)) for sid, day in self.data["dates"]]
+        items = [(date_[0], self.turn.day(date_[1])) for date_ in self.data["dates"]]
         return self.page(items, lambda lines, more: self._show(
             "date", centre=self.data["cname"], items=lines, more=more and "\n" + more))
 

@@ -244,6 +244,22 @@ def test_the_last_slot_taken_while_confirming_is_said_plainly(client, store, r):
     assert len(appointments(r)) == 1
 
 
+def test_a_day_filled_after_the_dates_were_shown_is_refused_at_confirm(client, store, r):
+    # The slots shown come from when the centre was picked; the booking itself re-checks.
+    load_data(store, tiny_data(store.now().date(), capacity=1, days=2))
+    asha, ravi = Phone(client, "+919811111111"), Phone(client, "+919822222222")
+    ravi.dial()
+    assert ravi.press("1", "Ravi Kumar", "1985", "110017", "1").startswith("CON PHC Saket\n1 ")
+    assert book(asha).startswith("END Booked")
+    assert "\n1 09:00-11:00\n" in ravi.press("1")
+    assert ravi.press("1").startswith("CON Book Ravi Kumar")
+    late = ravi.press("1")
+    assert late.startswith("CON That slot just filled up. Choose another.\nNo slots left on ")
+    assert ravi.press("0").startswith("CON PHC Saket\n1 ")
+    assert ravi.press("2", "1", "1").startswith("END Booked Ravi Kumar.")
+    assert len(appointments(r)) == 2
+
+
 def test_help_screen_and_back(client, sample):
     phone = Phone(client)
     phone.dial()
