@@ -3,6 +3,7 @@ dropped session, and replays that change nothing."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 
@@ -258,6 +259,19 @@ def test_a_day_filled_after_the_dates_were_shown_is_refused_at_confirm(client, s
     assert ravi.press("0").startswith("CON PHC Saket\n1 ")
     assert ravi.press("2", "1", "1").startswith("END Booked Ravi Kumar.")
     assert len(appointments(r)) == 2
+
+
+def test_a_booking_kept_before_slots_were_stored_with_its_dates_still_books(client, sample, r):
+    # Conversations stored by the previous release list dates without their slots.
+    phone = Phone(client)
+    phone.dial()
+    assert phone.press("1", "Asha Devi", "1990", "110017", "1").startswith("CON PHC Saket\n1 ")
+    key = keys.conversation("ussd", phone.session)
+    conv = json.loads(r.get(key))
+    conv["d"]["dates"] = [d[:2] for d in conv["d"]["dates"]]
+    r.set(key, json.dumps(conv))
+    assert "\n1 09:00-11:00\n2 11:00-13:00\n3 14:00-16:00\n0 Back" in phone.press("1")
+    assert phone.press("1", "1").startswith("END Booked Asha Devi.")
 
 
 def test_help_screen_and_back(client, sample):
