@@ -18,6 +18,7 @@ from datetime import date
 from transitions import Machine
 
 from flows import messages, words
+from gateway.codes import parse_reference
 from gateway.inbound import USSD
 from gateway.sms_text import render, segments
 from gateway.store import Store
@@ -41,6 +42,17 @@ class Turn:
     def say(self, template: str, **params) -> None:
         """Queue an SMS reply (sent through the outbox once the turn commits)."""
         self.replies.append((template, params))
+
+    def reference(self, rest: str, usage: str) -> str | None:
+        """The booking ref a command carries, or None after replying with ``usage`` (nothing
+        typed) or the bad-ref hint (a typo its check digit caught)."""
+        if not rest:
+            self.say(usage)
+            return None
+        ref = parse_reference(rest)
+        if not ref:
+            self.say("sms.bad_ref", typed=rest[:24])
+        return ref
 
     def text(self, recipe: dict) -> str:
         """A recipe rendered in this turn's language (codes derived, in memory only)."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from flows import lifecycle, words
 from flows.base import Conversation, Flow, Turn, recipe
-from gateway.codes import parse_reference
 
 STATES = ["pick", "confirm", "cancelled", "refused", "menu"]
 TRANSITIONS = [
@@ -115,12 +114,8 @@ FLOW = Flow("cancel", Cancel, STATES, TRANSITIONS, exits={"menu": ("menu", "main
 
 def sms_cancel(turn: Turn, rest: str) -> None:
     """``CANCEL <ref>``: the store's SMS confirms a cancel; a refusal is answered here."""
-    if not rest:
-        turn.say("sms.cancel.usage")
-        return
-    ref = parse_reference(rest)
+    ref = turn.reference(rest, "sms.cancel.usage")
     if not ref:
-        turn.say("sms.bad_ref", typed=rest[:24])
         return
     outcome = turn.store.cancel(mobile=turn.mobile, ref=ref, lang=turn.lang)
     if not outcome.ok:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flows import words
 from flows.base import Turn
-from gateway.codes import parse_reference
 
 LANGUAGE_WORDS = {"lang_en": "en", "lang_hi": "hi"}
 
@@ -26,12 +25,8 @@ def help_text(turn: Turn) -> None:
 
 def new_code(turn: Turn, rest: str) -> None:
     """``CODE <ref>``: a fresh code for a booked or locked booking of this mobile, by SMS."""
-    if not rest:
-        turn.say("sms.code.usage")
-        return
-    ref = parse_reference(rest)
+    ref = turn.reference(rest, "sms.code.usage")
     if not ref:
-        turn.say("sms.bad_ref", typed=rest[:24])
         return
     outcome = turn.store.reissue(mobile=turn.mobile, ref=ref, lang=turn.lang)
     if outcome.ok:
