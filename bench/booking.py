@@ -80,15 +80,21 @@ def _race_worker(url, slots, clients, threads, tries, barrier, out) -> None:
                 if result.status != "full":
                     break
 
-    pool = [threading.Thread(target=client_loop) for _ in range(threads)]
+    started = _run_threads(client_loop, threads, barrier)
+    out.put({"started": started, "ended": time.time(), "outcomes": dict(outcomes),
+             "last_booking": max(booked_at, default=started)})
+
+
+def _run_threads(target, threads: int, barrier) -> float:
+    """Run ``threads`` copies of ``target`` once every process is ready; when they started."""
+    pool = [threading.Thread(target=target) for _ in range(threads)]
     barrier.wait()
     started = time.time()
     for t in pool:
         t.start()
     for t in pool:
         t.join()
-    out.put({"started": started, "ended": time.time(), "outcomes": dict(outcomes),
-             "last_booking": max(booked_at, default=started)})
+    return started
 
 
 def _bare_worker(url, calls, threads, barrier, out) -> None:
@@ -101,13 +107,7 @@ def _bare_worker(url, calls, threads, barrier, out) -> None:
         for _ in range(per_thread):
             script()
 
-    pool = [threading.Thread(target=loop) for _ in range(threads)]
-    barrier.wait()
-    started = time.time()
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    started = _run_threads(loop, threads, barrier)
     out.put({"started": started, "ended": time.time(), "calls": per_thread * threads})
 
 

@@ -23,6 +23,19 @@ def _text(body: str, status: int = 200) -> Response:
     return Response(body, status=status, mimetype="text/plain")
 
 
+def _acknowledge(apply, store, msg, failure: str) -> Response:
+    """200 once ``apply`` has run; 503 if it failed, so the provider retries the callback.
+
+    Nothing was committed then (each flow's commit is its last, atomic step), so the retry
+    applies the message once the cause (Redis away, most likely) is gone."""
+    try:
+        apply(store, msg)
+    except Exception:
+        log.exception("event=%s", failure)
+        return _text("try again later", 503)
+    return _text("")
+
+
 @bp.post("/ussd")
 def ussd_hop():
     """One USSD hop: ``CON …`` or ``END …``, always."""
@@ -38,12 +51,7 @@ def ussd_session_end():
     check_token()
     svc = services()
     msg = at.parse_session_end(request, svc.settings.default_region)
-    try:
-        ussd.close(svc.store, msg)
-    except Exception:
-        log.exception("event=ussd_end_failed session=%s", msg.session_id)
-        return _text("try again later", 503)
-    return _text("")
+    return _acknowledge(ussd.close, svc.store, msg, f"ussd_end_failed session={msg.session_id}")
 
 
 @bp.post("/sms/inbound")
@@ -52,14 +60,7 @@ def sms_inbound():
     check_token()
     svc = services()
     msg = at.parse_sms(request, svc.settings.default_region)
-    try:
-        router.handle(svc.store, msg)
-    except Exception:
-        # Nothing was committed (the commit is the last, atomic step): the provider's retry
-        # applies the message once the cause (Redis away, most likely) is gone.
-        log.exception("event=sms_failed id=%s", msg.message_id)
-        return _text("try again later", 503)
-    return _text("")
+    return _acknowledge(router.handle, svc.store, msg, f"sms_failed id={msg.message_id}")
 
 
 @bp.get("/healthz")
