@@ -20,22 +20,40 @@ from gateway.store import Store
 
 GUARD_TTL = 48 * 3600  # the provider retries an unanswered callback for minutes, not days
 CONVERSATION_TTL = 2 * 3600  # an unanswered booking question is forgotten after this
+CLAIM_TTL = 30  # a copy of an SMS is being applied: far longer than a turn takes
 log = logging.getLogger("tikaline.sms")
 
 
-def handle(store: Store, msg: InboundMessage) -> None:
-    """Apply one inbound SMS and queue its replies, exactly once per message id."""
-    command, rest = words.command(msg.text)
+def handle(store: Store, msg: InboundMessage) -> bool:
+    """Apply one inbound SMS and queue its replies, exactly once per message id.
+
+    False when another copy of the same message is being applied right now: the caller asks
+    the provider to retry it (by then it is a replay, or the other copy failed and left it)."""
     mobile = msg.sender
-    guard = keys.inbound(msg.message_id)
+    guard, claim = keys.inbound(msg.message_id), keys.inbound_claim(msg.message_id)
     conv_key = keys.conversation(SMS, mobile)
     vacc_key = keys.conversation("vacc", mobile)
     lang_key = keys.language(mobile)
     snap = store.snapshot(strings=[guard, conv_key, vacc_key, lang_key],
-                          hashes=[keys.vaccinator(mobile)])
+                          hashes=[keys.vaccinator(mobile)], claim=(claim, CLAIM_TTL))
     if snap[guard] is not None:
         log.info("event=sms_replay id=%s from=%s", msg.message_id, mask(mobile))
-        return
+        return True
+    if not snap["claimed"]:
+        log.info("event=sms_in_flight id=%s from=%s", msg.message_id, mask(mobile))
+        return False
+    try:
+        _turn(store, msg, snap, guard, conv_key, vacc_key, lang_key)
+    except Exception:
+        store.r.delete(claim)  # let the provider's retry apply it
+        raise
+    return True
+
+
+def _turn(store: Store, msg: InboundMessage, snap: dict, guard: str, conv_key: str,
+          vacc_key: str, lang_key: str) -> None:
+    command, rest = words.command(msg.text)
+    mobile = msg.sender
     turn = Turn(store, mobile, SMS, snap[lang_key] or "en",
                 vaccinator=snap[keys.vaccinator(mobile)] or None)
     conv = _load(snap[conv_key])

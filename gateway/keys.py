@@ -83,6 +83,10 @@ def inbound(message_id: str) -> str:
     return f"{PREFIX}inbound:{message_id}"  # replay guard for an inbound SMS id, TTL
 
 
+def inbound_claim(message_id: str) -> str:
+    return f"{PREFIX}claim:{message_id}"  # an inbound SMS being applied right now, short TTL
+
+
 OUTBOX = f"{PREFIX}outbox"  # stream: every SMS promised, see gateway.outbox
 OUTBOX_GROUP = "senders"
 DEAD = f"{PREFIX}dead"  # stream: messages that finally failed

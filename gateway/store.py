@@ -239,17 +239,23 @@ class Store:
 
     # -- conversations (flows/): one read, one commit per turn -------------------------------
 
-    def snapshot(self, strings=(), hashes=()) -> dict:
-        """Several keys in one round trip: GET of each of ``strings``, HGETALL of ``hashes``."""
+    def snapshot(self, strings=(), hashes=(), claim: tuple[str, int] | None = None) -> dict:
+        """Several keys in one round trip: GET of each of ``strings``, HGETALL of ``hashes``;
+        with ``claim`` (key, ttl) also SET NX of that key, answered as ``out["claimed"]``."""
         with self.r.pipeline(transaction=False) as pipe:
+            if claim:
+                pipe.set(claim[0], "1", nx=True, ex=claim[1])
             for key in strings:
                 pipe.get(key)
             for key in hashes:
                 pipe.hgetall(key)
             values = pipe.execute()
+        claimed = bool(values.pop(0)) if claim else None
         out = {key: _text(v) if v is not None else None
                for key, v in zip(strings, values[:len(strings)], strict=True)}
         out.update({key: _hash(v) for key, v in zip(hashes, values[len(strings):], strict=True)})
+        if claim:
+            out["claimed"] = claimed
         return out
 
     def commit_turn(self, *, mobile: str, conversation: str, state: str = "=", ttl: int = 0,

@@ -27,12 +27,16 @@ def _acknowledge(apply, store, msg, failure: str) -> Response:
     """200 once ``apply`` has run; 503 if it failed, so the provider retries the callback.
 
     Nothing was committed then (each flow's commit is its last, atomic step), so the retry
-    applies the message once the cause (Redis away, most likely) is gone."""
+    applies the message once the cause (Redis away, most likely) is gone. ``apply`` returning
+    False means another copy of the message is being applied: that copy's retry will find it
+    done."""
     try:
-        apply(store, msg)
+        applied = apply(store, msg)
     except Exception:
         log.exception("event=%s", failure)
         return _text("try again later", 503)
+    if applied is False:
+        return _text("being applied; try again later", 503)
     return _text("")
 
 

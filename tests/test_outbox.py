@@ -362,7 +362,7 @@ def test_console_provider_keeps_messages_without_codes_in_redis(r, store, sample
     booked = next(m for m in kept if m["t"] == "sms.booked")
     assert f"Code {code}" in render_entry(booked, settings.secret_key)  # what the simulator shows
     assert code not in caplog.text and PHONE not in caplog.text
-    assert "+91********11" in caplog.text and "[sms.booked]" in caplog.text
+    assert "+9198******11" in caplog.text and "[sms.booked]" in caplog.text
     assert "is locked after 5 wrong codes" in caplog.text  # no code in it: the text is logged
     assert status(r, f"book:{ref}:0")["provider_id"].startswith("console-")
     assert 0 < r.ttl(keys.console_inbox(PHONE)) <= 24 * 3600
@@ -568,3 +568,22 @@ def test_a_killed_worker_loses_nothing(r, redis_url, fake, tmp_path):
     assert sum(received.values()) == 34 and len(sent_before) == 10
     assert r.xlen(keys.OUTBOX) == 0
     assert r.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)["pending"] == 0
+
+
+def test_console_provider_never_logs_the_codes_of_a_status_slip(client, r, store, sample,
+                                                                settings, caplog):
+    from gateway.providers.console import ConsoleProvider
+    from tests.conversation_helpers import Phone
+
+    session_id = f"S100-{date.fromisoformat(store.today()):%Y%m%d}"
+    ref = store.book(mobile=PHONE, name="Asha Devi", birth_year=1990, session_id=session_id,
+                     slot=0).value
+    Phone(client, PHONE).sms("STATUS")
+    _, slip = r.xrange(keys.OUTBOX)[-1]
+    entry = {k.decode(): v.decode() for k, v in slip.items()}
+    text = render_entry(entry, settings.secret_key)
+    code = codes.derive_code(settings.secret_key, ref, 0)
+    assert f"Code {code}" in text  # the slip carries the code to its own mobile ...
+    with caplog.at_level(logging.INFO, "gateway.providers.console"):
+        ConsoleProvider(r).send(PHONE, text, entry)
+    assert caplog.text and code not in caplog.text  # ... and never into a log

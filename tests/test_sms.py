@@ -376,3 +376,40 @@ def test_hindi_aliases_of_every_command(client, sample, r, text, template):
 def test_hindi_aliases_of_vaccinator_commands(client, sample, r, text, template):
     Phone(client, VACCINATOR).sms(text)
     assert outbox(r)[-1]["t"] == template
+
+
+def test_the_same_sms_delivered_many_times_at_once_counts_one_wrong_code(
+        client, redis_url, settings, sample, store, r):
+    """Africa's Talking retrying a slow callback: one VERIFY, whatever the copies. A copy
+    that arrives while another is being applied is asked to retry (503) and then finds it
+    done; none is answered 200 without having been applied."""
+    import redis as redis_py
+
+    from app import create_app
+
+    ref = store.book(mobile="+919811111111", name="Asha Devi", birth_year=1990,
+                     session_id=f"S100-{store.today().replace('-', '')}", slot=0).value
+    right = store.appointment(ref)["code"]
+    wrong = f"{(int(right) + 1) % 10000:04d}"
+    apps = [create_app({"SETTINGS": settings}) for _ in range(8)]
+    barrier = threading.Barrier(len(apps), timeout=30)
+    answers = []
+
+    def deliver(app):
+        form = {"from": "+919800000001", "to": "56767", "text": f"VERIFY {ref} {wrong}",
+                "id": "SAME-ID", "date": "2026-12-01T06:04:45Z"}
+        with app.test_client() as own:
+            barrier.wait()
+            answers.append(own.post("/sms/inbound", data=form).status_code)
+
+    threads = [threading.Thread(target=deliver, args=(app,)) for app in apps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert 200 in answers and set(answers) <= {200, 503}
+    fresh = redis_py.Redis.from_url(redis_url)
+    assert fresh.hget(keys.appointment(ref), "att") == b"1"
+    assert store.appointment(ref)["state"] == "booked"
+    replies = [e for e in outbox(r) if e["k"].startswith("reply:SAME-ID")]
+    assert len(replies) == 1

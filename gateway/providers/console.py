@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import redis
 
 from gateway import keys
+from gateway.phones import mask
 from gateway.providers.result import SENT, SendResult
 
 log = logging.getLogger(__name__)
@@ -24,20 +25,22 @@ KEEP = 50  # messages kept per phone
 KEEP_SECONDS = 24 * 3600
 
 
-def mask(phone: str) -> str:
-    """``+919812345678`` → ``+91******78``: enough to tell numbers apart in a log."""
-    if len(phone) <= 6:
-        return "*" * len(phone)
-    return phone[:3] + "*" * (len(phone) - 5) + phone[-2:]
-
-
 def carries_code(entry: dict) -> bool:
-    """Whether the rendered text of this entry would contain a security code."""
+    """Whether the rendered text of this entry would contain a security code: a booking's
+    ref and code version anywhere in its params (the slip nests one per booking)."""
     try:
         params = json.loads(entry.get("p") or "{}")
     except ValueError:
-        return False
-    return isinstance(params, dict) and "ref" in params and "ver" in params
+        return True  # unreadable: assume the worst, log the template only
+    return _has_code(params)
+
+
+def _has_code(value) -> bool:
+    if isinstance(value, dict):
+        return ("ref" in value and "ver" in value) or any(map(_has_code, value.values()))
+    if isinstance(value, list):
+        return any(map(_has_code, value))
+    return False
 
 
 class ConsoleProvider:
