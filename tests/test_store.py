@@ -360,3 +360,21 @@ def test_outbox_entries_are_complete_json(store, r, sample):
     params = json.loads(entry["p"])
     assert set(params) == {"name", "centre", "date", "time", "ref", "ver"}
     assert entry["l"] == "en"
+
+
+def test_todays_counts_follow_a_verified_booking_through_lock_reissue_and_cancel(store, sample):
+    ref = book(store).value
+    right = code_of(store, ref)
+    wrong = f"{(int(right) + 1) % 10000:04d}"
+    assert store.verify(vaccinator=VACCINATOR, ref=ref, code=right).ok
+    assert store.centre_today("C100")["verified"] == 1
+    for _ in range(5):
+        store.verify(vaccinator=VACCINATOR, ref=ref, code=wrong)
+    assert store.appointment(ref)["state"] == "locked"
+    assert store.centre_today("C100")["verified"] == 0  # locked is no longer verified
+    assert store.reissue(mobile=CITIZEN, ref=ref).ok
+    assert store.verify(vaccinator=VACCINATOR, ref=ref, code=code_of(store, ref)).ok
+    assert store.centre_today("C100")["verified"] == 1
+    assert store.cancel(mobile=CITIZEN, ref=ref).ok
+    today = store.centre_today("C100")
+    assert (today["booked"], today["verified"]) == (0, 0)

@@ -36,6 +36,9 @@ if fails >= hourly_limit then redis.call('SET', block_key, '1', 'EX', 3600) end
 local attempts = redis.call('HINCRBY', appt_key, 'att', 1)
 if attempts >= max_attempts and member(lockable, a.state) then
   redis.call('HSET', appt_key, 'state', 'locked', 'locked_at', now)
+  if a.state == 'verified' then  -- a locked booking no longer counts as verified today
+    redis.call('HINCRBY', prefix .. 'day:' .. a.centre .. ':' .. a.date, 'verified', -1)
+  end
   queue_sms(outbox, counts, 'lock:' .. ref .. ':' .. a.ver, a.mobile, 'sms.locked', a.lang or 'en',
             {name = a.name, ref = ref})
   return {'locked', '0'}
