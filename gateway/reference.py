@@ -70,7 +70,7 @@ def _csv_slots(text: str, where: str) -> list[dict]:
     slots = []
     for part in filter(None, (p.strip() for p in text.split(";"))):
         time, _, cap = part.partition("=")
-        if not cap.strip().isdigit():
+        if not (cap.strip().isascii() and cap.strip().isdigit()):  # not '²'
             raise DataError(f"{where}, field slots: '{part}' should be TIME=CAPACITY")
         slots.append({"time": time.strip(), "capacity": int(cap)})
     return slots

@@ -100,3 +100,11 @@ def test_the_shipped_sample_file_is_valid(store):
     assert not load(store, data).problems
     assert len(data["centres"]) == 5 and len(data["vaccinators"]) == 2
     assert {c["district"] for c in data["centres"]} == {"South Delhi", "Lucknow"}
+
+
+def test_a_csv_capacity_in_other_digits_is_refused_with_its_line(store, tmp_path):
+    (tmp_path / "sessions.csv").write_text(
+        "id,centre_id,date,vaccine,min_age,max_age,slots\n"
+        f"S1,C100,{store.today()},covishield,18,,09:00-11:00=²\n")
+    with pytest.raises(DataError, match="line 2, field slots"):
+        read_file(tmp_path / "sessions.csv")

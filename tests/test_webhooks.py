@@ -157,3 +157,10 @@ def test_a_percent_escaped_invalid_byte_is_refused_not_taken_as_text(client, r, 
     answer = client.post(path, data=body, content_type="application/x-www-form-urlencoded")
     assert answer.status_code == 400 and b"UTF-8" in answer.data
     assert r.xlen(keys.OUTBOX) == 0
+
+
+def test_an_end_of_session_notice_with_an_unknown_status_is_refused(client, r):
+    answer = client.post("/ussd/events", data={
+        "sessionId": "ATUid_1", "phoneNumber": "+919811111111", "status": "Weird"})
+    assert answer.status_code == 400 and b"Success, Incomplete, Failed" in answer.data
+    assert r.dbsize() == 0

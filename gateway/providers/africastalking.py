@@ -90,6 +90,8 @@ def parse_ussd(req, region: str) -> InboundMessage:
 def parse_session_end(req, region: str) -> InboundMessage:
     """The end-of-session notice as a neutral ``close`` message (status kept in ``meta``)."""
     form = form_fields(req, SESSION_END_FIELDS, SESSION_END_OPTIONAL)
+    if form["status"] not in SESSION_END_STATUSES:
+        raise BadRequest("status must be one of " + ", ".join(SESSION_END_STATUSES))
     return InboundMessage(
         channel=USSD, sender=_phone(form, "phoneNumber", region), text=form["input"],
         session_id=_id(form, "sessionId"), event=CLOSE,
