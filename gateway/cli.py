@@ -10,6 +10,7 @@ from flask import Flask
 from flask.cli import with_appcontext
 
 from gateway.errors import DataError
+from gateway.phones import normalise
 from gateway.reference import load, read_file
 from gateway.sample import sample_data
 from gateway.services import services
@@ -38,6 +39,21 @@ def load_data(files):
     sys.exit(1 if failed else 0)
 
 
+@click.command("remove-vaccinator")
+@click.argument("phone")
+@with_appcontext
+def remove_vaccinator(phone):
+    """Stop PHONE from using VERIFY, DOSE and TODAY (loading data never removes anyone)."""
+    svc = services()
+    e164 = normalise(phone, svc.settings.default_region)
+    if not e164:
+        raise click.BadParameter(f"'{phone}' is not a phone number", param_hint="PHONE")
+    if not svc.store.remove_vaccinator(e164):
+        click.echo(f"{e164} is not a registered vaccinator", err=True)
+        sys.exit(1)
+    click.echo(f"{e164} is no longer a vaccinator")
+
+
 @click.command("sample-data")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="First session day (default: today in TIMEZONE).")
@@ -50,7 +66,7 @@ def sample_data_command(start, days):
 
 
 def init_app(app: Flask) -> None:
-    for command in (load_data, sample_data_command):
+    for command in (load_data, remove_vaccinator, sample_data_command):
         app.cli.add_command(command)
 
 

@@ -234,6 +234,14 @@ class Store:
             pipe.sadd(keys.VACCINATORS, vaccinator["phone"])
             pipe.execute()
 
+    def remove_vaccinator(self, phone: str) -> bool:
+        """Take a number's vaccinator rights away at once; False if it had none."""
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.vaccinator(phone))
+            pipe.srem(keys.VACCINATORS, phone)
+            removed, _ = pipe.execute()
+        return bool(removed)
+
     def is_empty(self) -> bool:
         return self.r.scard(keys.CENTRES) == 0
 

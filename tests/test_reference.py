@@ -108,3 +108,18 @@ def test_a_csv_capacity_in_other_digits_is_refused_with_its_line(store, tmp_path
         f"S1,C100,{store.today()},covishield,18,,09:00-11:00=²\n")
     with pytest.raises(DataError, match="line 2, field slots"):
         read_file(tmp_path / "sessions.csv")
+
+
+def test_an_operator_can_take_a_vaccinators_rights_away(settings, sample, store):
+    from app import create_app
+
+    runner = create_app({"SETTINGS": settings}).test_cli_runner()
+    result = runner.invoke(args=["remove-vaccinator", "09800000001"])
+    assert result.exit_code == 0 and "+919800000001 is no longer a vaccinator" in result.output
+    assert store.vaccinator("+919800000001") is None
+    ref = store.book(mobile="+919811111111", name="Asha", birth_year=1990,
+                     session_id=sample["sessions"][0]["id"], slot=0).value
+    assert store.verify(vaccinator="+919800000001", ref=ref,
+                        code=store.appointment(ref)["code"]).status == "not_vaccinator"
+    again = runner.invoke(args=["remove-vaccinator", "+919800000001"])
+    assert again.exit_code == 1 and "not a registered vaccinator" in again.output
