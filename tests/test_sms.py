@@ -342,18 +342,21 @@ def test_duplicates_arriving_together_book_once_and_answer_once(client, sample, 
     queued = len(outbox(r))
     start = threading.Barrier(8)
     app = client.application
+    answers = []
 
     def deliver():
         start.wait()
         response = app.test_client().post("/sms/inbound", data={
             "from": phone.number, "to": "56767", "text": "YES", "id": "ATXid_dup"})
-        assert response.status_code == 200
+        answers.append(response.status_code)
 
     threads = [threading.Thread(target=deliver) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
+    # One copy applies it; a copy arriving meanwhile is asked to retry (503), never dropped.
+    assert 200 in answers and set(answers) <= {200, 503} and len(answers) == 8
     assert len(appointments(r)) == 1
     assert len(outbox(r)) == queued + 1  # the one confirmation with its code, nothing else
     assert outbox(r)[-1]["t"] == "sms.booked"
