@@ -98,3 +98,22 @@ def client(settings, r):
     app = create_app({"SETTINGS": settings, "TESTING": True})
     yield app.test_client()
     app.extensions["tikaline"].redis.connection_pool.disconnect()
+
+
+@pytest.fixture
+def fake():
+    """A local HTTP server playing the Africa's Talking SMS API, on loopback."""
+    from tests.fake_at import FakeAT
+
+    with FakeAT() as server:
+        yield server
+
+
+@pytest.fixture
+def at_settings(settings, fake):
+    """Settings that send through the real SDK to ``fake``."""
+    settings.at_username = fake.username
+    settings.at_api_key = fake.api_key
+    settings.at_sender_id = "TIKALINE"
+    settings.at_base_url = fake.base_url
+    return settings

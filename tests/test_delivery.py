@@ -10,7 +10,6 @@ import pytest
 
 from app import create_app
 from gateway import keys
-from tests.fake_at import FakeAT
 from tests.outbox_helpers import (
     assert_compact,
     counts,
@@ -26,17 +25,9 @@ TOKEN = "s3cret-token"
 
 
 @pytest.fixture
-def fake():
-    with FakeAT() as server:
-        yield server
-
-
-@pytest.fixture
-def app(settings, fake):
-    settings.at_username, settings.at_api_key = fake.username, fake.api_key
-    settings.at_base_url = fake.base_url
-    settings.webhook_token = TOKEN
-    return create_app({"SETTINGS": settings, "TESTING": True})
+def app(at_settings):
+    at_settings.webhook_token = TOKEN
+    return create_app({"SETTINGS": at_settings, "TESTING": True})
 
 
 @pytest.fixture

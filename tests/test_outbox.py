@@ -49,21 +49,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PHONE = "+919811111111"
 
 
-@pytest.fixture
-def fake():
-    with FakeAT() as server:
-        yield server
-
-
-@pytest.fixture
-def at_settings(settings, fake):
-    settings.at_username = fake.username
-    settings.at_api_key = fake.api_key
-    settings.at_sender_id = "TIKALINE"
-    settings.at_base_url = fake.base_url
-    return settings
-
-
 def test_booking_code_reaches_the_phone_once(r, store, sample, at_settings, fake):
     session_id = f"S100-{date.fromisoformat(store.today()):%Y%m%d}"
     booked = store.book(mobile=PHONE, name="Asha Devi", birth_year=1990,
