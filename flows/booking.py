@@ -54,6 +54,7 @@ TRANSITIONS = [
 REFUSALS = {"already_booked": "already_booked", "too_many": "too_many", "too_young": "age",
             "too_old": "age", "past": "gone", "no_session": "gone", "no_slot": "gone"}
 OLDEST = 120
+MIN_AGE = 18  # the programme's: no session is for younger people, so say it at once
 
 
 def _age_fits(session: dict, birth_year: int) -> bool:
@@ -114,11 +115,16 @@ class Booking(Conversation):
         return True
 
     def valid_birth_year(self, text: str) -> bool:
-        """Guard: a 4-digit year within the last 120; kept."""
+        """Guard: a 4-digit year within the last 120, of someone old enough to book; kept."""
         year = words.number(text, 4)
         this_year = self.turn.store.now().year
-        if not year or not this_year - OLDEST <= int(year) <= this_year:
+        if year and int(year) > this_year:
+            return self.refuse("hint.birth_year_future", year=year)
+        if not year or int(year) < this_year - OLDEST:
             return self.refuse("hint.birth_year")
+        # Ages are counted in years, as the sessions' limits are: 18 during this year.
+        if this_year - int(year) < MIN_AGE:
+            return self.refuse("hint.too_young", most=MIN_AGE, latest=this_year - MIN_AGE)
         self.data["by"] = int(year)
         return True
 

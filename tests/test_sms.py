@@ -416,3 +416,12 @@ def test_the_same_sms_delivered_many_times_at_once_counts_one_wrong_code(
     assert store.appointment(ref)["state"] == "booked"
     replies = [e for e in outbox(r) if e["k"].startswith("reply:SAME-ID")]
     assert len(replies) == 1
+
+
+def test_under_eighteen_over_sms_is_told_before_the_pincode(client, sample, r, settings, store):
+    phone = Phone(client)
+    for text in ("BOOK 110017", "Chhotu Kumar", str(store.now().year - 10)):
+        phone.sms(text)
+    reply = last_text(r, settings, phone.number)
+    assert reply.startswith("Only people aged 18 or more can book")
+    assert "No open slots" not in reply

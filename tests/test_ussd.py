@@ -347,3 +347,23 @@ def test_a_hop_repeated_at_the_same_moment_books_once(client, sample, r, setting
     assert len(appointments(r)) == 1
     assert len(outbox(r)) == 1
     assert len(set(bodies)) == 1 and bodies[0].startswith("END Booked Asha Devi. Ref ")
+
+
+def test_someone_under_eighteen_is_told_right_after_the_birth_year(client, sample, store):
+    phone = Phone(client)
+    phone.dial()
+    phone.press("1", "Chhotu Kumar")
+    young = str(store.now().year - 17)
+    screen = phone.press(young)
+    assert screen.startswith("CON Only people aged 18 or more can book")
+    assert screen.endswith("Year of birth of Chhotu Kumar\n0 Back")
+    adult = str(store.now().year - 18)  # turns 18 this year: the sessions count years too
+    assert phone.press(adult).startswith("CON Pincode where Chhotu Kumar")
+
+
+def test_a_birth_year_still_to_come_is_called_that(client, sample, store):
+    phone = Phone(client)
+    phone.dial()
+    phone.press("1", "Asha Devi")
+    future = str(store.now().year + 1)
+    assert phone.press(future).startswith(f"CON {future} has not come yet.")
