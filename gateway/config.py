@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -47,6 +49,7 @@ class Settings:
     outbox_concurrency: int = 8
     outbox_rate: float = 50.0
     outbox_max_attempts: int = 8
+    clock: Callable[[], float] = time.time  # epoch seconds; tests set the hour they need
     extra: dict = field(default_factory=dict)
 
     @property

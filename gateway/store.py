@@ -71,7 +71,8 @@ class Store:
     # -- time -------------------------------------------------------------------------------
 
     def now(self) -> datetime:
-        return datetime.now(self.settings.tz)
+        """The time in ``TIMEZONE`` by the settings' clock; a turn reads it once."""
+        return datetime.fromtimestamp(self.settings.clock(), self.settings.tz)
 
     def epoch(self) -> int:
         """Timestamps at rest are epoch seconds: a third of the bytes of an ISO string."""

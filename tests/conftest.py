@@ -15,6 +15,7 @@ import redis
 
 from gateway.config import Settings
 from gateway.store import Store
+from tests.clock import Clock
 from tests.servers import free_port, redis_binary
 
 
@@ -54,9 +55,15 @@ def r(redis_url):
 
 
 @pytest.fixture
-def settings(redis_url, tmp_path: Path) -> Settings:
+def clock() -> Clock:
+    """The store's clock: today in Asia/Kolkata at 08:00, before any slot, until moved."""
+    return Clock("Asia/Kolkata", "08:00")
+
+
+@pytest.fixture
+def settings(redis_url, tmp_path: Path, clock) -> Settings:
     return Settings(redis_url=redis_url, instance_path=tmp_path, secret_key="test-secret",
-                    timezone="Asia/Kolkata")
+                    timezone="Asia/Kolkata", clock=clock)
 
 
 @pytest.fixture
