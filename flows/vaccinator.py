@@ -94,13 +94,16 @@ class Vaccinator(Conversation):
         self.data.pop("ref", None)
 
     def tell_counts(self, *_) -> None:
-        """Reply with today's counts at the vaccinator's centre."""
+        """Reply with today's counts at the vaccinator's centre, each person counted once."""
         centre_id = self.turn.vaccinator["centre_id"]
         counts = self.turn.store.centre_today(centre_id)
+        # The day's counters nest (vaccinated ⊂ verified ⊂ booked): shown as parts of booked.
+        booked, verified = counts["booked"], max(counts["verified"], counts["vaccinated"])
         self.turn.say("vacc.today", centre=counts["name"] or centre_id,
-                      day=self.turn.day(counts["date"]), booked=counts["booked"],
-                      verified=counts["verified"], vaccinated=counts["vaccinated"],
-                      open=counts["open"])
+                      day=self.turn.day(counts["date"]), booked=booked,
+                      vaccinated=counts["vaccinated"],
+                      waiting=verified - counts["vaccinated"],
+                      unverified=max(0, booked - verified), open=counts["open"])
 
     def _usage(self, rest: str, ref: str | None, usage: str) -> None:
         if not ref and any(c.isdigit() for c in rest):

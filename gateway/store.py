@@ -291,10 +291,12 @@ class Store:
         return sorted(slip, key=lambda a: (a["date"], a["name"]))
 
     def centre_today(self, centre_id: str) -> dict:
-        """Today's counts at a centre (booked, verified, vaccinated, open) and its name."""
-        today = self.today()
+        """Today's counts at a centre (booked, verified, vaccinated, and open places in the
+        slots still to come) and its name."""
+        now = self.now()  # one reading: the day and the hour agree
+        today = now.date().isoformat()
         raw = self._scripts["centre_today"](
             keys=[keys.centre(centre_id), keys.day(centre_id, today),
                   keys.centre_sessions(centre_id)],
-            args=[keys.PREFIX, today.replace("-", "")])
+            args=[keys.PREFIX, today.replace("-", ""), now.strftime("%H:%M")])
         return {"date": today, **json.loads(raw)}

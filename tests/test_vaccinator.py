@@ -29,6 +29,10 @@ def book_today(phone: Phone, r, settings, name: str = "Asha Devi", day: str = "1
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
+def label(day: date) -> str:
+    return f"{WEEKDAYS[day.weekday()]} {day.day:02d}-{day.month:02d}"
+
+
 def test_verify_then_dose_queues_the_confirmation_once(client, sample, r, settings):
     citizen, vaccinator = Phone(client), Phone(client, VACCINATOR)
     ref, code = book_today(citizen, r, settings)
@@ -170,16 +174,23 @@ def test_verify_with_a_mistyped_ref_is_refused_before_counting_a_wrong_code(
     assert r.get(keys.verify_failures(VACCINATOR)) is None
 
 
-def test_today_gives_the_centre_counts(client, sample, r, settings, store):
-    citizen, vaccinator = Phone(client), Phone(client, VACCINATOR)
-    ref, code = book_today(citizen, r, settings, "Asha Devi")
-    book_today(citizen, r, settings, "Ravi Kumar")
-    vaccinator.sms(f"VERIFY {ref} {code}")
-    vaccinator.sms(f"DOSE {ref}")
+def test_today_counts_each_person_once_and_only_slots_still_to_come(
+        client, sample, r, settings, store, clock):
+    clock.at("12:00")  # 09:00-11:00 is over
+    session = f"S100-{store.now():%Y%m%d}"
+    refs = [store.book(mobile=f"+91981111111{i}", name=name, birth_year=1990,
+                       session_id=session, slot=1).value
+            for i, name in enumerate(("Asha Devi", "Ravi Kumar", "Meena Kumari"))]
+    vaccinator = Phone(client, VACCINATOR)
+    for ref in refs[:2]:
+        vaccinator.sms(f"VERIFY {ref} {store.appointment(ref)['code']}")
+    vaccinator.sms(f"DOSE {refs[0]}")
     vaccinator.sms("today")
-    day = store.now().date()
-    capacity = sum(s["capacity"] for s in sample["sessions"][0]["slots"])
+    # 25 + 20 places in the slots still to come, three of them booked.
     assert last_text(r, settings, VACCINATOR) == (
-        f"PHC Saket {WEEKDAYS[day.weekday()]} "
-        f"{day.day:02d}-{day.month:02d}: booked 2, verified 1, vaccinated 1, "
-        f"open {capacity - 2}.")
+        f"Today at PHC Saket ({label(store.now().date())}): booked 3: 1 vaccinated, "
+        "1 verified awaiting dose, 1 not verified. 42 places open.")
+
+    clock.at("16:30")  # every slot is over
+    vaccinator.sms("TODAY")
+    assert last_text(r, settings, VACCINATOR).endswith(" 0 places open.")
