@@ -188,11 +188,11 @@ class Booking(Conversation):
 
     def said_yes(self, text: str) -> bool:
         """Guard: the answer is yes (1)."""
-        return words.normal(text) == "1" or words.answer_word(text) == "yes"
+        return words.yes(text)
 
     def said_no(self, text: str) -> bool:
         """Guard: the answer is no (2)."""
-        return words.normal(text) == "2" or words.answer_word(text) == "no"
+        return words.no(text)
 
     def booking_made(self, *_) -> bool:
         """Guard with the one write: the store books the slot (and queues the code SMS)."""

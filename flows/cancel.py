@@ -3,6 +3,7 @@
 ::
 
     pick (⟲ 9 more) ─n→ confirm ─1→ cancelled
+                              ├─2→ kept
                               └──→ refused (not this mobile's, already over, …)
 
 Only bookings that can still be cancelled are offered (lifecycle: booked, verified, locked,
@@ -15,11 +16,12 @@ from __future__ import annotations
 from flows import lifecycle, words
 from flows.base import Conversation, Flow, Turn, recipe
 
-STATES = ["pick", "confirm", "cancelled", "refused", "menu"]
+STATES = ["pick", "confirm", "cancelled", "kept", "refused", "menu"]
 TRANSITIONS = [
     {"trigger": "answer", "source": "pick", "dest": "=", "conditions": "wants_more",
      "after": "next_page"},
     {"trigger": "answer", "source": "pick", "dest": "confirm", "conditions": "picked_booking"},
+    {"trigger": "answer", "source": "confirm", "dest": "kept", "conditions": "said_no"},
     {"trigger": "answer", "source": "confirm", "dest": "cancelled",
      "conditions": ["said_yes", "cancel_done"]},
     {"trigger": "answer", "source": "confirm", "dest": "refused", "conditions": "cancel_refused"},
@@ -67,7 +69,11 @@ class Cancel(Conversation):
 
     def said_yes(self, text: str) -> bool:
         """Guard: the answer is yes (1)."""
-        return words.normal(text) == "1"
+        return words.yes(text)
+
+    def said_no(self, text: str) -> bool:
+        """Guard: the answer is no (2): nothing is cancelled."""
+        return words.no(text)
 
     def cancel_done(self, *_) -> bool:
         """Guard with the one write: the store cancels (and queues the SMS)."""
@@ -78,7 +84,7 @@ class Cancel(Conversation):
     def cancel_refused(self, *_) -> bool:
         """Guard: the store refused; the reason kept."""
         if getattr(self, "outcome", None) is None:
-            return self.refuse("hint.yes_back")
+            return self.refuse("ussd.hint.confirm")
         self.data["why"] = refusal(self.turn, self.outcome.status, self.outcome.value,
                                    self.data["pick"]["ref"])
         return True
@@ -100,6 +106,11 @@ class Cancel(Conversation):
         return recipe("ussd.cancel.done", True, name=self.data["pick"]["name"],
                       ref=self.data["pick"]["ref"])
 
+    def screen_kept(self):
+        pick = self.data["pick"]
+        return recipe("ussd.cancel.kept", True, name=pick["name"],
+                      day=self.turn.day(pick["date"]), time=pick["time"])
+
     def screen_refused(self):
         template, params = self.data["why"]
         return recipe(template, True, **params)
@@ -109,7 +120,7 @@ class Cancel(Conversation):
 
 
 FLOW = Flow("cancel", Cancel, STATES, TRANSITIONS, exits={"menu": ("menu", "main")},
-            final=("cancelled", "refused"))
+            final=("cancelled", "kept", "refused"))
 
 
 def sms_cancel(turn: Turn, rest: str) -> None:

@@ -81,6 +81,16 @@ def answer_word(text: str) -> str | None:
     return meaning(words[0]) if len(words) == 1 else None
 
 
+def yes(text: str) -> bool:
+    """Whether a reply says yes: ``1`` or a yes word (``haan`` and ``ji`` too)."""
+    return normal(text) == "1" or answer_word(text) == "yes"
+
+
+def no(text: str) -> bool:
+    """Whether a reply says no: ``2`` or a no word (``nahi`` and ``na`` too)."""
+    return normal(text) == "2" or answer_word(text) == "no"
+
+
 def choice(text: str, count: int) -> int | None:
     """The option number 1..count a reply picks, if it is one."""
     digits = normal(text).strip(" .)#")

@@ -87,7 +87,7 @@ SCREEN_HINTS = {
     "ussd.status.open": ["hint.next_back", "hint.back"],
     "ussd.status.closed": ["hint.next_back", "hint.back"],
     "ussd.status.none": ["hint.back"], "ussd.cancel.none": ["hint.choose"],
-    "ussd.cancel.confirm": ["hint.yes_back"],
+    "ussd.cancel.confirm": ["ussd.hint.confirm"],
     "sms.book.name": ["hint.name", "hint.pincode_later", "hint.already_booked",
                       "hint.too_many"],
     "sms.book.birth_year": ["hint.birth_year", "hint.birth_year_future", "hint.too_young"],

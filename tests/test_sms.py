@@ -425,3 +425,25 @@ def test_under_eighteen_over_sms_is_told_before_the_pincode(client, sample, r, s
     reply = last_text(r, settings, phone.number)
     assert reply.startswith("Only people aged 18 or more can book")
     assert "No open slots" not in reply
+
+
+@pytest.mark.parametrize("yes", ["haan", "Ha", "han", "ji", "हाँ", "1"])
+def test_hindi_yes_typed_in_latin_letters_books(client, sample, r, settings, yes):
+    phone = Phone(client)
+    phone.sms("LANG HI")
+    for text in ("BOOK", "Asha Devi", "1990", "110017", "1", "1", "1"):
+        phone.sms(text)
+    assert "हाँ के लिए 1" in last_text(r, settings, phone.number)  # the prompt says how
+    phone.sms(yes)
+    assert outbox(r)[-1]["t"] == "sms.booked"
+    assert len(appointments(r)) == 1
+
+
+@pytest.mark.parametrize("no", ["nahi", "Nahin", "na", "नहीं", "2"])
+def test_hindi_no_typed_in_latin_letters_stops(client, sample, r, settings, no):
+    phone = Phone(client)
+    phone.sms("LANG HI")
+    for text in ("BOOK", "Asha Devi", "1990", "110017", "1", "1", "1", no):
+        phone.sms(text)
+    assert outbox(r)[-1]["t"] == "sms.book.stopped"
+    assert appointments(r) == {}

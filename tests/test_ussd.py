@@ -367,3 +367,18 @@ def test_a_birth_year_still_to_come_is_called_that(client, sample, store):
     phone.press("1", "Asha Devi")
     future = str(store.now().year + 1)
     assert phone.press(future).startswith(f"CON {future} has not come yet.")
+
+
+def test_cancel_confirm_offers_yes_and_no_like_the_booking_confirm(client, sample, r):
+    phone = Phone(client)
+    book(phone)
+    phone.dial()
+    phone.press("3")
+    confirm = phone.press("1")
+    assert confirm.endswith("\n1 Yes 2 No 0 Back")
+    kept = phone.press("2")
+    assert kept.startswith("END Not cancelled: Asha Devi keeps the booking")
+    assert [a["state"] for a in appointments(r).values()] == ["booked"]
+    phone.dial()
+    phone.press("3", "1")
+    assert phone.press("1").startswith("END Cancelled: Asha Devi")
