@@ -120,12 +120,15 @@ class Conversation:
         shown as ``data["opts"]`` so a reply's number means what the caller saw."""
         start = min(self.data.get("page", 0), max(0, len(items) - 1))
         count = max(1, min(MAX_OPTIONS, len(items) - start))
+        # Sized as if a wrong answer's hint were already there, so that the page shown
+        # again under it holds the same items under the same numbers.
+        hint = self.hint or ("hint.choose", {})
         while True:
             shown = items[start:start + count]
             more = start + count < len(items)
             lines = "\n".join(f"{i} {label}" for i, (_, label) in enumerate(shown, 1))
             screen = build(lines, self.turn.text(recipe(self.turn.key("more"))) if more else "")
-            if count == 1 or self.turn.fits(with_hint(screen, self.hint, self.turn.channel)):
+            if count == 1 or self.turn.fits(with_hint(screen, hint, self.turn.channel)):
                 break
             count -= 1
         self.data.update(page=start, opts=[value for value, _ in shown], more=more)

@@ -447,3 +447,17 @@ def test_hindi_no_typed_in_latin_letters_stops(client, sample, r, settings, no):
         phone.sms(text)
     assert outbox(r)[-1]["t"] == "sms.book.stopped"
     assert appointments(r) == {}
+
+
+def test_a_wrong_answer_on_page_two_shows_page_two_again(client, store, r, settings):
+    from tests.test_budgets import worst_data
+
+    load_data(store, worst_data(store.now().date()))
+    phone = Phone(client)
+    for text in ("BOOK 110017", "Asha Devi", "1990", "9"):
+        phone.sms(text)
+    page_two = last_text(r, settings, phone.number)
+    phone.sms("x")
+    again = last_text(r, settings, phone.number)
+    assert again.startswith("Choose a number from the list. ")
+    assert again.endswith(page_two)  # the same centres under the same numbers

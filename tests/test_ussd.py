@@ -382,3 +382,15 @@ def test_cancel_confirm_offers_yes_and_no_like_the_booking_confirm(client, sampl
     phone.dial()
     phone.press("3", "1")
     assert phone.press("1").startswith("END Cancelled: Asha Devi")
+
+
+def test_a_wrong_key_on_page_two_shows_page_two_again(client, store):
+    from tests.test_budgets import worst_data
+
+    load_data(store, worst_data(store.now().date()))
+    phone = Phone(client)
+    phone.dial()
+    phone.press("1", "Asha Devi", "1990", "110017", "1", "1")
+    page_two = phone.press("9")  # the second page of a day's eight slots
+    for junk in ("x", "8", "99"):
+        assert phone.press(junk) == f"CON Choose a number from the list.\n{page_two[4:]}"
