@@ -35,6 +35,8 @@ CANCELLABLE = lifecycle.sources("cancel")
 
 def refusal(turn: Turn, status: str, value: str, ref: str) -> tuple[str, dict]:
     """The reply to a cancel the store refused."""
+    if status == "state" and value == "cancelled":
+        return "cancel.refused.already", {"ref": ref}
     if status == "state":
         return "cancel.refused.state", {"ref": ref, "state": {"t": f"state.{value}", "p": {}}}
     if status == "past":
