@@ -7,7 +7,7 @@ A repeated hop (same ``sessionId`` and ``text``) costs one: its stored screen is
 
 The network sends ``text`` as every input joined by ``*``; the newest input is what follows
 the ``text`` seen last (kept as its length and digest), so a ``*`` typed inside an answer
-stays in the answer. ``0`` is back, ``00`` the main menu.
+stays in the answer. ``0`` is back, ``00`` the main menu (``०`` and ``००`` too).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 
-from flows import booking, cancel, menu, messages, status
+from flows import booking, cancel, menu, messages, status, words
 from flows.base import Turn
 from gateway import keys
 from gateway.inbound import USSD, InboundMessage, Reply
@@ -90,11 +90,12 @@ def _hop(store: Store, msg: InboundMessage) -> Reply:
 def _step(turn: Turn, conv: dict, answer: str):
     """The caller's answer applied to the stored flow: ``00`` menu, ``0`` back, else answer."""
     flow, state, data = conv["f"], conv["s"], conv["d"]
-    if answer == "00":
+    key = words.normal(answer)  # ० and ०० (Devanagari keypads) mean what 0 and 00 do
+    if key == "00":
         flow = "menu"
         model, _ = FLOWS[flow].run(turn, "main", {"left": conv["f"]})
         return flow, model
-    if answer == "0":
+    if key == "0":
         model, moved = FLOWS[flow].run(turn, state, data, "back")
     else:
         model, moved = FLOWS[flow].run(turn, state, data, "answer", answer)

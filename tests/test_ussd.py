@@ -394,3 +394,13 @@ def test_a_wrong_key_on_page_two_shows_page_two_again(client, store):
     page_two = phone.press("9")  # the second page of a day's eight slots
     for junk in ("x", "8", "99"):
         assert phone.press(junk) == f"CON Choose a number from the list.\n{page_two[4:]}"
+
+
+def test_devanagari_zero_goes_back_and_double_zero_to_the_main_menu(client, sample):
+    phone = Phone(client)
+    phone.dial()
+    name = phone.press("1")
+    phone.press("Asha Devi")
+    assert phone.press("०") == name
+    phone.press("Asha Devi", "1990")
+    assert phone.press("००") == MENU
