@@ -6,12 +6,13 @@ import json
 import sys
 
 import click
+import redis
 from flask import Flask
 from flask.cli import with_appcontext
 
 from gateway.errors import DataError
 from gateway.phones import normalise
-from gateway.reference import load, read_file
+from gateway.reference import load_files
 from gateway.sample import sample_data
 from gateway.services import services
 
@@ -20,23 +21,20 @@ from gateway.services import services
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @with_appcontext
 def load_data(files):
-    """Load (or update in place) centres, sessions and vaccinators from JSON or CSV FILES."""
-    store = services().store
-    failed = False
-    for path in files:
-        try:
-            report = load(store, read_file(path))
-        except DataError as exc:
-            click.echo(f"{path}: refused, nothing loaded:\n{exc}", err=True)
-            failed = True
-            continue
-        click.echo(f"{path}: {report.centres} centres, {report.sessions} sessions "
-                   f"({report.created} new, {report.updated} updated), "
-                   f"{report.vaccinators} vaccinators")
-        for problem in report.problems:
-            click.echo(f"  {problem}", err=True)
-        failed = failed or bool(report.problems)
-    sys.exit(1 if failed else 0)
+    """Load (or update in place) centres, sessions and vaccinators from JSON or CSV FILES:
+    all of them, or, if any has a problem, none."""
+    try:
+        report = load_files(services().store, files)
+    except DataError as exc:
+        click.echo(f"refused, nothing loaded:\n{exc}", err=True)
+        sys.exit(1)
+    except redis.RedisError as exc:  # one transaction: all of it was written or none
+        click.echo(f"Redis failed ({exc}); the load is one transaction, so either all or none "
+                   f"of it was written: run the same command again", err=True)
+        sys.exit(1)
+    click.echo(f"loaded {len(files)} file(s): {report.centres} centres, {report.sessions} "
+               f"sessions ({report.created} new, {report.updated} updated), "
+               f"{report.vaccinators} vaccinators")
 
 
 @click.command("remove-vaccinator")

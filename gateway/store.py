@@ -56,6 +56,33 @@ def _hash(raw: dict) -> dict:
     return {_text(k): _text(v) for k, v in raw.items()}
 
 
+def _new_caps(old: dict, session: dict):
+    """(slot, capacity stored, capacity wanted, booked) for each slot already stored."""
+    caps = [s["capacity"] for s in session["slots"]]
+    i = 0
+    while f"cap:{i}" in old:
+        yield i, int(old[f"cap:{i}"]), caps[i] if i < len(caps) else 0, int(
+            old.get(f"booked:{i}") or 0)
+        i += 1
+
+
+def _could_refuse(old: dict, session: dict) -> bool:
+    """Whether a booking could make this upsert fail: new, or some slot loses capacity."""
+    return not old or any(want < cap for _, cap, want, _ in _new_caps(old, session))
+
+
+def _session_refusal(old: dict, session: dict) -> Outcome | None:
+    """What upsert_session.lua would refuse for this stored session, checked before writing."""
+    if not old:
+        return None
+    if (old.get("centre_id"), old.get("date")) != (session["centre_id"], session["date"]):
+        return Outcome("moved", f"{old.get('centre_id')} {old.get('date')}")
+    for i, _, want, booked in _new_caps(old, session):
+        if want < booked:
+            return Outcome("below_booked", f"{i}:{booked}")
+    return None
+
+
 class Store:
     """Appointments, reference data and the outbox in one Redis."""
 
@@ -203,37 +230,89 @@ class Store:
 
     # -- reference data (operators) ---------------------------------------------------------
 
-    def upsert_centre(self, centre: dict) -> None:
+    def centre_ids(self) -> set[str]:
+        return {_text(c) for c in self.r.smembers(keys.CENTRES)}
+
+    def load_reference(self, data: dict) -> tuple[dict[str, Outcome], dict[str, int]]:
+        """Write checked centres, sessions and vaccinators in one MULTI/EXEC, or nothing.
+
+        Returns the sessions refused (``moved`` to another centre or date, or capacity
+        ``below_booked``; then nothing was written) and the created/updated tally. Sessions that
+        are new or lose capacity are WATCHed, so a booking landing on them meanwhile starts the
+        check over; the others cannot fail, so bookings elsewhere never hold a load back.
+        """
+        while True:
+            with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    return self._load_once(pipe, data)
+                except redis.WatchError:
+                    continue
+
+    def _load_once(self, pipe, data: dict):
+        stored = self._stored_sessions(s["id"] for s in data["sessions"])
+        touchy = [s["id"] for s in data["sessions"] if _could_refuse(stored[s["id"]], s)]
+        watched = [keys.centre(c["id"]) for c in data["centres"]] + [
+            keys.session(sid) for sid in touchy]
+        if watched:
+            pipe.watch(*watched)
+        stored.update(self._stored_sessions(touchy))  # as EXEC will find them, or it fails
+        refusals = {s["id"]: why for s in data["sessions"]
+                    if (why := _session_refusal(stored[s["id"]], s))}
+        if refusals:
+            return refusals, {}
+        old_pins = self._stored_pincodes(c["id"] for c in data["centres"])
+        pipe.multi()
+        for centre in data["centres"]:
+            self._queue_centre(pipe, centre, old_pins[centre["id"]])
+        for session in data["sessions"]:
+            self._queue_session(pipe, session)
+        for vaccinator in data["vaccinators"]:
+            self._queue_vaccinator(pipe, vaccinator)
+        done = [_as_outcome(r) for r in pipe.execute() if isinstance(r, list)]
+        return {}, {"created": sum(o.value == "created" for o in done),
+                    "updated": sum(o.value == "updated" for o in done)}
+
+    def _stored_sessions(self, ids) -> dict[str, dict]:
+        ids = list(ids)
+        with self.r.pipeline(transaction=False) as pipe:
+            for sid in ids:
+                pipe.hgetall(keys.session(sid))
+            return {sid: _hash(raw) for sid, raw in zip(ids, pipe.execute(), strict=True)}
+
+    def _stored_pincodes(self, ids) -> dict[str, str]:
+        ids = list(ids)
+        with self.r.pipeline(transaction=False) as pipe:
+            for cid in ids:
+                pipe.hget(keys.centre(cid), "pincode")
+            return {cid: _text(p or b"") for cid, p in zip(ids, pipe.execute(), strict=True)}
+
+    @staticmethod
+    def _queue_centre(pipe, centre: dict, old_pin: str) -> None:
         key = keys.centre(centre["id"])
-        old_pin = _text(self.r.hget(key, "pincode") or b"")
-        with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={k: centre.get(k) or "" for k in
-                                    ("id", "name", "district", "state", "pincode", "address")})
-            pipe.sadd(keys.CENTRES, centre["id"])
-            if old_pin and old_pin != centre["pincode"]:
-                pipe.srem(keys.pincode(old_pin), centre["id"])
-            pipe.sadd(keys.pincode(centre["pincode"]), centre["id"])
-            pipe.execute()
+        pipe.hset(key, mapping={k: centre.get(k) or "" for k in
+                                ("id", "name", "district", "state", "pincode", "address")})
+        pipe.sadd(keys.CENTRES, centre["id"])
+        if old_pin and old_pin != centre["pincode"]:
+            pipe.srem(keys.pincode(old_pin), centre["id"])
+        pipe.sadd(keys.pincode(centre["pincode"]), centre["id"])
 
-    def upsert_session(self, session: dict) -> Outcome:
+    def _queue_session(self, pipe, session: dict) -> None:
         slots = session["slots"]
-        return self._run(
-            "upsert_session",
-            [keys.session(session["id"]), keys.centre_sessions(session["centre_id"])],
-            [session["id"], session["centre_id"], session["date"],
-             session["date"].replace("-", ""), session["vaccine"],
-             "" if session.get("min_age") is None else session["min_age"],
-             "" if session.get("max_age") is None else session["max_age"],
-             json.dumps([s["time"] for s in slots]), *[s["capacity"] for s in slots]],
-        )
+        self._scripts["upsert_session"](
+            keys=[keys.session(session["id"]), keys.centre_sessions(session["centre_id"])],
+            args=[session["id"], session["centre_id"], session["date"],
+                  session["date"].replace("-", ""), session["vaccine"],
+                  "" if session.get("min_age") is None else session["min_age"],
+                  "" if session.get("max_age") is None else session["max_age"],
+                  json.dumps([s["time"] for s in slots]), *[s["capacity"] for s in slots]],
+            client=pipe)
 
-    def upsert_vaccinator(self, vaccinator: dict) -> None:
-        with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.vaccinator(vaccinator["phone"]),
-                      mapping={"name": vaccinator.get("name") or "",
-                               "centre_id": vaccinator["centre_id"]})
-            pipe.sadd(keys.VACCINATORS, vaccinator["phone"])
-            pipe.execute()
+    @staticmethod
+    def _queue_vaccinator(pipe, vaccinator: dict) -> None:
+        pipe.hset(keys.vaccinator(vaccinator["phone"]),
+                  mapping={"name": vaccinator.get("name") or "",
+                           "centre_id": vaccinator["centre_id"]})
+        pipe.sadd(keys.VACCINATORS, vaccinator["phone"])
 
     def remove_vaccinator(self, phone: str) -> bool:
         """Take a number's vaccinator rights away at once; False if it had none."""
