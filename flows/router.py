@@ -1,7 +1,7 @@
 """Inbound SMS: keywords first, then the answer to an open question, else the help text.
 
-A turn costs one pipelined read (replay guard, booking conversation, vaccinator state and
-registration, language), at most one read or change of the store, and one commit that writes
+A turn costs one pipelined read (replay guard, booking conversation, vaccinator registration,
+language), at most one read or change of the store, and one commit that writes
 the replay guard, the conversation and the reply SMS together, or nothing at all when the
 guard is already there. Replies leave through the outbox, never from the request.
 """
@@ -32,9 +32,8 @@ def handle(store: Store, msg: InboundMessage) -> bool:
     mobile = msg.sender
     guard, claim = keys.inbound(msg.message_id), keys.inbound_claim(msg.message_id)
     conv_key = keys.conversation(SMS, mobile)
-    vacc_key = keys.conversation("vacc", mobile)
     lang_key = keys.language(mobile)
-    snap = store.snapshot(strings=[guard, conv_key, vacc_key, lang_key],
+    snap = store.snapshot(strings=[guard, conv_key, lang_key],
                           hashes=[keys.vaccinator(mobile)], claim=(claim, CLAIM_TTL))
     if snap[guard] is not None:
         log.info("event=sms_replay id=%s from=%s", msg.message_id, mask(mobile))
@@ -43,7 +42,7 @@ def handle(store: Store, msg: InboundMessage) -> bool:
         log.info("event=sms_in_flight id=%s from=%s", msg.message_id, mask(mobile))
         return False
     try:
-        _turn(store, msg, snap, guard, conv_key, vacc_key, lang_key)
+        _turn(store, msg, snap, guard, conv_key, lang_key)
     except Exception:
         store.r.delete(claim)  # let the provider's retry apply it
         raise
@@ -51,7 +50,7 @@ def handle(store: Store, msg: InboundMessage) -> bool:
 
 
 def _turn(store: Store, msg: InboundMessage, snap: dict, guard: str, conv_key: str,
-          vacc_key: str, lang_key: str) -> None:
+          lang_key: str) -> None:
     command, rest = words.command(msg.text)
     mobile = msg.sender
     turn = Turn(store, mobile, SMS, snap[lang_key] or "en",
@@ -61,9 +60,7 @@ def _turn(store: Store, msg: InboundMessage, snap: dict, guard: str, conv_key: s
 
     if command in words.VACCINATOR_COMMANDS:
         if turn.vaccinator:
-            key, ttl = vacc_key, vaccinator.TTL
-            kept = vaccinator.run(turn, command, rest, _load(snap[vacc_key]))
-            state = json.dumps(kept, ensure_ascii=False) if kept else ""
+            vaccinator.run(turn, command, rest)  # a booking conversation stays as it was
         else:
             turn.say("vacc.not_vaccinator")  # nothing else happens for other numbers
     elif command == "book":

@@ -1,13 +1,11 @@
 """Vaccinator commands by SMS, from registered numbers only: ``VERIFY``, ``DOSE``, ``TODAY``.
 
-::
-
-    idle ──VERIFY <ref> <code> ok──→ verified ──DOSE [<ref>] [batch] ok──→ idle
-      ↑ └──── refused: stays ────┘      └──── refused: stays, ref kept
-
-The machine remembers the last booking verified, so ``DOSE`` alone records it. Every refusal
-of the store gets its own reply; the store decides (right centre, today, open, code) and
-counts wrong codes, so a number that is not a vaccinator's changes nothing.
+The machine has one state: what a vaccinator has verified lives in the store (the number's
+waiting set), not in the conversation, so ``DOSE`` alone is taken only when exactly one
+booking this number verified in the last 30 minutes is still waiting, and a refused VERIFY
+changes nothing. Every refusal of the store gets its own reply; the store decides (right
+centre, today, open, code) and counts failures, so a number that is not a vaccinator's
+changes nothing. Replies that record something name the person, not only the ref.
 """
 
 from __future__ import annotations
@@ -20,78 +18,96 @@ from flows import words
 from flows.base import Conversation, Flow, Turn
 from gateway.codes import CODE_DIGITS, REF_LENGTH, parse_reference
 
-STATES = ["idle", "verified"]
+STATES = ["idle"]
 TRANSITIONS = [
-    {"trigger": "verify", "source": ["idle", "verified"], "dest": "verified",
-     "conditions": "code_matches"},
-    {"trigger": "verify", "source": ["idle", "verified"], "dest": "="},
-    {"trigger": "dose", "source": ["idle", "verified"], "dest": "idle",
-     "conditions": "dose_recorded", "after": "forget"},
-    {"trigger": "dose", "source": ["idle", "verified"], "dest": "="},
-    {"trigger": "today", "source": ["idle", "verified"], "dest": "=", "after": "tell_counts"},
+    {"trigger": "verify", "source": "idle", "dest": "=", "after": "check_code"},
+    {"trigger": "dose", "source": "idle", "dest": "=", "after": "record_dose"},
+    {"trigger": "today", "source": "idle", "dest": "=", "after": "tell_counts"},
 ]
-TTL = 30 * 60  # how long DOSE alone means the booking just verified
-_SPLIT = re.compile(r"[\s\-./]+")
-_BATCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/-]{0,19}$")
+LISTED = 3  # waiting bookings listed at most when DOSE alone is ambiguous
+_GROUP = re.compile(r"[\s\-./]*(\d+)")
+_BATCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/.\-]{0,19}$")
 
 
-def split_reference(rest: str) -> tuple[str | None, list[str]]:
-    """The booking ref at the start of ``rest`` (grouped or not) and the words after it."""
-    parts = [p for p in _SPLIT.split(rest) if p]
-    found = [(n, ref) for n in range(1, len(parts) + 1)
-             if (ref := parse_reference("".join(parts[:n])))]
+def split_reference(rest: str) -> tuple[str | None, str]:
+    """The booking ref at the start of ``rest`` (grouped or not) and the text after it."""
+    prefixes, digits, pos = [], "", 0
+    while found := _GROUP.match(rest, pos):
+        digits, pos = digits + found.group(1), found.end()
+        if ref := parse_reference(digits):
+            prefixes.append((ref, pos))
     # Prefer a ref of our own length: a shorter prefix may pass the check digit by chance.
-    best = next((f for f in found if len(f[1]) == REF_LENGTH), found[0] if found else None)
+    best = next((p for p in prefixes if len(p[0]) == REF_LENGTH),
+                prefixes[0] if prefixes else None)
     if best:
-        return best[1], parts[best[0]:]
-    if parts and len(parts[0]) == REF_LENGTH + CODE_DIGITS and parse_reference(
-            parts[0][:REF_LENGTH]):  # ref and code typed without a space
-        return parts[0][:REF_LENGTH], [parts[0][REF_LENGTH:], *parts[1:]]
-    return None, parts
+        return best[0], rest[best[1]:].strip(" -./")
+    first = rest.split()[0] if rest.split() else ""
+    if len(first) == REF_LENGTH + CODE_DIGITS and parse_reference(first[:REF_LENGTH]):
+        return first[:REF_LENGTH], rest[REF_LENGTH:].strip()  # ref and code without a space
+    return None, rest.strip()
 
 
 class Vaccinator(Conversation):
-    """One vaccinator number; ``data["ref"]`` is the booking last verified."""
+    """One vaccinator number's turn; nothing is kept between turns but in the store."""
 
-    def code_matches(self, rest: str) -> bool:
-        """Guard with the one write: the store checks the code (counting a wrong one)."""
-        ref, others = split_reference(rest)
-        code = words.number("".join(others), CODE_DIGITS) if others else None
+    def check_code(self, rest: str) -> None:
+        """VERIFY: the store checks the code (counting a wrong one); the reply names who."""
+        ref, after = split_reference(rest)
+        code = words.number(after, CODE_DIGITS) if after else None
         if not ref or not code:
             self._usage(rest, ref, "vacc.usage_verify")
-            return False
+            return
         outcome = self.turn.store.verify(vaccinator=self.turn.mobile, ref=ref, code=code)
         if outcome.ok:
             who = json.loads(outcome.value)
             self.turn.say("vacc.verified", ref=ref, name=who["name"], by=who["by"],
                           dose=who["dose"], time=who["time"])
-            self.data["ref"] = ref
-            return True
-        self._refused(outcome.status, outcome.value, ref)
-        return False
+        else:
+            self._refused(outcome.status, outcome.value, ref)
 
-    def dose_recorded(self, rest: str) -> bool:
-        """Guard with the one write: the store records the dose (and queues the SMS)."""
-        ref, others = split_reference(rest)
-        if not ref and others and any(c.isdigit() for c in others[0]):
+    def record_dose(self, rest: str) -> None:
+        """DOSE: the store records the dose (and queues the SMS); the reply names who."""
+        ref, batch = split_reference(rest)
+        if not ref and batch and any(c.isdigit() for c in batch.split()[0]):
             self.turn.say("sms.bad_ref", typed=rest[:24])
-            return False
-        ref = ref or self.data.get("ref")
-        batch = " ".join(others)
-        if not ref or (batch and not _BATCH.match(batch)):
+            return
+        if batch and not _BATCH.match(batch):
             self.turn.say("vacc.usage_dose")
-            return False
+            return
+        ref = ref or self._the_one_waiting()
+        if not ref:
+            return
         outcome = self.turn.store.record_dose(vaccinator=self.turn.mobile, ref=ref,
                                               batch=batch)
         if outcome.ok:
-            self.turn.say("vacc.dosed", ref=ref, cert=outcome.value)
-            return True
-        self._refused(outcome.status, outcome.value, ref)
-        return False
+            who = json.loads(outcome.value)
+            self.turn.say("vacc.dosed", ref=ref, name=who["name"], by=who["by"],
+                          cert=who["cert"])
+        else:
+            self._refused(outcome.status, outcome.value, ref)
 
-    def forget(self, *_) -> None:
-        """Forget the booking verified."""
-        self.data.pop("ref", None)
+    def _the_one_waiting(self) -> str | None:
+        """The ref DOSE alone means: the only booking waiting, else None after asking which."""
+        waiting = self.turn.store.waiting(self.turn.mobile)
+        if len(waiting) == 1:
+            return waiting[0]["ref"]
+        if not waiting:
+            self.turn.say("vacc.usage_dose")
+            return None
+        for shown in range(min(LISTED, len(waiting)), 0, -1):  # as many as fit one SMS
+            reply = self._choose(waiting, shown)
+            if shown == 1 or self.turn.fits(reply):
+                break
+        self.turn.say(reply["t"], **reply["p"])
+        return None
+
+    @staticmethod
+    def _choose(waiting: list[dict], shown: int) -> dict:
+        """The reply listing the first ``shown`` of several waiting bookings."""
+        items = [{"t": "vacc.waiting_item", "p": w} for w in waiting[:shown]]
+        more = len(waiting) - shown
+        return {"t": "vacc.choose", "p": {"n": len(waiting), "items": items,
+                "more": {"t": "vacc.and_more", "p": {"n": more}} if more else ""}}
 
     def tell_counts(self, *_) -> None:
         """Reply with today's counts at the vaccinator's centre, each person counted once."""
@@ -119,6 +135,7 @@ class Vaccinator(Conversation):
             params["day"] = self.turn.day(value)
         elif status == "wrong_code":
             params["left"] = value
+            status = "wrong_code_one" if value == "1" else status
         elif status == "already_recorded":
             params["cert"] = value
         elif status == "locked" and value == "0":
@@ -129,13 +146,11 @@ class Vaccinator(Conversation):
 
 REFUSALS = ("not_vaccinator", "blocked", "not_found", "wrong_centre", "wrong_day",
             "already_vaccinated", "cancelled", "locked", "locked_now", "missed", "wrong_code",
-            "not_verified", "already_recorded")
+            "not_verified", "already_recorded", "wrong_code_one")
 
 FLOW = Flow("vaccinator", Vaccinator, STATES, TRANSITIONS)
 
 
-def run(turn: Turn, command: str, rest: str, stored: dict | None) -> dict | None:
-    """Handle one vaccinator command; the state to keep ({"s", "d"}), None when idle."""
-    stored = stored or {"s": "idle", "d": {}}
-    model, _ = FLOW.run(turn, stored["s"], stored["d"], command, rest)
-    return {"s": model.state, "d": model.data} if model.state != "idle" else None
+def run(turn: Turn, command: str, rest: str) -> None:
+    """Handle one vaccinator command (its replies are queued on the turn)."""
+    FLOW.run(turn, "idle", {}, command, rest)

@@ -71,6 +71,10 @@ def verify_block(phone: str) -> str:
     return f"{PREFIX}vblock:{phone}"  # present while the number is blocked, TTL 1 h
 
 
+def vaccinator_waiting(phone: str) -> str:
+    return f"{PREFIX}vwait:{phone}"  # zset: refs this number verified, scored by when, TTL
+
+
 def language(mobile: str) -> str:
     return f"{PREFIX}lang:{mobile}"  # "en" or "hi"
 

@@ -23,6 +23,7 @@ from gateway.config import Settings
 MAX_BENEFICIARIES = 4
 MAX_ATTEMPTS = 5
 HOURLY_WRONG_CODES = 20
+WAITING_WINDOW = 30 * 60  # a booking verified this long ago no longer waits for DOSE alone
 _LUA = Path(__file__).with_name("lua")
 
 
@@ -160,21 +161,33 @@ class Store:
         return self._run(
             "verify",
             [keys.appointment(ref), keys.vaccinator(vaccinator), keys.verify_failures(vaccinator),
-             keys.verify_block(vaccinator), keys.OUTBOX, keys.SMS_COUNTS],
+             keys.verify_block(vaccinator), keys.vaccinator_waiting(vaccinator), keys.OUTBOX,
+             keys.SMS_COUNTS],
             [keys.PREFIX, vaccinator, codes.code_check(self.settings.secret_key, ref, code),
              self.today(), self.epoch(), MAX_ATTEMPTS,
              HOURLY_WRONG_CODES, ",".join(lifecycle.sources("verify")),
-             ",".join(lifecycle.sources("lock"))],
+             ",".join(lifecycle.sources("lock")), WAITING_WINDOW],
         )
 
     def record_dose(self, *, vaccinator: str, ref: str, batch: str = "") -> Outcome:
-        """Record the dose after VERIFY; ok or already_recorded → value is the certificate ID."""
+        """Record the dose after VERIFY; ok → value is JSON {name, by, cert};
+        already_recorded → value is the certificate ID."""
         return self._run(
             "dose",
-            [keys.appointment(ref), keys.vaccinator(vaccinator), keys.OUTBOX, keys.SMS_COUNTS],
+            [keys.appointment(ref), keys.vaccinator(vaccinator),
+             keys.vaccinator_waiting(vaccinator), keys.OUTBOX, keys.SMS_COUNTS],
             [keys.PREFIX, vaccinator, self.today(), self.epoch(),
              batch, codes.certificate_id(self.settings.secret_key, ref)],
         )
+
+    def waiting(self, vaccinator: str) -> list[dict]:
+        """Bookings this number verified in the last 30 minutes and has not dosed, oldest
+        first: [{ref, name, by}]."""
+        now = self.now()
+        return json.loads(self._scripts["waiting"](
+            keys=[keys.vaccinator_waiting(vaccinator)],
+            args=[keys.PREFIX, vaccinator, now.date().isoformat(),
+                  int(now.timestamp()) - WAITING_WINDOW]))
 
     # -- reads ------------------------------------------------------------------------------
 

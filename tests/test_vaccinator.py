@@ -45,7 +45,8 @@ def test_verify_then_dose_queues_the_confirmation_once(client, sample, r, settin
     dose_id = vaccinator.sms(f"DOSE {ref} 4121Z015")
     cert = codes.certificate_id(settings.secret_key, ref)
     assert last_text(r, settings, VACCINATOR) == (
-        f"Dose recorded for {shown}. Certificate {cert}. The citizen gets it by SMS.")
+        f"Dose recorded for Asha Devi (1990), {shown}. Certificate {cert}. "
+        "The citizen gets it by SMS.")
     final = [t for t in texts(r, settings, citizen.number) if "Certificate ID" in t]
     assert final == [f"TikaLine: Asha Devi got dose 1 of COVISHIELD at PHC Saket, "
                      f"{appointments(r)[ref]['date']}. Certificate ID {cert}"]
@@ -67,10 +68,122 @@ def test_dose_alone_records_the_booking_just_verified(client, sample, r, setting
     assert last_text(r, settings, VACCINATOR).startswith("Code OK.")
     vaccinator.sms("dose")
     assert last_text(r, settings, VACCINATOR).startswith(
-        f"Dose recorded for {codes.format_reference(ref)}.")
+        f"Dose recorded for Asha Devi (1990), {codes.format_reference(ref)}.")
     assert appointments(r)[ref]["state"] == "vaccinated"
     vaccinator.sms("DOSE")  # nothing verified any more: asks for the ref
     assert last_text(r, settings, VACCINATOR).startswith("Send DOSE and the booking ref")
+
+
+def book_direct(store, name: str, year: int = 1990, mobile: str = "+919822200000") -> tuple:
+    """Book today's first slot at PHC Saket through the store; (ref, code)."""
+    ref = store.book(mobile=mobile, name=name, birth_year=year,
+                     session_id=f"S100-{store.now():%Y%m%d}", slot=0).value
+    return ref, store.appointment(ref)["code"]
+
+
+def test_dose_alone_when_two_are_verified_asks_which_naming_both(client, sample, r, settings,
+                                                                   store, clock):
+    vaccinator = Phone(client, VACCINATOR)
+    x, x_code = book_direct(store, "Asha Devi", 1990)
+    y, y_code = book_direct(store, "Ravi Kumar", 1985)
+    vaccinator.sms(f"VERIFY {x} {x_code}")
+    clock.advance(60)
+    vaccinator.sms(f"VERIFY {y} {y_code}")
+    vaccinator.sms("DOSE")
+    assert last_text(r, settings, VACCINATOR) == (
+        "2 verified, not dosed. Send DOSE and a ref:\n"
+        f"{codes.format_reference(x)} Asha Devi 1990\n{codes.format_reference(y)} Ravi Kumar 1985")
+    assert {appointments(r)[ref]["state"] for ref in (x, y)} == {"verified"}
+
+    vaccinator.sms(f"DOSE {y}")
+    assert last_text(r, settings, VACCINATOR).startswith(
+        f"Dose recorded for Ravi Kumar (1985), {codes.format_reference(y)}. Certificate ")
+    vaccinator.sms("DOSE")  # now only Asha Devi is waiting
+    assert last_text(r, settings, VACCINATOR).startswith(
+        f"Dose recorded for Asha Devi (1990), {codes.format_reference(x)}. Certificate ")
+    assert {appointments(r)[ref]["state"] for ref in (x, y)} == {"vaccinated"}
+
+
+def test_a_refused_verify_does_not_change_who_is_waiting(client, sample, r, settings, store):
+    vaccinator = Phone(client, VACCINATOR)
+    x, x_code = book_direct(store, "Asha Devi", 1990)
+    y, y_code = book_direct(store, "Ravi Kumar", 1985)
+    vaccinator.sms(f"VERIFY {x} {x_code}")
+    vaccinator.sms(f"VERIFY {y} {_wrong(y_code)}")
+    vaccinator.sms("DOSE")
+    assert last_text(r, settings, VACCINATOR).startswith(
+        f"Dose recorded for Asha Devi (1990), {codes.format_reference(x)}.")
+    assert (appointments(r)[x]["state"], appointments(r)[y]["state"]) == ("vaccinated", "booked")
+
+
+def test_dose_alone_lists_three_waiting_and_how_many_more(client, sample, r, settings, store,
+                                                          clock):
+    vaccinator = Phone(client, VACCINATOR)
+    names = ["Aishwarya Venkataraman Iyengar", "Asha Devi", "Ravi Kumar", "Meena Kumari",
+             "Arjun Singh"]
+    for i, name in enumerate(names):
+        ref, code = book_direct(store, name, 1980 + i, mobile=f"+91982220000{i}")
+        vaccinator.sms(f"VERIFY {ref} {code}")
+        clock.advance(60)
+    vaccinator.sms("DOSE")
+    reply = last_text(r, settings, VACCINATOR)
+    assert reply.startswith("5 verified, not dosed. Send DOSE and a ref:\n")
+    assert [line.split(" ", 2)[2] for line in reply.split("\n")[1:4]] == [
+        "Aishwarya Venkataraman Iyengar 1980", "Asha Devi 1981", "Ravi Kumar 1982"]
+    assert reply.endswith("\nand 2 more")
+    assert len(reply) <= 160
+    assert not any(a["state"] == "vaccinated" for a in appointments(r).values())
+
+
+def test_dose_alone_waits_thirty_minutes_after_verify(client, sample, r, settings, store,
+                                                      clock):
+    vaccinator = Phone(client, VACCINATOR)
+    x, x_code = book_direct(store, "Asha Devi", 1990)
+    vaccinator.sms(f"VERIFY {x} {x_code}")
+    clock.advance(30 * 60 + 1)
+    vaccinator.sms("DOSE")
+    assert last_text(r, settings, VACCINATOR).startswith("Send DOSE and the booking ref")
+    assert appointments(r)[x]["state"] == "verified"
+    vaccinator.sms(f"DOSE {x}")  # with its ref it is still recorded the same day
+    assert appointments(r)[x]["state"] == "vaccinated"
+
+    y, y_code = book_direct(store, "Ravi Kumar", 1985)
+    vaccinator.sms(f"VERIFY {y} {y_code}")
+    clock.advance(29 * 60)
+    vaccinator.sms("DOSE")
+    assert last_text(r, settings, VACCINATOR).startswith("Dose recorded for Ravi Kumar (1985)")
+
+
+@pytest.mark.parametrize("batch, kept", [
+    ("AB-123/45", "AB-123/45"), ("4121Z015", "4121Z015"), ("b.77-x", "b.77-x")])
+def test_dose_keeps_a_batch_with_dashes_or_slashes(client, sample, r, settings, store,
+                                                   batch, kept):
+    vaccinator = Phone(client, VACCINATOR)
+    x, x_code = book_direct(store, "Asha Devi", 1990)
+    vaccinator.sms(f"VERIFY {x} {x_code}")
+    vaccinator.sms(f"DOSE {codes.format_reference(x)} {batch}")
+    assert last_text(r, settings, VACCINATOR).startswith("Dose recorded for Asha Devi")
+    assert appointments(r)[x]["batch"] == kept
+
+
+@pytest.mark.parametrize("batch", ["AB<12>", "A" * 21, "AB 12 34", "AB_12"])
+def test_dose_refuses_a_batch_too_long_or_with_odd_characters(client, sample, r, settings,
+                                                              store, batch):
+    vaccinator = Phone(client, VACCINATOR)
+    x, x_code = book_direct(store, "Asha Devi", 1990)
+    vaccinator.sms(f"VERIFY {x} {x_code}")
+    vaccinator.sms(f"DOSE {x} {batch}")
+    assert last_text(r, settings, VACCINATOR).startswith("Send DOSE and the booking ref")
+    assert appointments(r)[x]["state"] == "verified"
+
+
+def test_one_attempt_left_is_singular(client, sample, r, settings, store):
+    vaccinator = Phone(client, VACCINATOR)
+    x, x_code = book_direct(store, "Asha Devi", 1990)
+    for _ in range(4):
+        vaccinator.sms(f"VERIFY {x} {_wrong(x_code)}")
+    assert last_text(r, settings, VACCINATOR) == (
+        f"Wrong code for {codes.format_reference(x)}. 1 attempt left.")
 
 
 def _wrong(code: str) -> str:

@@ -1,8 +1,9 @@
 -- Record the dose after a VERIFY by this centre today; write the certificate; queue the final
 -- confirmation in the citizen's language. A repeat is a no-op that answers "already recorded".
--- KEYS: appointment, vaccinator, outbox, sms counts
+-- Answers who was dosed (JSON {name, by, cert}) so the vaccinator sees it is the right person.
+-- KEYS: appointment, vaccinator, waiting(number), outbox, sms counts
 -- ARGV: prefix, vaccinator_phone, today, now, batch, certificate_id
-local appt_key, vacc_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local appt_key, vacc_key, wait_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, phone, today, now, batch, cert = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
 local centre = redis.call('HGET', vacc_key, 'centre_id')
@@ -18,8 +19,9 @@ redis.call('HSET', appt_key, 'state', 'vaccinated', 'batch', batch, 'cert', cert
            'vaccinated_at', now, 'vaccinated_by', phone)
 redis.call('HINCRBY', prefix .. 'day:' .. a.centre .. ':' .. a.date, 'vaccinated', 1)
 local ref = string.sub(appt_key, #prefix + 6)
+redis.call('ZREM', wait_key, ref)
 local centre_name = redis.call('HGET', prefix .. 'centre:' .. a.centre, 'name') or a.centre
 queue_sms(outbox, counts, 'dose:' .. ref, a.mobile, 'sms.vaccinated', a.lang or 'en',
           {name = a.name, vaccine = a.vaccine, dose = a.dose, centre = centre_name,
            date = a.date, cert = cert, ref = ref})
-return {'ok', cert}
+return {'ok', cjson.encode({name = a.name, by = a.by, cert = cert})}

@@ -1,13 +1,16 @@
 -- A vaccinator checks a beneficiary's code: right centre, today, open, code matches.
 -- Wrong codes count per booking (lock at max_attempts, alert the citizen) and per vaccinator
--- number per hour (block the number for the hour at hourly_limit).
--- KEYS: appointment, vaccinator, failures(number), block(number), outbox, sms counts
+-- number per hour (block the number for the hour at hourly_limit). A booking verified joins
+-- the number's waiting set (scored by when), so DOSE alone can tell whether one is waiting.
+-- KEYS: appointment, vaccinator, failures(number), block(number), waiting(number), outbox,
+--       sms counts
 -- ARGV: prefix, vaccinator_phone, check(entered code), today, now, max_attempts, hourly_limit,
---       verifiable_states(csv), lockable_states(csv)
-local appt_key, vacc_key, fail_key, block_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+--       verifiable_states(csv), lockable_states(csv), waiting window (s)
+local appt_key, vacc_key, fail_key, block_key, wait_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local outbox, counts = KEYS[6], KEYS[7]
 local prefix, phone, check, today, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local max_attempts, hourly_limit = tonumber(ARGV[6]), tonumber(ARGV[7])
-local verifiable, lockable = ARGV[8], ARGV[9]
+local verifiable, lockable, window = ARGV[8], ARGV[9], tonumber(ARGV[10])
 
 local centre = redis.call('HGET', vacc_key, 'centre_id')
 if not centre then return {'not_vaccinator', ''} end
@@ -26,6 +29,9 @@ if a.check == check then
   end
   redis.call('HSET', appt_key, 'state', 'verified', 'att', '0', 'verified_at', now,
              'verified_by', phone, 'verified_on', today)
+  redis.call('ZREMRANGEBYSCORE', wait_key, '-inf', tonumber(now) - window)
+  redis.call('ZADD', wait_key, now, ref)
+  redis.call('EXPIRE', wait_key, window)
   return {'ok', cjson.encode({name = a.name, by = a.by, dose = a.dose, time = a.time})}
 end
 
