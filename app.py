@@ -10,7 +10,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from gateway import cli, simulator, sms_cli, webhooks
+from gateway import cli, logs, simulator, sms_cli, webhooks
 from gateway.config import Settings
 from gateway.redisconn import connect
 from gateway.services import Services
@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the gateway; ``test_config`` may carry a ready ``Settings`` as ``SETTINGS``."""
+    logs.configure()  # first: gunicorn would drop INFO events, Flask add its own format
     app = Flask(__name__, instance_path=str(HERE / "instance"))
     app.config.from_mapping(MAX_CONTENT_LENGTH=16 * 1024)
     if test_config:

