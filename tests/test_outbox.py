@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -347,8 +348,8 @@ def test_console_provider_keeps_messages_without_codes_in_redis(r, store, sample
     booked = next(m for m in kept if m["t"] == "sms.booked")
     assert f"Code {code}" in render_entry(booked, settings.secret_key)  # what the simulator shows
     assert code not in caplog.text and PHONE not in caplog.text
-    assert "+9198******11" in caplog.text and "[sms.booked]" in caplog.text
-    assert "is locked after 5 wrong codes" in caplog.text  # no code in it: the text is logged
+    assert "+9198******11" in caplog.text and "template=sms.booked" in caplog.text
+    assert "template=sms.locked" in caplog.text and "Asha" not in caplog.text
     assert status(r, f"book:{ref}:0")["provider_id"].startswith("console-")
     assert 0 < r.ttl(keys.console_inbox(PHONE)) <= 24 * 3600
 
@@ -572,6 +573,21 @@ def test_console_provider_never_logs_the_codes_of_a_status_slip(client, r, store
     with caplog.at_level(logging.INFO, "gateway.providers.console"):
         ConsoleProvider(r).send(PHONE, text, entry)
     assert caplog.text and code not in caplog.text  # ... and never into a log
+
+
+def test_console_provider_logs_no_name_birth_year_or_certificate(r, caplog):
+    from gateway.providers.console import ConsoleProvider
+
+    params = {"name": "Sunita Devi", "by": 1961, "cert": "CERT-7731-0042", "dose": 1}
+    entry = {"k": "dose:123456782", "t": "sms.vaccinated", "l": "en", "p": json.dumps(params)}
+    text = "TikaLine: Sunita Devi (1961) got dose 1. Certificate ID CERT-7731-0042"
+    with caplog.at_level(logging.DEBUG, "gateway.providers.console"):
+        ConsoleProvider(r).send(PHONE, text, entry)
+    logged = caplog.text
+    assert "sms.vaccinated" in logged and "+9198******11" in logged and "dose:123456782" in logged
+    for secret in ("Sunita", "Devi", "1961", "CERT-7731-0042", PHONE):
+        assert secret not in logged
+    assert kept_messages(r, PHONE)[0]["p"] == entry["p"]  # the simulator still shows it all
 
 
 def test_the_worker_logs_at_log_level_one_line_per_event(r, redis_url, fake, tmp_path):

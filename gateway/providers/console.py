@@ -1,8 +1,9 @@
 """The console provider, used when AT_USERNAME is unset: "sends" by logging and keeping.
 
 Nothing is silently dropped on a machine without an Africa's Talking account: each message is
-logged (phone masked, and the text only when it carries no security code) and kept on a short
-per-phone list that the simulator and the operator read. The list holds the outbox entry
+logged (phone masked, message key, template and length: never the text, whose names, birth
+years, certificate IDs and codes are the citizen's) and kept on a short per-phone list that
+the simulator and the operator read. The list holds the outbox entry
 (template, language, params), never the rendered text, so no code is written to Redis; a
 reader renders it with ``gateway.sms_text.render_entry``.
 """
@@ -25,24 +26,6 @@ KEEP = 50  # messages kept per phone
 KEEP_SECONDS = 24 * 3600
 
 
-def carries_code(entry: dict) -> bool:
-    """Whether the rendered text of this entry would contain a security code: a booking's
-    ref and code version anywhere in its params (the slip nests one per booking)."""
-    try:
-        params = json.loads(entry.get("p") or "{}")
-    except ValueError:
-        return True  # unreadable: assume the worst, log the template only
-    return _has_code(params)
-
-
-def _has_code(value) -> bool:
-    if isinstance(value, dict):
-        return ("ref" in value and "ver" in value) or any(map(_has_code, value.values()))
-    if isinstance(value, list):
-        return any(map(_has_code, value))
-    return False
-
-
 class ConsoleProvider:
     """Logs each message and keeps it for the simulator, answering like a real send."""
 
@@ -53,8 +36,8 @@ class ConsoleProvider:
         """Log and keep one message; returns a provider message id like a real send."""
         entry = entry or {}
         message_id = "console-" + uuid.uuid4().hex
-        shown = f"[{entry.get('t', '?')}]" if carries_code(entry) else repr(text)
-        log.info("console SMS to %s (%s): %s", mask(to), entry.get("k", "?"), shown)
+        log.info("event=console_sms to=%s k=%s template=%s lang=%s chars=%d", mask(to),
+                 entry.get("k", "?"), entry.get("t", "?"), entry.get("l", "?"), len(text))
         kept = json.dumps({
             "id": entry.get("k", message_id),
             "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
