@@ -1,7 +1,10 @@
 """``POST /sms/delivery``: Africa's Talking delivery reports onto each message's status.
 
 A report moves a message forward only (sent → failed → delivered), so one arriving late or
-twice changes nothing; a report seen before (same status, reason and retry count) is a no-op.
+twice changes nothing; a repeat of one of the last six (same status, reason and retry count)
+is a no-op. The message keeps the last report, the failure reason and a count of reports, not
+every report, so a flapping network cannot grow it. Every value is cleaned of control
+characters before it is stored or logged.
 An unknown status is kept on the message and logged; an unknown message id is logged and
 answered 200, since Africa's Talking would otherwise retry a report we can never place.
 """
@@ -16,6 +19,7 @@ from flask import Blueprint, request
 from gateway import keys
 from gateway.errors import BadRequest
 from gateway.http import check_token, form_fields
+from gateway.logs import clean
 from gateway.outbox import KEEP_SECONDS
 from gateway.providers.africastalking import delivery_status
 from gateway.services import services
@@ -29,13 +33,16 @@ _REPORT = """
 local k = redis.call('GET', KEYS[1])
 if not k then return {'unknown_id', ''} end
 local msg = ARGV[1] .. 'msg:' .. k
-local seen = 'seen:' .. ARGV[2] .. '|' .. ARGV[4] .. '|' .. ARGV[6]
--- A field name over 64 bytes would turn the compact status hash into a hashtable.
-if #seen > 64 then seen = 'seen:' .. redis.sha1hex(seen) end
-if redis.call('HEXISTS', msg, seen) == 1 then return {'replay', k} end
+-- The last six distinct reports, as short digests in one field under 64 bytes: replays are
+-- recognised, and however many reports arrive the status hash keeps the same few fields.
+local mark = string.sub(redis.sha1hex(ARGV[2] .. '|' .. ARGV[4] .. '|' .. ARGV[6]), 1, 8)
+local seen = redis.call('HGET', msg, 'seen') or ''
+if string.find(seen, mark, 1, true) then return {'replay', k} end
 local rank = {queued = 0, sent = 1, failed = 2, delivered = 3}
 local current = redis.call('HGET', msg, 'status') or 'sent'
-redis.call('HSET', msg, seen, ARGV[7], 'report', ARGV[2], 'report_at', ARGV[7])
+redis.call('HSET', msg, 'seen', string.sub(mark .. ' ' .. seen, 1, 53), 'report', ARGV[2],
+           'report_at', ARGV[7])
+redis.call('HINCRBY', msg, 'reports', 1)
 if ARGV[4] ~= '' then redis.call('HSET', msg, 'failure_reason', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', msg, 'network', ARGV[5]) end
 redis.call('EXPIRE', msg, ARGV[8])
@@ -71,13 +78,15 @@ def delivery_report():
     provider_id, status = form["id"].strip(), form["status"].strip()
     if not provider_id or not status or len(provider_id) > 100 or len(status) > 40:
         raise BadRequest("id and status must be non-empty and short")
+    provider_id, status = clean(provider_id, 100), clean(status, 40)
     outcome, k = apply_report(services().redis, provider_id, status,
-                              form["failureReason"].strip()[:60],
-                              form["networkCode"].strip()[:10], form["retryCount"].strip()[:5])
+                              clean(form["failureReason"].strip(), 60),
+                              clean(form["networkCode"].strip(), 10),
+                              clean(form["retryCount"].strip(), 5))
     if outcome == "unknown_id":
-        log.warning("delivery report for unknown message id %s (%s)", provider_id, status)
+        log.warning("event=report_unknown_id id=%s status=%s", provider_id, status)
     elif outcome == "unknown_status":
-        log.warning("delivery report with unknown status %r for %s: kept", status, k)
+        log.warning("event=report_unknown_status status=%r k=%s: kept", status, k)
     return outcome, 200, {"Content-Type": "text/plain; charset=utf-8"}
 
 
