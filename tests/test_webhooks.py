@@ -231,6 +231,18 @@ def _post(path: str, body: bytes, chunked: bool = False) -> bytes:
         b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
 
 
+@pytest.mark.parametrize("path", ["/sms/inbound", "/ussd", "/sms/delivery"])
+def test_a_chunked_body_over_the_limit_is_413_not_cut_short(gunicorn, r, path):
+    body = (b"from=%2B919811111111&to=384&id=m1&date=x&sessionId=S1&serviceCode=x"
+            b"&phoneNumber=%2B919811111111&status=Success&text=HELP" + b"x" * 20_000)
+    status_, answer = gunicorn.request(_post(path, body, chunked=True))
+    assert status_ == 413 and "too large" in answer
+    assert r.dbsize() == 0  # nothing applied from the part that was read
+    small = b"from=%2B919811111111&to=384&id=m2&date=x&text=HELP"
+    assert gunicorn.request(_post("/sms/inbound", small, chunked=True))[0] == 200
+    assert outbox(r)[-1]["t"] == "sms.help"  # a chunked body within the limit is read whole
+
+
 def test_gunicorn_logs_info_events_one_line_each_with_numbers_masked(gunicorn, r):
     body = b"sessionId=ATUid_log1&serviceCode=%2A384%23&phoneNumber=%2B919811111111&text="
     status_, answer = gunicorn.request(_post("/ussd", body))
