@@ -20,6 +20,15 @@ TRANSITIONS = [
     {"trigger": "back", "source": "list", "dest": "menu"},
 ]
 WITH_CODE = ("booked", "verified")  # the states in which a vaccinator will ask for the code
+# What a person looks for first: the bookings still to go to, then the doses had, then the
+# bookings that are over without one.
+SHOWN_FIRST = {"booked": 0, "verified": 0, "locked": 0, "vaccinated": 1}
+
+
+def in_order(slip: list[dict]) -> list[dict]:
+    """The slip with open bookings first, then vaccinated, then cancelled and missed."""
+    return sorted(slip, key=lambda a: (SHOWN_FIRST.get(a["shown_state"], 2), a["date"],
+                                       a["name"]))
 SLIP_BUDGET = {"gsm7": 3, "ucs2": 5}  # segments per SMS (SPEC invariant 6)
 
 
@@ -31,7 +40,7 @@ class Status(Conversation):
     def slip(self) -> list[dict]:
         """The slip of this mobile (one read per turn)."""
         if self._slip is None:
-            self._slip = self.turn.store.slip(self.turn.mobile)
+            self._slip = in_order(self.turn.store.slip(self.turn.mobile))
         return self._slip
 
     def wants_next(self, text: str) -> bool:
@@ -90,7 +99,7 @@ def slip_line(turn: Turn, a: dict) -> dict:
 
 def sms_slip(turn: Turn) -> None:
     """Queue the slip for ``STATUS``: the bookings packed into as few SMS as fit the budget."""
-    slip = turn.store.slip(turn.mobile)
+    slip = in_order(turn.store.slip(turn.mobile))
     if not slip:
         turn.say("sms.slip.none")
         return

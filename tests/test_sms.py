@@ -460,3 +460,15 @@ def test_a_wrong_answer_on_page_two_shows_page_two_again(client, store, r, setti
     again = last_text(r, settings, phone.number)
     assert again.startswith("Choose a number from the list. ")
     assert again.endswith(page_two)  # the same centres under the same numbers
+
+
+def test_status_lists_open_bookings_before_cancelled_ones(client, sample, r, settings):
+    phone = Phone(client)
+    sms_book(phone, "Asha Devi")
+    ref, _ = ref_and_code(last_text(r, settings, phone.number))
+    sms_book(phone, "Ravi Kumar", "1985")
+    phone.sms(f"CANCEL {ref}")
+    phone.sms("STATUS")
+    lines = last_text(r, settings, phone.number).splitlines()
+    assert lines[1].startswith("Ravi Kumar: PHC Saket, ") and " Code " in lines[1]
+    assert lines[2].startswith("Asha Devi: cancelled, ")

@@ -404,3 +404,15 @@ def test_devanagari_zero_goes_back_and_double_zero_to_the_main_menu(client, samp
     assert phone.press("०") == name
     phone.press("Asha Devi", "1990")
     assert phone.press("००") == MENU
+
+
+def test_my_appointments_shows_open_bookings_before_cancelled_ones(client, sample, r):
+    phone = Phone(client)
+    book(phone, "Asha Devi")
+    book(phone, "Ravi Kumar", "1985")
+    phone.dial()
+    phone.press("3", "1", "1")  # Asha's, the first listed, is cancelled
+    phone.dial()
+    first = phone.press("2")
+    assert first.startswith("CON 1/2 Ravi Kumar\n") and " Code " in first
+    assert phone.press("1").startswith("CON 2/2 Asha Devi\n")
