@@ -13,6 +13,8 @@ comes back with the hint the failing guard left. ``0`` (USSD) goes back one scre
 
 from __future__ import annotations
 
+import json
+
 from flows import lifecycle, words
 from flows.base import Conversation, Flow, recipe
 from gateway.store import MAX_BENEFICIARIES, name_key
@@ -38,6 +40,9 @@ TRANSITIONS = [
     {"trigger": "answer", "source": "confirm", "dest": "booked",
      "conditions": ["said_yes", "booking_made"]},
     {"trigger": "answer", "source": "confirm", "dest": "slot", "conditions": "slot_taken"},
+    {"trigger": "answer", "source": "confirm", "dest": "date", "conditions": "day_taken"},
+    {"trigger": "answer", "source": "confirm", "dest": "centre", "conditions": "centre_taken"},
+    {"trigger": "answer", "source": "confirm", "dest": "pincode", "conditions": "all_taken"},
     {"trigger": "answer", "source": "confirm", "dest": "refused", "conditions": "booking_refused"},
     {"trigger": "back", "source": "name", "dest": "menu"},
     {"trigger": "back", "source": "birth_year", "dest": "name"},
@@ -206,13 +211,45 @@ class Booking(Conversation):
             return True
         return False
 
+    def _found_full(self) -> bool:
+        return getattr(self, "outcome", None) is not None and self.outcome.status == "full"
+
     def slot_taken(self, *_) -> bool:
-        """Guard: the store found the slot full; back to the others, with a hint."""
-        if getattr(self, "outcome", None) is None or self.outcome.status != "full":
+        """Guard: the store found the slot full; the day's slots still open, with a hint."""
+        if not self._found_full():
             return False
-        self.data["slots"] = [s for s in self.data["slots"] if s[0] != self.data["slot"]]
+        still_open = json.loads(self.outcome.value or "[]")
+        self.data["slots"] = still_open if isinstance(still_open, list) else []
+        if not self.data["slots"]:
+            return False
         self.hint = ("hint.slot_full", {})
         self.first_page()
+        return True
+
+    def day_taken(self, *_) -> bool:
+        """Guard: that day is full now; the centre's other days, with a hint."""
+        if not self._found_full():
+            return False
+        self.data["dates"] = [d for d in self.data["dates"] if d[0] != self.data["sid"]]
+        if not self.data["dates"]:
+            return False
+        self.hint = ("hint.date_full", {})
+        self.first_page()
+        return True
+
+    def centre_taken(self, *_) -> bool:
+        """Guard: that centre is full now; the centres still open near the pincode."""
+        if not self._found_full() or not self.centres():
+            return False
+        self.hint = ("hint.centre_full", {})
+        self.first_page()
+        return True
+
+    def all_taken(self, *_) -> bool:
+        """Guard: nothing is open near the pincode any more; ask for another."""
+        if not self._found_full():
+            return False
+        self.hint = ("hint.no_centres", {"pin": self.data["pin"]})
         return True
 
     def booking_refused(self, *_) -> bool:

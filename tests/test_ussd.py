@@ -241,8 +241,26 @@ def test_the_last_slot_taken_while_confirming_is_said_plainly(client, store, r):
         assert phone.press("1", name, "1990", "110017", "1", "1", "1").startswith("CON Book")
     assert asha.press("1").startswith("END Booked")
     late = ravi.press("1")
-    assert late.startswith("CON That slot just filled up. Choose another.\nNo slots left on ")
+    # Nothing left anywhere near: said so, with the pincode question to try another.
+    assert late.startswith("CON No open slots near 110017 for this age in the next 7 days.\n"
+                           "Pincode where Ravi Kumar")
+    assert ravi.press("0").startswith("CON Year of birth of Ravi Kumar")
     assert len(appointments(r)) == 1
+
+
+def test_a_slot_filled_while_confirming_shows_the_slots_still_open(client, store, r):
+    data = tiny_data(store.now().date(), capacity=1)
+    data["sessions"][0]["slots"].append({"time": "11:00-13:00", "capacity": 1})
+    load_data(store, data)
+    asha, ravi = Phone(client, "+919811111111"), Phone(client, "+919822222222")
+    for phone, name in ((asha, "Asha Devi"), (ravi, "Ravi Kumar")):
+        phone.dial()
+        assert phone.press("1", name, "1990", "110017", "1", "1", "1").startswith("CON Book")
+    assert asha.press("1").startswith("END Booked")
+    late = ravi.press("1")
+    assert late.startswith("CON That slot just filled up. Choose another.\nPHC Saket, ")
+    assert late.endswith("\n1 11:00-13:00\n0 Back")
+    assert ravi.press("1", "1").startswith("END Booked Ravi Kumar.")
 
 
 def test_a_day_filled_after_the_dates_were_shown_is_refused_at_confirm(client, store, r):
@@ -255,9 +273,10 @@ def test_a_day_filled_after_the_dates_were_shown_is_refused_at_confirm(client, s
     assert "\n1 09:00-11:00\n" in ravi.press("1")
     assert ravi.press("1").startswith("CON Book Ravi Kumar")
     late = ravi.press("1")
-    assert late.startswith("CON That slot just filled up. Choose another.\nNo slots left on ")
-    assert ravi.press("0").startswith("CON PHC Saket\n1 ")
-    assert ravi.press("2", "1", "1").startswith("END Booked Ravi Kumar.")
+    # The day is full: the other days of that centre, the full one left out.
+    assert late.startswith("CON That day just filled up. Choose another.\nPHC Saket\n1 ")
+    assert late.count("\n") == 3
+    assert ravi.press("1", "1", "1").startswith("END Booked Ravi Kumar.")
     assert len(appointments(r)) == 2
 
 

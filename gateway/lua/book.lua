@@ -2,6 +2,7 @@
 -- then write the appointment, its indexes, take the slot and queue the code SMS, atomically.
 -- Idempotent by its natural key: the same beneficiary asking again for the open booking it
 -- already holds (same session and slot) gets {'replay', ref}; nothing is written twice.
+-- A full slot gets {'full', the session's slots still open}.
 -- KEYS: session, beneficiaries(mobile), outbox, sms counts
 -- ARGV: prefix, ref, mobile, name, name_key, birth_year, slot, today, now, check, lang,
 --       max_beneficiaries, open_states(csv)
@@ -9,6 +10,17 @@ local session_key, benef_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4
 local prefix, ref, mobile, name, name_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local birth_year, slot, today, now, check = tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local lang, max_benef, open_states = ARGV[11], tonumber(ARGV[12]), ARGV[13]
+
+-- The session's slots still open, as JSON [[index, time], …], for the one who just missed.
+local function open_slots(s)
+  local out = {}
+  for i, time in ipairs(cjson.decode(s.slots)) do
+    if tonumber(s['booked:' .. (i - 1)] or '0') < tonumber(s['cap:' .. (i - 1)] or '0') then
+      out[#out + 1] = {i - 1, time}
+    end
+  end
+  return #out > 0 and cjson.encode(out) or '[]'
+end
 
 local s = hgetall(session_key)
 if not s.date then return {'no_session', ''} end
@@ -33,7 +45,7 @@ if known then
 elseif redis.call('HLEN', benef_key) >= max_benef then
   return {'too_many', tostring(max_benef)}
 end
-if tonumber(s['booked:' .. slot] or '0') >= cap then return {'full', slot} end
+if tonumber(s['booked:' .. slot] or '0') >= cap then return {'full', open_slots(s)} end
 local appt_key = prefix .. 'appt:' .. ref
 if redis.call('EXISTS', appt_key) == 1 then return {'ref_taken', ref} end
 
