@@ -64,11 +64,7 @@ def day(centre_id: str, date: str) -> str:
 
 
 def verify_failures(phone: str) -> str:
-    return f"{PREFIX}vfail:{phone}"  # wrong codes by a vaccinator number this hour, TTL 1 h
-
-
-def verify_block(phone: str) -> str:
-    return f"{PREFIX}vblock:{phone}"  # present while the number is blocked, TTL 1 h
+    return f"{PREFIX}vfail:{phone}"  # zset: a vaccinator number's refused attempts, by time, TTL
 
 
 def vaccinator_waiting(phone: str) -> str:

@@ -9,6 +9,7 @@ statuses are the ones the scripts return and the flows translate into replies.
 from __future__ import annotations
 
 import json
+import logging
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,12 +20,15 @@ import redis
 from flows import lifecycle
 from gateway import codes, keys
 from gateway.config import Settings
+from gateway.phones import mask
 
 MAX_BENEFICIARIES = 4
 MAX_ATTEMPTS = 5
-HOURLY_WRONG_CODES = 20
+FAILURE_LIMIT = 20  # refused VERIFY/DOSE attempts a vaccinator number may make…
+FAILURE_WINDOW = 3600  # …in any rolling window of this many seconds
 WAITING_WINDOW = 30 * 60  # a booking verified this long ago no longer waits for DOSE alone
 _LUA = Path(__file__).with_name("lua")
+log = logging.getLogger("tikaline.store")
 
 
 @dataclass(frozen=True)
@@ -157,28 +161,40 @@ class Store:
     # -- vaccinator operations --------------------------------------------------------------
 
     def verify(self, *, vaccinator: str, ref: str, code: str) -> Outcome:
-        """Check a code; ok → value is JSON {name, by, dose, time}; wrong_code → attempts left."""
-        return self._run(
-            "verify",
+        """Check a code; ok → value is JSON {name, by, dose, time}; wrong_code → attempts left;
+        blocked → seconds until the number may try again."""
+        now = self.now()
+        return self._vaccinator_run(
+            "verify", vaccinator,
             [keys.appointment(ref), keys.vaccinator(vaccinator), keys.verify_failures(vaccinator),
-             keys.verify_block(vaccinator), keys.vaccinator_waiting(vaccinator), keys.OUTBOX,
-             keys.SMS_COUNTS],
+             keys.vaccinator_waiting(vaccinator), keys.OUTBOX, keys.SMS_COUNTS],
             [keys.PREFIX, vaccinator, codes.code_check(self.settings.secret_key, ref, code),
-             self.today(), self.epoch(), MAX_ATTEMPTS,
-             HOURLY_WRONG_CODES, ",".join(lifecycle.sources("verify")),
-             ",".join(lifecycle.sources("lock")), WAITING_WINDOW],
+             now.date().isoformat(), int(now.timestamp()), MAX_ATTEMPTS, FAILURE_LIMIT,
+             ",".join(lifecycle.sources("verify")), ",".join(lifecycle.sources("lock")),
+             WAITING_WINDOW, FAILURE_WINDOW],
         )
 
     def record_dose(self, *, vaccinator: str, ref: str, batch: str = "") -> Outcome:
         """Record the dose after VERIFY; ok → value is JSON {name, by, cert};
         already_recorded → value is the certificate ID."""
-        return self._run(
-            "dose",
-            [keys.appointment(ref), keys.vaccinator(vaccinator),
+        now = self.now()
+        return self._vaccinator_run(
+            "dose", vaccinator,
+            [keys.appointment(ref), keys.vaccinator(vaccinator), keys.verify_failures(vaccinator),
              keys.vaccinator_waiting(vaccinator), keys.OUTBOX, keys.SMS_COUNTS],
-            [keys.PREFIX, vaccinator, self.today(), self.epoch(),
-             batch, codes.certificate_id(self.settings.secret_key, ref)],
+            [keys.PREFIX, vaccinator, now.date().isoformat(), int(now.timestamp()), batch,
+             codes.certificate_id(self.settings.secret_key, ref), FAILURE_LIMIT,
+             FAILURE_WINDOW],
         )
+
+    def _vaccinator_run(self, script: str, vaccinator: str, keys_: list[str],
+                        args: list) -> Outcome:
+        """Run a VERIFY/DOSE script; alert in the log when a refusal reached the number's limit."""
+        reply = self._scripts[script](keys=keys_, args=args)
+        if len(reply) > 2:  # this refusal was the last the number may make for now
+            log.warning("event=vaccinator_limit from=%s failures=%d window_s=%d",
+                        mask(vaccinator), FAILURE_LIMIT, FAILURE_WINDOW)
+        return _as_outcome(reply[:2])
 
     def waiting(self, vaccinator: str) -> list[dict]:
         """Bookings this number verified in the last 30 minutes and has not dosed, oldest

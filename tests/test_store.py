@@ -162,7 +162,10 @@ def test_refusals_write_nothing(store, r, sample):
     assert [o.status for o in refusals] == [
         "too_many", "already_booked", "too_young", "no_session", "no_slot", "not_found",
         "wrong_centre", "not_vaccinator", "not_verified", "not_found"]
-    assert snapshot(r) == before
+    # Only the vaccinator limit counts the two refused VERIFY/DOSE attempts.
+    failures = {keys.verify_failures(v).encode() for v in (VACCINATOR, OTHER_VACCINATOR)}
+    assert {k: v for k, v in snapshot(r).items() if k not in failures} == before
+    assert [r.zcard(k) for k in sorted(failures)] == [1, 1]
 
 
 def test_a_full_slot_refuses_without_writing(store, r, small_session):
@@ -197,7 +200,11 @@ def test_verify_refuses_each_case_with_its_own_reason_and_changes_nothing(store,
     }
     for reason, (who, ref, code) in cases.items():
         assert store.verify(vaccinator=who, ref=ref, code=code).status == reason
-    assert snapshot(r) == before
+    # Nothing changed but the count of each number's refused attempts.
+    failures = {keys.verify_failures(v).encode() for v in (VACCINATOR, OTHER_VACCINATOR)}
+    after = snapshot(r)
+    assert {k: v for k, v in after.items() if k not in failures} == before
+    assert [r.zcard(k) for k in sorted(failures)] == [4, 1]
 
 
 def test_a_wrong_code_tells_the_attempts_left_and_the_fifth_locks_with_one_alert(store, r, sample):
@@ -243,6 +250,66 @@ def test_twenty_wrong_codes_in_an_hour_block_the_vaccinator_number(store, r, sam
     # Another centre's vaccinator is not affected by this number's block.
     assert store.verify(vaccinator=OTHER_VACCINATOR, ref=refs[4],
                         code=code_of(store, refs[4])).status == "wrong_centre"
+
+
+def _refuse_twenty_ways(store, r):
+    """20 refused VERIFY/DOSE attempts from VACCINATOR, of every kind, at the clock's time."""
+    mine = book(store).value
+    other = store.book(mobile=CITIZEN, name="Ravi", birth_year=1985,
+                       session_id=session_id(store, centre="C200"), slot=0).value
+    tomorrow = book(store, name="Kiran", year=1979, offset=1).value
+    cancelled = book(store, name="Meena", year=1988).value
+    store.cancel(mobile=CITIZEN, ref=cancelled)
+    wrong = f"{(int(code_of(store, mine)) + 1) % 10000:04d}"
+    attempts = ([("verify", codes.new_reference(), "1234")] * 6
+                + [("verify", other, code_of(store, other))] * 3
+                + [("verify", tomorrow, code_of(store, tomorrow))] * 3
+                + [("verify", cancelled, "0000")] * 2 + [("verify", mine, wrong)] * 2
+                + [("dose", mine, ""), ("dose", codes.new_reference(), ""),
+                   ("dose", other, ""), ("dose", tomorrow, "")])
+    seen = set()
+    for kind, ref, code in attempts:
+        if kind == "verify":
+            seen.add(store.verify(vaccinator=VACCINATOR, ref=ref, code=code).status)
+        else:
+            seen.add(store.record_dose(vaccinator=VACCINATOR, ref=ref).status)
+    assert seen == {"not_found", "wrong_centre", "wrong_day", "cancelled", "wrong_code",
+                    "not_verified"}
+    return mine
+
+
+def test_twenty_refused_attempts_of_any_kind_in_a_rolling_hour_refuse_the_number(
+        store, r, sample, clock, caplog):
+    caplog.set_level("WARNING", logger="tikaline.store")
+    mine = _refuse_twenty_ways(store, r)
+    assert [m for m in caplog.messages if "event=vaccinator_limit" in m] == [
+        "event=vaccinator_limit from=+9198******01 failures=20 window_s=3600"]
+    right = code_of(store, mine)
+    outcome = store.verify(vaccinator=VACCINATOR, ref=mine, code=right)
+    assert outcome == Outcome("blocked", "3600")  # even with the right code
+    assert store.record_dose(vaccinator=VACCINATOR, ref=mine).status == "blocked"
+    assert store.appointment(mine)["state"] == "booked"
+    clock.advance(59 * 60)
+    assert store.verify(vaccinator=VACCINATOR, ref=mine, code=right) == Outcome("blocked", "60")
+    clock.advance(60)  # the oldest failure is now an hour old
+    assert store.verify(vaccinator=VACCINATOR, ref=mine, code=right).ok
+    # Another centre's vaccinator was never affected.
+    assert store.verify(vaccinator=OTHER_VACCINATOR, ref=mine, code=right).status == \
+        "wrong_centre"
+
+
+def test_refused_attempts_across_a_clock_hour_edge_never_exceed_twenty_an_hour(
+        store, r, sample, clock):
+    clock.at("08:40")
+    tried = []  # when an attempt was examined (not refused for the number's limit)
+    for _ in range(150):  # one unknown ref every 72 s for three hours
+        outcome = store.verify(vaccinator=VACCINATOR, ref=codes.new_reference(), code="1234")
+        if outcome.status != "blocked":
+            tried.append(int(clock()))
+        clock.advance(72)
+    assert len(tried) > 40  # the number recovers hour after hour...
+    for t in tried:  # ...but no rolling hour holds more than 20 tries
+        assert sum(1 for u in tried if t - 3600 < u <= t) <= 20
 
 
 # -- dose -----------------------------------------------------------------------------------

@@ -36,3 +36,25 @@ local function appointment(prefix, key)
   end
   return a
 end
+
+-- A vaccinator number's failed VERIFY/DOSE attempts are a sorted set of their times; the
+-- number is refused while `limit` of them fall in the last `window` seconds (a rolling hour,
+-- not a clock hour, so no burst across an hour's edge gets twice the tries).
+-- Seconds until enough of them have left the window, or nil when the number may go on.
+local function blocked_for(fail_key, now, window, limit)
+  local recent = redis.call('ZRANGEBYSCORE', fail_key, '(' .. (now - window), '+inf',
+                            'WITHSCORES')
+  local n = #recent / 2
+  if n < limit then return nil end
+  return tonumber(recent[2 * (n - limit) + 2]) + window - now
+end
+
+-- Count one failed attempt; true when it is the one that reaches the limit. The member is
+-- the time and the count so far, unique even for failures within the same second.
+local function count_failure(fail_key, now, window, limit)
+  redis.call('ZREMRANGEBYSCORE', fail_key, '-inf', now - window)
+  local n = redis.call('ZCARD', fail_key)
+  redis.call('ZADD', fail_key, now, now .. ':' .. n)
+  redis.call('EXPIRE', fail_key, window)
+  return n + 1 == limit
+end

@@ -1,19 +1,31 @@
 -- Record the dose after a VERIFY by this centre today; write the certificate; queue the final
 -- confirmation in the citizen's language. A repeat is a no-op that answers "already recorded".
 -- Answers who was dosed (JSON {name, by, cert}) so the vaccinator sees it is the right person.
--- KEYS: appointment, vaccinator, waiting(number), outbox, sms counts
--- ARGV: prefix, vaccinator_phone, today, now, batch, certificate_id
-local appt_key, vacc_key, wait_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local prefix, phone, today, now, batch, cert = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+-- A refusal counts against the number as in verify.lua ("already recorded" is not one: it
+-- answers a repeat with what was done).
+-- KEYS: appointment, vaccinator, failures(number), waiting(number), outbox, sms counts
+-- ARGV: prefix, vaccinator_phone, today, now, batch, certificate_id, fail_limit, fail_window
+local appt_key, vacc_key, fail_key, wait_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local prefix, phone, today, now, batch, cert = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local fail_limit, fail_window = tonumber(ARGV[7]), tonumber(ARGV[8])
+
+local function failed(reply)
+  if count_failure(fail_key, now, fail_window, fail_limit) then reply[3] = 'limit' end
+  return reply
+end
 
 local centre = redis.call('HGET', vacc_key, 'centre_id')
 if not centre then return {'not_vaccinator', ''} end
+local wait = blocked_for(fail_key, now, fail_window, fail_limit)
+if wait then return {'blocked', tostring(wait)} end
 local a = appointment(prefix, appt_key)
-if not a.state then return {'not_found', ''} end
-if a.centre ~= centre then return {'wrong_centre', ''} end
+if not a.state then return failed({'not_found', ''}) end
+if a.centre ~= centre then return failed({'wrong_centre', ''}) end
 if a.state == 'vaccinated' then return {'already_recorded', a.cert} end
-if a.date ~= today then return {'wrong_day', a.date} end
-if a.state ~= 'verified' or a.verified_on ~= today then return {'not_verified', a.state} end
+if a.date ~= today then return failed({'wrong_day', a.date}) end
+if a.state ~= 'verified' or a.verified_on ~= today then
+  return failed({'not_verified', a.state})
+end
 
 redis.call('HSET', appt_key, 'state', 'vaccinated', 'batch', batch, 'cert', cert,
            'vaccinated_at', now, 'vaccinated_by', phone)
