@@ -13,7 +13,7 @@ to derive one, so it can be stored for replays.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from transitions import Machine
 
@@ -38,6 +38,16 @@ class Turn:
     vaccinator: dict | None = None
     new_lang: str = ""  # set when the person chose a language this turn
     replies: list = field(default_factory=list)  # SMS to queue with the commit: (t, p)
+    now: datetime | None = None  # the clock, read once per turn: every check sees one time
+
+    def __post_init__(self) -> None:
+        if self.now is None:
+            self.now = self.store.now()
+
+    @property
+    def epoch(self) -> int:
+        """This turn's time in epoch seconds."""
+        return int(self.now.timestamp())
 
     def say(self, template: str, **params) -> None:
         """Queue an SMS reply (sent through the outbox once the turn commits)."""

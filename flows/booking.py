@@ -58,6 +58,9 @@ TRANSITIONS = [
 # What a refusal of the store means to the person booking.
 REFUSALS = {"already_booked": "already_booked", "too_many": "too_many", "too_young": "age",
             "too_old": "age", "past": "gone", "no_session": "gone", "no_slot": "gone"}
+# A refusal that sends the caller back to the other slots of the day, with this hint.
+SLOT_LOST = {"full": "hint.slot_full", "passed": "hint.slot_passed"}
+FRESH = 60  # seconds a kept list of dates and slots is shown without reading it again
 OLDEST = 120
 MIN_AGE = 18  # the programme's: no session is for younger people, so say it at once
 
@@ -83,7 +86,7 @@ class Booking(Conversation):
         """Centres near the pincode with open slots in the next 7 days for this age."""
         if self._centres is None:
             found = []
-            for centre in self.turn.store.availability(self.data["pin"]):
+            for centre in self.turn.store.availability(self.data["pin"], now=self.turn.now):
                 sessions = [s for s in centre["sessions"]
                             if s["open"] > 0 and _age_fits(s, self.data["by"])]
                 if sessions:
@@ -94,12 +97,22 @@ class Booking(Conversation):
     def _centre(self, centre_id: str) -> dict | None:
         return next((c for c in self.centres() if c["id"] == centre_id), None)
 
-    def _slots_now(self, session_id: str) -> list | None:
-        # Dates kept without their slots (a conversation started before they were kept).
-        centre = self._centre(self.data["cid"])
-        session = next((s for s in centre["sessions"] if s["id"] == session_id), None) \
-            if centre else None
-        return _open_slots(session) if session else None
+    def _keep_dates(self, centre: dict | None) -> None:
+        # Each date's open slots are kept with it, so the date and slot screens need no read
+        # of their own for a minute; the book script checks the slot again, atomically.
+        sessions = centre["sessions"] if centre else []
+        self.data.update(at=self.turn.epoch,
+                         dates=[[s["id"], s["date"], _open_slots(s)] for s in sessions])
+
+    def _refresh(self) -> None:
+        """Read the kept dates and slots again once they are over a minute old (or were kept
+        before a resume, or by a release that kept no time)."""
+        if self.turn.epoch - self.data.get("at", 0) <= FRESH:
+            return
+        self._keep_dates(self._centre(self.data["cid"]))
+        if self.data.get("sid"):
+            date_ = next((d for d in self.data["dates"] if d[0] == self.data["sid"]), None)
+            self.data["slots"] = date_[2] if date_ else []
 
     # -- guards -----------------------------------------------------------------------------
 
@@ -122,7 +135,7 @@ class Booking(Conversation):
     def valid_birth_year(self, text: str) -> bool:
         """Guard: a 4-digit year within the last 120, of someone old enough to book; kept."""
         year = words.number(text, 4)
-        this_year = self.turn.store.now().year
+        this_year = self.turn.now.year
         if year and int(year) > this_year:
             return self.refuse("hint.birth_year_future", year=year)
         if not year or int(year) < this_year - OLDEST:
@@ -160,35 +173,39 @@ class Booking(Conversation):
         centre = self._centre(self.data["opts"][picked - 1])
         if not centre:
             return self.refuse("hint.centre_full")
-        # Each date's open slots are kept with it, so the date and slot screens need no
-        # read of their own; the book script checks the slot again, atomically.
-        self.data.update(cid=centre["id"], cname=centre["name"],
-                         dates=[[s["id"], s["date"], _open_slots(s)] for s in centre["sessions"]])
+        self.data.update(cid=centre["id"], cname=centre["name"])
+        self._keep_dates(centre)
         self.first_page()
         return True
 
     def picked_date(self, text: str) -> bool:
-        """Guard: a date of the page shown; its slots, open when the centre was picked, kept."""
+        """Guard: a date of the page shown, still open; its slots kept."""
         picked = words.choice(text, len(self.data.get("opts", [])))
         if not picked:
             return self.refuse("hint.choose")
         session_id = self.data["opts"][picked - 1]
+        self._refresh()
         date_ = next((d for d in self.data["dates"] if d[0] == session_id), None)
         # A slot taken since is refused by the book script, and the slot screen comes back.
-        slots = date_[2] if date_ and len(date_) > 2 else self._slots_now(session_id)
-        if not date_ or slots is None:
-            return self.refuse("hint.date_full")
-        self.data.update(sid=session_id, date=date_[1], slots=slots)
+        if not date_ or not date_[2]:
+            self.first_page()
+            return self.refuse("hint.date_gone")
+        self.data.update(sid=session_id, date=date_[1], slots=date_[2])
         self.first_page()
         return True
 
     def picked_slot(self, text: str) -> bool:
-        """Guard: a slot of the page shown; kept."""
+        """Guard: a slot of the page shown, still open; kept."""
         picked = words.choice(text, len(self.data.get("opts", [])))
         if not picked:
             return self.refuse("hint.choose")
-        self.data["slot"] = self.data["opts"][picked - 1]
-        self.data["time"] = dict(self.data["slots"]).get(self.data["slot"], "")
+        slot = self.data["opts"][picked - 1]
+        self._refresh()
+        times = dict(self.data["slots"])
+        if slot not in times:
+            self.first_page()
+            return self.refuse("hint.slot_gone")
+        self.data.update(slot=slot, time=times[slot])
         return True
 
     def said_yes(self, text: str) -> bool:
@@ -203,7 +220,8 @@ class Booking(Conversation):
         """Guard with the one write: the store books the slot (and queues the code SMS)."""
         self.outcome = self.turn.store.book(
             mobile=self.turn.mobile, name=self.data["name"], birth_year=self.data["by"],
-            session_id=self.data["sid"], slot=self.data["slot"], lang=self.turn.lang)
+            session_id=self.data["sid"], slot=self.data["slot"], lang=self.turn.lang,
+            now=self.turn.now)
         # A replay is this very booking asked for again (a repeat racing the first: a person
         # asking anew was told at the name question), so it is shown as booked.
         if self.outcome.status in ("ok", "replay"):
@@ -212,17 +230,19 @@ class Booking(Conversation):
         return False
 
     def _found_full(self) -> bool:
-        return getattr(self, "outcome", None) is not None and self.outcome.status == "full"
+        # A slot whose end came while confirming is lost as surely as one that filled.
+        outcome = getattr(self, "outcome", None)
+        return outcome is not None and outcome.status in SLOT_LOST
 
     def slot_taken(self, *_) -> bool:
-        """Guard: the store found the slot full; the day's slots still open, with a hint."""
+        """Guard: the store found the slot full, or its end come; the day's slots still open."""
         if not self._found_full():
             return False
         still_open = json.loads(self.outcome.value or "[]")
         self.data["slots"] = still_open if isinstance(still_open, list) else []
         if not self.data["slots"]:
             return False
-        self.hint = ("hint.slot_full", {})
+        self.hint = (SLOT_LOST[self.outcome.status], {})
         self.first_page()
         return True
 
@@ -233,7 +253,7 @@ class Booking(Conversation):
         self.data["dates"] = [d for d in self.data["dates"] if d[0] != self.data["sid"]]
         if not self.data["dates"]:
             return False
-        self.hint = ("hint.date_full", {})
+        self.hint = ("hint.date_full" if self.outcome.status == "full" else "hint.date_gone", {})
         self.first_page()
         return True
 
@@ -283,11 +303,13 @@ class Booking(Conversation):
             "centre", pin=self.data["pin"], items=lines, more=more and "\n" + more))
 
     def screen_date(self):
+        self._refresh()
         items = [(date_[0], self.turn.day(date_[1])) for date_ in self.data["dates"]]
         return self.page(items, lambda lines, more: self._show(
             "date", centre=self.data["cname"], items=lines, more=more and "\n" + more))
 
     def screen_slot(self):
+        self._refresh()
         params = {"centre": self.data["cname"], "day": self.turn.day(self.data["date"])}
         if not self.data["slots"]:
             return self._show("slot_none", **params)
@@ -317,6 +339,11 @@ class Booking(Conversation):
 
 FLOW = Flow("booking", Booking, STATES, TRANSITIONS, exits={"menu": ("menu", "main")},
             final=FINAL)
+
+
+def resumed(data: dict) -> dict:
+    """A dropped booking's data, taken up again: its kept dates and slots are read anew."""
+    return {k: v for k, v in data.items() if k != "at"}
 
 
 def start(turn, pincode_text: str = "") -> tuple[Booking, dict]:

@@ -68,7 +68,7 @@ def _hop(store: Store, msg: InboundMessage) -> Reply:
         data = {}
         if flow == "resumed":
             resumed = model.data["pointer"]
-            flow, state, data = resumed["f"], resumed["s"], resumed["d"]
+            flow, state, data = resumed["f"], resumed["s"], booking.resumed(resumed["d"])
         model, _ = FLOWS[flow].run(turn, state, data)
     screen = model.screen()
 

@@ -119,9 +119,11 @@ class Store:
     # -- citizen operations -----------------------------------------------------------------
 
     def book(self, *, mobile: str, name: str, birth_year: int, session_id: str, slot: int,
-             lang: str = "en") -> Outcome:
-        """Book a slot (value = ref). Asking again for the booking this beneficiary already
-        holds is a replay: status ``replay`` with the same ref, nothing written or queued."""
+             lang: str = "en", now: datetime | None = None) -> Outcome:
+        """Book a slot (value = ref) at ``now`` (the turn's time); a slot whose end has come
+        is refused as ``passed``. Asking again for the booking this beneficiary already holds
+        is a replay: status ``replay`` with the same ref, nothing written or queued."""
+        now = now or self.now()
         for _ in range(5):  # a fresh reference on the (1 in 10^8) chance of a collision
             ref = codes.new_reference()
             check = codes.code_check(self.settings.secret_key, ref,
@@ -130,8 +132,9 @@ class Store:
                 "book",
                 [keys.session(session_id), keys.beneficiaries(mobile), keys.OUTBOX,
                  keys.SMS_COUNTS],
-                [keys.PREFIX, ref, mobile, name, name_key(name), birth_year, slot, self.today(),
-                 self.epoch(), check, lang, MAX_BENEFICIARIES, ",".join(lifecycle.OPEN_STATES)],
+                [keys.PREFIX, ref, mobile, name, name_key(name), birth_year, slot,
+                 now.date().isoformat(), int(now.timestamp()), check, lang, MAX_BENEFICIARIES,
+                 ",".join(lifecycle.OPEN_STATES), f"{now:%H:%M}"],
             )
             if outcome.status != "ref_taken":
                 return outcome
@@ -207,13 +210,17 @@ class Store:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def availability(self, pincode: str | None = None, days: int = 7) -> list[dict]:
-        """Centres (of a pincode, or all) with sessions in the next ``days`` and open slots."""
-        first = self.now().date()
+    def availability(self, pincode: str | None = None, days: int = 7,
+                     now: datetime | None = None) -> list[dict]:
+        """Centres (of a pincode, or all) with sessions in the next ``days`` and open slots;
+        a slot whose end has come by ``now`` (the turn's time) has none open."""
+        now = now or self.now()
+        first = now.date()
         last = first + timedelta(days=days - 1)
         raw = self._scripts["availability"](
             keys=[keys.pincode(pincode) if pincode else keys.CENTRES],
-            args=[keys.PREFIX, first.strftime("%Y%m%d"), last.strftime("%Y%m%d")],
+            args=[keys.PREFIX, first.strftime("%Y%m%d"), last.strftime("%Y%m%d"),
+                  first.isoformat(), f"{now:%H:%M}"],
         )
         centres = json.loads(raw) or []  # cjson writes an empty table as {}
         for centre in centres:

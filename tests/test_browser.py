@@ -16,6 +16,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.config import Settings
+from gateway.sample import sample_data
+from gateway.store import Store
 from tests.app_process import ROOT, AppProcess
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -52,8 +55,18 @@ def page():
         browser.close()
 
 
-def test_booking_code_verify_dose_confirmation(gateway, page):
+def _open_until_midnight(r) -> None:
+    """Today's PHC Saket session gains a slot ending at midnight, so that the journey can
+    book for today at any hour (a slot whose end has come is not offered)."""
+    today = datetime.now(ZoneInfo("Asia/Kolkata")).date()
+    session = next(s for s in sample_data(today, days=1)["sessions"] if s["centre_id"] == "C100")
+    session["slots"].append({"time": "00:00-24:00", "capacity": 5})
+    assert Store(r, Settings(secret_key="unused")).upsert_session(session).ok
+
+
+def test_booking_code_verify_dose_confirmation(gateway, page, r):
     assert "loaded demo data" in gateway.banner("Data")
+    _open_until_midnight(r)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(gateway.base_url + "/simulator/")
@@ -147,7 +160,7 @@ def _answer(text: str) -> str | None:
         (lambda o: re.search(r"\bbook\b", o, re.I), None),
         (lambda o: "Saket" in o, None),
         (lambda o: any(form.lower() in o.lower() for form in day_forms), None),
-        (lambda o: "09:00" in o, None),
+        (lambda o: "-24:00" in o, None),
         (lambda o: re.search(r"confirm|\byes\b", o, re.I), None),
     ]
     for matches, _ in rules:

@@ -82,7 +82,8 @@ SCREEN_HINTS = {
     "ussd.book.name": ["hint.name", "hint.already_booked", "hint.too_many"],
     "ussd.book.birth_year": ["hint.birth_year", "hint.birth_year_future", "hint.too_young"],
     "ussd.book.pincode": ["hint.pincode", "hint.no_centres"],
-    "ussd.book.slot_none": ["hint.slot_full", "hint.choose"],
+    "ussd.book.slot_none": ["hint.slot_full", "hint.slot_passed", "hint.slot_gone",
+                            "hint.choose"],
     "ussd.book.confirm": ["ussd.hint.confirm"],
     "ussd.status.open": ["hint.next_back", "hint.back"],
     "ussd.status.closed": ["hint.next_back", "hint.back"],
@@ -92,7 +93,8 @@ SCREEN_HINTS = {
                       "hint.too_many"],
     "sms.book.birth_year": ["hint.birth_year", "hint.birth_year_future", "hint.too_young"],
     "sms.book.pincode": ["hint.pincode", "hint.no_centres"],
-    "sms.book.slot_none": ["hint.slot_full", "hint.choose"],
+    "sms.book.slot_none": ["hint.slot_full", "hint.slot_passed", "hint.slot_gone",
+                           "hint.choose"],
     "sms.book.confirm": ["sms.hint.confirm"],
 }
 

@@ -472,3 +472,25 @@ def test_status_lists_open_bookings_before_cancelled_ones(client, sample, r, set
     lines = last_text(r, settings, phone.number).splitlines()
     assert lines[1].startswith("Ravi Kumar: PHC Saket, ") and " Code " in lines[1]
     assert lines[2].startswith("Asha Devi: cancelled, ")
+
+
+def test_at_2347_sms_offers_no_slot_of_today_and_refuses_one_that_ends_at_confirm(
+        client, sample, r, settings, store, clock):
+    today = store.now().date()
+    clock.at("23:47")
+    phone = Phone(client)
+    for text in ("BOOK 110017", "Asha Devi", "1990", "1"):
+        phone.sms(text)
+    dates = last_text(r, settings, phone.number)
+    assert f"{today:%d-%m}" not in dates and dates.count("\n") == 6  # the 6 days to come
+    clock.at("12:59")
+    other = Phone(client, "+919822222222")
+    for text in ("BOOK 110017", "Ravi Kumar", "1985", "1", "1", "1"):  # 09:00 is over
+        other.sms(text)
+    assert last_text(r, settings, other.number).endswith(" 11:00-13:00? Reply YES or NO")
+    clock.at("13:00")
+    other.sms("YES")
+    assert last_text(r, settings, other.number).startswith(
+        "That slot has passed. Choose another. ")
+    assert "11:00-13:00" not in last_text(r, settings, other.number)
+    assert not appointments(r)

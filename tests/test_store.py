@@ -384,6 +384,59 @@ def test_a_past_session_cannot_be_booked(store, sample, monkeypatch):
                       slot=0).status == "past"
 
 
+# -- the clock: slots whose end has passed ------------------------------------------------
+
+SAKET_TIMES = ["09:00-11:00", "11:00-13:00", "14:00-16:00"]
+
+
+def _open_today(store) -> list[str]:
+    saket = next(c for c in store.availability("110017") if c["id"] == "C100")
+    today = [s for s in saket["sessions"] if s["date"] == store.today()]
+    return [slot["time"] for s in today for slot in s["slots"] if slot["open"] > 0]
+
+
+@pytest.mark.parametrize("hhmm, still_open", [
+    ("08:00", SAKET_TIMES), ("10:30", SAKET_TIMES), ("11:00", SAKET_TIMES[1:]),
+    ("15:59", SAKET_TIMES[2:]), ("23:47", []),
+])
+def test_a_slot_is_offered_and_booked_only_until_its_end(store, r, sample, clock, hhmm,
+                                                         still_open):
+    clock.at(hhmm)
+    assert _open_today(store) == still_open
+    for i, time_ in enumerate(SAKET_TIMES):
+        before = snapshot(r)
+        outcome = book(store, mobile=f"+9198400000{i:02d}", slot=i)
+        assert outcome.ok == (time_ in still_open), (time_, outcome)
+        if not outcome.ok:
+            assert outcome.status == "passed"
+            assert [t for _, t in json.loads(outcome.value)] == still_open  # what is left
+            assert snapshot(r) == before
+
+
+def test_at_2347_today_has_nothing_open_and_tomorrow_everything(store, sample, clock):
+    clock.at("23:47")
+    saket = next(c for c in store.availability("110017") if c["id"] == "C100")
+    by_date = {s["date"]: s["open"] for s in saket["sessions"]}
+    assert by_date[store.today()] == 0
+    assert min(v for d, v in by_date.items() if d > store.today()) == 70
+    assert book(store, offset=1, slot=0).ok
+
+
+def test_verify_and_dose_stay_open_after_the_slot_ends_but_only_on_its_day(store, sample, clock):
+    early = book(store, slot=0).value  # booked at 08:00 for 09:00-11:00
+    other = book(store, name="Ravi Kumar", slot=0).value
+    tomorrow = book(store, name="Meena Devi", offset=1).value
+    clock.at("23:47")  # people come late: the day is not over yet
+    assert store.verify(vaccinator=VACCINATOR, ref=early, code=code_of(store, early)).ok
+    assert store.record_dose(vaccinator=VACCINATOR, ref=early).ok
+    assert store.verify(vaccinator=VACCINATOR, ref=tomorrow,
+                        code=code_of(store, tomorrow)).status == "wrong_day"
+    code = code_of(store, other)
+    clock.at("00:05", days=1)
+    assert store.verify(vaccinator=VACCINATOR, ref=other, code=code).status == "wrong_day"
+    assert store.record_dose(vaccinator=VACCINATOR, ref=other).status == "wrong_day"
+
+
 # -- secrets at rest ------------------------------------------------------------------------
 
 

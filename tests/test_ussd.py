@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from datetime import timedelta
 
 import pytest
 
@@ -288,6 +289,7 @@ def test_a_booking_kept_before_slots_were_stored_with_its_dates_still_books(clie
     key = keys.conversation("ussd", phone.session)
     conv = json.loads(r.get(key))
     conv["d"]["dates"] = [d[:2] for d in conv["d"]["dates"]]
+    del conv["d"]["at"]  # nor when they were read
     r.set(key, json.dumps(conv))
     assert "\n1 09:00-11:00\n2 11:00-13:00\n3 14:00-16:00\n0 Back" in phone.press("1")
     assert phone.press("1", "1").startswith("END Booked Asha Devi.")
@@ -435,3 +437,103 @@ def test_my_appointments_shows_open_bookings_before_cancelled_ones(client, sampl
     first = phone.press("2")
     assert first.startswith("CON 1/2 Ravi Kumar\n") and " Code " in first
     assert phone.press("1").startswith("CON 2/2 Asha Devi\n")
+
+
+# -- time: only slots that can still be used, read again when the list is old ---------------
+
+
+def _day(d) -> str:
+    return f"{d:%a} {d:%d-%m}"
+
+
+def test_at_2347_today_is_not_offered_and_at_1030_its_slots_not_yet_over_are(client, sample,
+                                                                             store, clock):
+    clock.at("23:47")
+    phone = Phone(client)
+    phone.dial()
+    dates = phone.press("1", "Asha Devi", "1990", "110017", "1")
+    today = store.now().date()
+    assert _day(today) not in dates and dates.count("\n") == 7  # 6 days + back
+    assert dates.startswith(f"CON PHC Saket\n1 {_day(today + timedelta(days=1))}\n")
+    clock.at("10:30")
+    phone = Phone(client, "+919822222222")
+    phone.dial()
+    slots = phone.press("1", "Asha Devi", "1990", "110017", "1", "1")
+    assert slots.startswith(f"CON PHC Saket, {_day(today)}\n")
+    assert "\n1 09:00-11:00\n2 11:00-13:00\n3 14:00-16:00\n0 Back" in slots
+
+
+@pytest.mark.parametrize("lang, hint", [
+    ("en", "CON That slot has passed. Choose another.\n"),
+    ("hi", "CON उस स्लॉट का समय निकल चुका है। कोई दूसरा चुनें।\n"),
+])
+def test_a_slot_that_ends_while_confirming_is_refused_and_the_others_offered(
+        client, sample, r, clock, lang, hint):
+    phone = Phone(client)
+    if lang == "hi":
+        phone.dial()
+        phone.press("4", "2")
+    clock.at("10:59")
+    phone.dial()
+    phone.press("1", "Asha Devi", "1990", "110017", "1", "1", "1")
+    clock.at("11:00")
+    late = phone.press("1")
+    assert late.startswith(hint), late
+    assert "09:00-11:00" not in late and "\n1 11:00-13:00\n2 14:00-16:00\n" in late
+    assert not appointments(r)
+    assert phone.press("1", "1").startswith("END ")
+    assert [a["slot"] for a in appointments(r).values()] == ["1"]
+
+
+def _two_slots(store, capacity: int = 1) -> dict:
+    data = tiny_data(store.now().date(), capacity=capacity)
+    data["sessions"][0]["slots"] = [{"time": "09:00-11:00", "capacity": capacity},
+                                    {"time": "11:00-13:00", "capacity": capacity}]
+    load_data(store, data)
+    return data
+
+
+def test_a_resumed_booking_reads_the_slots_again(client, store, r):
+    sid = _two_slots(store)["sessions"][0]["id"]
+    taken = store.book(mobile="+919833333333", name="Ravi Kumar", birth_year=1985,
+                       session_id=sid, slot=0).value
+    phone = Phone(client)
+    phone.dial()
+    slots = phone.press("1", "Asha Devi", "1990", "110017", "1", "1")
+    assert "\n1 11:00-13:00\n0 Back" in slots
+    phone.hang_up()
+    assert store.cancel(mobile="+919833333333", ref=taken).ok
+    assert phone.dial().startswith("CON ")  # the offer to continue
+    again = phone.press("1")
+    assert "\n1 09:00-11:00\n2 11:00-13:00\n0 Back" in again
+
+
+def test_a_list_answered_after_a_minute_is_read_again(client, store, r, clock):
+    sid = _two_slots(store)["sessions"][0]["id"]
+    taken = store.book(mobile="+919833333333", name="Ravi Kumar", birth_year=1985,
+                       session_id=sid, slot=0).value
+    phone = Phone(client)
+    phone.dial()
+    assert phone.press("1", "Asha Devi", "1990", "110017", "1").startswith("CON PHC Saket\n1 ")
+    assert store.cancel(mobile="+919833333333", ref=taken).ok
+    clock.advance(61)
+    assert "\n1 09:00-11:00\n2 11:00-13:00\n0 Back" in phone.press("1")
+    # A slot list shown, its slot then taken: a minute later the pick is refused, list re-read.
+    store.book(mobile="+919844444444", name="Meena Devi", birth_year=1980, session_id=sid,
+               slot=1)
+    clock.advance(61)
+    late = phone.press("2")
+    assert late.startswith("CON That slot is no longer open. Choose another.\n")
+    assert "\n1 09:00-11:00\n0 Back" in late
+
+
+def test_a_list_answered_within_a_minute_is_not_read_again(client, store, r, clock,
+                                                             monkeypatch):
+    _two_slots(store)
+    phone = Phone(client)
+    phone.dial()
+    phone.press("1", "Asha Devi", "1990", "110017", "1")
+    clock.advance(59)
+    with counting_round_trips(monkeypatch) as sent:
+        assert "\n1 09:00-11:00\n2 11:00-13:00\n0 Back" in phone.press("1")
+    assert len(sent) == 2  # the hop's read and its commit: the kept slots were shown

@@ -1,8 +1,9 @@
 -- Read-only: centres of a pincode (or all centres) with their sessions from `first` to `last`
--- (yyyymmdd) and each slot's open capacity, as JSON, in one round trip.
+-- (yyyymmdd) and each slot's open capacity, as JSON, in one round trip. A slot whose end has
+-- come (see slot_over) has none open.
 -- KEYS: the set of centre ids to look at
--- ARGV: prefix, first, last
-local prefix, first, last = ARGV[1], ARGV[2], ARGV[3]
+-- ARGV: prefix, first, last, today (YYYY-MM-DD), hm (local HH:MM)
+local prefix, first, last, today, hm = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local out = {}
 for _, cid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local c = hgetall(prefix .. 'centre:' .. cid)
@@ -13,7 +14,8 @@ for _, cid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     for i, time in ipairs(cjson.decode(s.slots)) do
       local cap = tonumber(s['cap:' .. (i - 1)] or '0')
       local booked = tonumber(s['booked:' .. (i - 1)] or '0')
-      slots[i] = {time = time, open = cap - booked, capacity = cap}
+      local open = slot_over(s.date, time, today, hm) and 0 or cap - booked
+      slots[i] = {time = time, open = open, capacity = cap}
     end
     sessions[#sessions + 1] = {id = sid, date = s.date, vaccine = s.vaccine, min_age = s.min_age,
                                max_age = s.max_age, slots = slots}

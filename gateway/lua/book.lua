@@ -2,20 +2,23 @@
 -- then write the appointment, its indexes, take the slot and queue the code SMS, atomically.
 -- Idempotent by its natural key: the same beneficiary asking again for the open booking it
 -- already holds (same session and slot) gets {'replay', ref}; nothing is written twice.
--- A full slot gets {'full', the session's slots still open}.
+-- A full slot gets {'full', the session's slots still open}; a slot whose end has come (today
+-- at `hm`, local time) gets {'passed', the same}, though a replay of a booking already made
+-- is still answered as one.
 -- KEYS: session, beneficiaries(mobile), outbox, sms counts
 -- ARGV: prefix, ref, mobile, name, name_key, birth_year, slot, today, now, check, lang,
---       max_beneficiaries, open_states(csv)
+--       max_beneficiaries, open_states(csv), hm (the turn's local time, HH:MM)
 local session_key, benef_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, ref, mobile, name, name_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local birth_year, slot, today, now, check = tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9], ARGV[10]
-local lang, max_benef, open_states = ARGV[11], tonumber(ARGV[12]), ARGV[13]
+local lang, max_benef, open_states, hm = ARGV[11], tonumber(ARGV[12]), ARGV[13], ARGV[14]
 
 -- The session's slots still open, as JSON [[index, time], …], for the one who just missed.
 local function open_slots(s)
   local out = {}
   for i, time in ipairs(cjson.decode(s.slots)) do
-    if tonumber(s['booked:' .. (i - 1)] or '0') < tonumber(s['cap:' .. (i - 1)] or '0') then
+    local free = tonumber(s['booked:' .. (i - 1)] or '0') < tonumber(s['cap:' .. (i - 1)] or '0')
+    if free and not slot_over(s.date, time, today, hm) then
       out[#out + 1] = {i - 1, time}
     end
   end
@@ -45,6 +48,9 @@ if known then
 elseif redis.call('HLEN', benef_key) >= max_benef then
   return {'too_many', tostring(max_benef)}
 end
+local times = cjson.decode(s.slots)
+local time = times[tonumber(slot) + 1]
+if slot_over(s.date, time, today, hm) then return {'passed', open_slots(s)} end
 if tonumber(s['booked:' .. slot] or '0') >= cap then return {'full', open_slots(s)} end
 local appt_key = prefix .. 'appt:' .. ref
 if redis.call('EXISTS', appt_key) == 1 then return {'ref_taken', ref} end
@@ -52,8 +58,6 @@ if redis.call('EXISTS', appt_key) == 1 then return {'ref_taken', ref} end
 -- All checks passed: write.
 if stale_ref then redis.call('HSET', prefix .. 'appt:' .. stale_ref, 'state', 'missed') end
 redis.call('HINCRBY', session_key, 'booked:' .. slot, 1)
-local times = cjson.decode(s.slots)
-local time = times[tonumber(slot) + 1]
 redis.call('HSET', appt_key, 'mobile', mobile, 'name', name, 'by', birth_year, 'sid', s.id,
            'centre', s.centre_id, 'date', s.date, 'slot', slot, 'state', 'booked', 'ver', '0',
            'check', check, 'at', now)

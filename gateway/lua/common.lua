@@ -15,6 +15,15 @@ local function hgetall(key)
   return t
 end
 
+-- Whether a slot ('HH:MM-HH:MM') of a session on `date` can no longer be booked at `today`
+-- `hm` (local 'YYYY-MM-DD', 'HH:MM'): its day has gone, or it is today and its end has come.
+-- Only booking closes then; VERIFY and DOSE stay open all the booked day (people come late).
+local function slot_over(date, time, today, hm)
+  if date ~= today then return date < today end
+  local ends = string.match(time or '', '%-(%d%d:%d%d)$')
+  return ends ~= nil and ends <= hm
+end
+
 -- Queue one outbound SMS. Its text is rendered by the sender from template + params, so no
 -- security code is ever written to Redis; the message key lets a retry be deduplicated.
 local function queue_sms(outbox, counts, message_key, to, template, lang, params)
