@@ -37,5 +37,7 @@ def new_code(turn: Turn, rest: str) -> None:
         turn.say("sms.code.past", ref=ref, day=turn.day(outcome.value))
     elif outcome.status == "conflict":
         turn.say("sms.code.retry", ref=ref)
+    elif outcome.status == "limit":
+        turn.say("sms.code.limit", ref=ref, most=outcome.value)
     else:
         turn.say("sms.code.not_found", ref=ref)

@@ -24,6 +24,7 @@ from gateway.phones import mask
 
 MAX_BENEFICIARIES = 4
 MAX_ATTEMPTS = 5
+MAX_REISSUES = 3  # fresh codes a booking may get a day (CODE <ref>)
 FAILURE_LIMIT = 20  # refused VERIFY/DOSE attempts a vaccinator number may make…
 FAILURE_WINDOW = 3600  # …in any rolling window of this many seconds
 WAITING_WINDOW = 30 * 60  # a booking verified this long ago no longer waits for DOSE alone
@@ -148,7 +149,8 @@ class Store:
         )
 
     def reissue(self, *, mobile: str, ref: str, lang: str = "en") -> Outcome:
-        """A fresh code for a booked or locked appointment (value = the new code version)."""
+        """A fresh code for a booked or locked appointment (value = the new code version);
+        ``limit`` after 3 in a day. Wrong codes already entered still count after it."""
         version = self.r.hget(keys.appointment(ref), "ver")
         if version is None:
             return Outcome("not_found")
@@ -158,7 +160,7 @@ class Store:
             "reissue", [keys.appointment(ref), keys.OUTBOX, keys.SMS_COUNTS],
             [keys.PREFIX, mobile, self.today(), version,
              codes.code_check(self.settings.secret_key, ref, new_code), lang,
-             ",".join(lifecycle.sources("reissue"))],
+             ",".join(lifecycle.sources("reissue")), MAX_REISSUES],
         )
 
     # -- vaccinator operations --------------------------------------------------------------

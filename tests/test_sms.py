@@ -179,6 +179,29 @@ def test_new_code_after_a_lock(client, sample, r, settings, store):
     assert last_text(r, settings, vaccinator.number).startswith("Code OK.")
 
 
+def test_a_fourth_new_code_in_a_day_is_refused_and_wrong_codes_still_lock(
+        client, sample, r, settings, store):
+    citizen, vaccinator = Phone(client), Phone(client, VACCINATOR)
+    sms_book(citizen, pin="110017")
+    ref, code = ref_and_code(last_text(r, settings, citizen.number))
+    for _ in range(3):
+        citizen.sms(f"CODE {ref}")
+    assert appointments(r)[ref]["ver"] == "3"
+    citizen.sms(f"CODE {ref}")
+    assert last_text(r, settings, citizen.number) == (
+        f"TikaLine: {codes.format_reference(ref)} already got 3 new codes today, the most "
+        f"allowed. Use the last one; if locked, CANCEL {ref} and BOOK another day.")
+    assert appointments(r)[ref]["ver"] == "3"
+    citizen.sms("LANG HI")
+    citizen.sms(f"CODE {ref}")
+    assert "आज 3 नए कोड भेजे जा चुके हैं" in last_text(r, settings, citizen.number)
+    code = codes.derive_code(settings.secret_key, ref, 3)
+    wrong = "0000" if code != "0000" else "1111"
+    for _ in range(5):
+        vaccinator.sms(f"VERIFY {ref} {wrong}")
+    assert appointments(r)[ref]["state"] == "locked"
+
+
 def test_code_refusals(client, sample, r, settings):
     phone = Phone(client)
     phone.sms("CODE")

@@ -1,18 +1,25 @@
--- The citizen asks for a fresh code (e.g. after a lock): new code version, attempts reset,
--- the code SMS queued again.
+-- The citizen asks for a fresh code (e.g. after a lock): new code version, the code SMS queued
+-- again, a locked booking open again. At most max_per_day re-issues a booking a day, and the
+-- wrong-code count (att) is kept: a booking that had 5 wrong codes locks again at the next
+-- one, so re-issuing never buys more guesses than one per re-issue.
 -- KEYS: appointment, outbox, sms counts
--- ARGV: prefix, mobile, today, expected_version, new_check, lang, reissuable_states(csv)
+-- ARGV: prefix, mobile, today, expected_version, new_check, lang, reissuable_states(csv),
+--       max_per_day
 local appt_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3]
 local prefix, mobile, today, expected, check, lang, reissuable = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local max_per_day = tonumber(ARGV[8])
 
 local a = appointment(prefix, appt_key)
 if not a.state or a.mobile ~= mobile then return {'not_found', ''} end
 if not member(reissuable, a.state) then return {'state', a.state} end
 if a.date < today then return {'past', a.date} end
+local today_count = a.reissued_on == today and tonumber(a.reissues) or 0
+if today_count >= max_per_day then return {'limit', tostring(max_per_day)} end
 if a.ver ~= expected then return {'conflict', a.ver} end
 
 local version = tostring(tonumber(a.ver) + 1)
-redis.call('HSET', appt_key, 'state', 'booked', 'ver', version, 'check', check, 'att', '0')
+redis.call('HSET', appt_key, 'state', 'booked', 'ver', version, 'check', check,
+           'reissued_on', today, 'reissues', today_count + 1)
 local ref = string.sub(appt_key, #prefix + 6)
 local centre_name = redis.call('HGET', prefix .. 'centre:' .. a.centre, 'name') or a.centre
 queue_sms(outbox, counts, 'book:' .. ref .. ':' .. version, mobile, 'sms.booked', lang,
