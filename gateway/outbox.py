@@ -25,6 +25,10 @@ derived, never stored) and hands it to the provider. Per message it keeps a stat
   half of a worker process's CPU once the HTTP client was lean.
 - **Crashes.** Entries a dead worker left pending are taken over with ``XAUTOCLAIM`` once idle
   for ``claim_idle`` seconds, which must exceed the longest send (the client timeout).
+- **Redis trouble** (away, out of memory, ``MISCONF``, read-only, ``NOGROUP``) never ends the
+  worker: each round that fails is logged and tried again after a capped backoff, and the
+  worker says it is stuck, and why, where ``flask sms stats`` and ``/healthz`` read it
+  (``gateway.health``).
 - **Retries.** A failed attempt is acknowledged and parked in the ``keys.RETRY`` sorted set,
   scored by when it is due (exponential backoff with jitter), and put back on the stream when
   due. A sorted set rather than re-adding with a "not before" field: workers take only what is
@@ -51,6 +55,7 @@ import redis
 
 from gateway import keys
 from gateway.config import Settings
+from gateway.health import WorkerHealth
 from gateway.providers.result import CONFIG, REJECTED, RETRY, SENT, SendResult
 from gateway.sms_text import render_entry
 
@@ -305,7 +310,7 @@ class Worker:
                  concurrency: int | None = None, rate: float | None = None,
                  max_attempts: int | None = None, claim_idle: float = 60.0,
                  block_ms: int = 1000, backoff: tuple[float, float, float] = (2.0, 3.0, 1800.0),
-                 name: str | None = None):
+                 redis_backoff: tuple[float, float] = (0.5, 30.0), name: str | None = None):
         self.r = client
         self.settings = settings
         self.concurrency = max(1, concurrency or settings.outbox_concurrency)
@@ -317,6 +322,7 @@ class Worker:
         self.claim_idle_ms = int(claim_idle * 1000)
         self.block_ms = block_ms
         self.backoff = backoff  # first delay (s), factor, cap (s)
+        self.redis_backoff = redis_backoff  # first delay and cap (s) while Redis errs
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{id(self) % 10000}"
         self._stop = threading.Event()
         self._slots = threading.Semaphore(self.concurrency)
@@ -327,6 +333,7 @@ class Worker:
             ("take", _TAKE), ("begin", _BEGIN), ("sent", _SENT), ("retry", _RETRY),
             ("dead", _DEAD), ("promote", _PROMOTE))}
         self._recorder = _GroupCommit(self._record_sent)
+        self._health = WorkerHealth(client, self.name, redis_backoff)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -354,15 +361,13 @@ class Worker:
                         self._dispatch(pool, self._reclaim)
                         next_reclaim = time.monotonic() + min(self.claim_idle_ms / 2000, 30)
                     self._dispatch(pool, self._read)
-                except redis.ResponseError as exc:
-                    if "NOGROUP" not in str(exc):
-                        raise
-                    ready = False  # the stream was deleted under us: start afresh
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    log.error("outbox worker: Redis unreachable (%s); retrying", exc)
-                    self._stop.wait(1.0)
+                    self._health.fine()
+                except Exception as exc:  # out of memory, read-only, away ...: never exit
+                    ready = ready and "NOGROUP" not in str(exc)  # stream deleted: start afresh
+                    self._stop.wait(self._health.failed(exc))
         finally:
             pool.shutdown(wait=True)  # finish what is in flight; unread entries stay queued
+            self._health.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             log.info("outbox worker %s stopped", self.name)

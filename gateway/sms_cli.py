@@ -8,7 +8,7 @@ import click
 from flask import Flask
 from flask.cli import with_appcontext
 
-from gateway import delivery, outbox
+from gateway import delivery, health, outbox
 from gateway.errors import ConfigurationError
 from gateway.services import services
 
@@ -41,11 +41,19 @@ def sms():
 @sms.command("stats")
 @with_appcontext
 def stats_command():
-    """Queued, sent, delivered, failed and dead counts, and what waits now."""
-    figures = outbox.stats(services().redis)
+    """Queued, sent, delivered, failed and dead counts, what waits now, and each worker's
+    state (stuck, and why, while Redis refuses it)."""
+    client = services().redis
+    figures = outbox.stats(client)
     width = max(len(name) for name in figures)
     for name, value in figures.items():
         click.echo(f"{name.replace('_', ' '):<{width}}  {value}")
+    click.echo(f"the oldest SMS in the outbox has waited {health.oldest_wait(client)} s")
+    found = health.workers(client)
+    for worker in found:
+        click.echo(health.describe(worker))
+    if not found:
+        click.echo("no outbox worker is connected")
 
 
 @sms.command("dead")

@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from flows import router, ussd
+from gateway import health
 from gateway.errors import BadRequest
 from gateway.http import check_token
 from gateway.providers import africastalking as at
@@ -69,12 +70,15 @@ def sms_inbound():
 
 @bp.get("/healthz")
 def healthz():
-    """200 while Redis answers, 503 otherwise."""
+    """200 while Redis answers, 503 otherwise; under "ok", a line for each outbox trouble
+    (a stuck worker and why, SMS waiting long), which the web itself can serve through."""
+    client = services().redis
     try:
-        services().redis.ping()
+        client.ping()
+        troubles = health.problems(client)
     except redis.RedisError:
         return _text("redis unreachable", 503)
-    return _text("ok")
+    return _text("\n".join(["ok", *troubles]))
 
 
 @bp.app_errorhandler(BadRequest)

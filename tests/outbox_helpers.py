@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import threading
 import time
 
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from gateway import keys
 from gateway.outbox import Worker
+from tests.servers import free_port, redis_binary
 
 
 def queue_sms(r, message_key: str, to: str, template: str = "sms.locked",
@@ -57,6 +63,7 @@ def running(r, settings, **options):
     options.setdefault("block_ms", 50)
     options.setdefault("rate", 0)
     options.setdefault("backoff", (0.02, 2.0, 0.1))  # fast retries: the tests wait on them
+    options.setdefault("redis_backoff", (0.01, 0.05))  # and fast retries while Redis is away
     worker = Worker(r, settings, **options)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
@@ -66,3 +73,43 @@ def running(r, settings, **options):
         worker.stop()
         thread.join(15)
         assert not thread.is_alive(), "worker did not stop"
+
+
+class RedisServer:
+    """A private redis-server (AOF on) on a free port, which a test may break, stop and
+    start again without touching the suite's shared one."""
+
+    def __init__(self, workdir):
+        self.port = free_port()
+        self.workdir = str(workdir)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        self.proc = subprocess.Popen(
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--dir", self.workdir], stdout=subprocess.DEVNULL)
+        probe = self.client()
+        wait_for(lambda: _answers(probe), "redis-server to start")
+        probe.close()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, **options) -> redis.Redis:
+        # No client-side retries: what the worker does about an error is what is under test.
+        options.setdefault("retry", Retry(NoBackoff(), 0))
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, **options)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: the AOF is flushed, as on a clean restart
+            self.proc.wait(10)
+
+
+def _answers(client) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False

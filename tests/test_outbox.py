@@ -20,6 +20,7 @@ from redis.retry import Retry
 
 from app import create_app
 from gateway import codes, keys
+from gateway.config import Settings
 from gateway.outbox import (
     KEEP_SECONDS,
     REPORT_SECONDS,
@@ -43,7 +44,15 @@ from tests.fake_at import (
     FakeAT,
     http,
 )
-from tests.outbox_helpers import assert_compact, counts, queue_sms, running, status, wait_for
+from tests.outbox_helpers import (
+    RedisServer,
+    assert_compact,
+    counts,
+    queue_sms,
+    running,
+    status,
+    wait_for,
+)
 from tests.servers import free_port, redis_binary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -369,8 +378,8 @@ def test_a_worker_started_before_its_redis_waits_for_it(settings, tmp_path, capl
                          retry=Retry(NoBackoff(), 0))
     server = None
     try:
-        with caplog.at_level(logging.ERROR, "gateway.outbox"), running(client, settings):
-            wait_for(lambda: "Redis unreachable" in caplog.text, "the worker to notice")
+        with caplog.at_level(logging.ERROR), running(client, settings):
+            wait_for(lambda: "event=outbox_stuck" in caplog.text, "the worker to notice")
             server = subprocess.Popen(
                 [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save",
                  "", "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
@@ -606,3 +615,66 @@ def test_the_worker_logs_at_log_level_one_line_per_event(r, redis_url, fake, tmp
         assert told.stop() == 0
     assert all(re.match(r"\d{4}-\d\d-\d\d [\d:,]+ [A-Z]+ [\w.]+: ", line)
                for line in told.lines), told.lines
+
+
+# Ways to make Redis refuse every write, and to mend it.
+FAULTS = {
+    "out of memory": (lambda c: c.config_set("maxmemory", 1),
+                      lambda c: c.config_set("maxmemory", 0), "OutOfMemoryError"),
+    "read-only replica": (lambda c: c.replicaof("127.0.0.1", free_port()),
+                          lambda c: c.replicaof("NO", "ONE"), "ReadOnlyError"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_a_worker_rides_out_redis_refusing_writes_and_says_so(tmp_path, at_settings, fake,
+                                                              caplog, fault):
+    breaks, mends, word = FAULTS[fault]
+    server = RedisServer(tmp_path).start()
+    client = server.client()
+    phones = [f"+91981111170{i}" for i in range(3)]
+    app = create_app({"SETTINGS": Settings(**{**at_settings.__dict__,
+                                              "redis_url": server.url}), "TESTING": True})
+    try:
+        for i, phone in enumerate(phones):
+            queue_sms(client, f"lock:f{i}", phone)
+        client.config_set("maxmemory-policy", "noeviction")
+        breaks(client)
+        with caplog.at_level(logging.INFO), running(
+                client, at_settings, claim_idle=0.5):
+            wait_for(lambda: caplog.text.count("event=outbox_stuck") >= 3, "retries, logged")
+            assert word in caplog.text and not fake.requests
+            # Where an operator looks, though Redis takes no write to say it:
+            health = app.test_client().get("/healthz")
+            assert health.status_code == 200 and "stuck" in health.get_data(as_text=True)
+            assert word in health.get_data(as_text=True)
+            shown = app.test_cli_runner().invoke(args=["sms", "stats"]).output
+            assert "stuck" in shown and word in shown
+            mends(client)
+            wait_for(lambda: stats(client)["sent"] == 3, "the queued SMS once Redis mends")
+            wait_for(lambda: "event=outbox_recovered" in caplog.text, "the recovery, logged")
+            wait_for(lambda: app.test_client().get("/healthz").get_data() == b"ok", "health")
+        assert sorted(d["to"] for d in fake.delivered) == phones  # each once
+    finally:
+        app.extensions["tikaline"].redis.close()
+        client.close()
+        server.stop()
+
+
+def test_a_worker_rides_out_redis_stopping_and_starting_again(tmp_path, at_settings, fake,
+                                                              caplog):
+    server = RedisServer(tmp_path).start()
+    client = server.client()
+    try:
+        with caplog.at_level(logging.INFO), running(client, at_settings):
+            queue_sms(client, "lock:before", PHONE)
+            wait_for(lambda: status(client, "lock:before").get("status") == "sent", "one SMS")
+            server.stop()
+            wait_for(lambda: caplog.text.count("event=outbox_stuck") >= 3, "retries, logged")
+            server.start()
+            queue_sms(client, "lock:after", PHONE)
+            wait_for(lambda: status(client, "lock:after").get("status") == "sent", "the next")
+        assert len(fake.requests) == 2 and stats(client)["sent"] == 2
+    finally:
+        client.close()
+        server.stop()
