@@ -28,7 +28,8 @@ derived, never stored) and hands it to the provider. Per message it keeps a stat
 - **Redis trouble** (away, out of memory, ``MISCONF``, read-only, ``NOGROUP``) never ends the
   worker: each round that fails is logged and tried again after a capped backoff, and the
   worker says it is stuck, and why, where ``flask sms stats`` and ``/healthz`` read it
-  (``gateway.health``).
+  (``gateway.health``). A send the API took is recorded however long Redis takes to come back,
+  unless the worker is stopped meanwhile: only that would leave it to be sent again.
 - **Retries.** A failed attempt is acknowledged and parked in the ``keys.RETRY`` sorted set,
   scored by when it is due (exponential backoff with jitter), and put back on the stream when
   due. A sorted set rather than re-adding with a "not before" field: workers take only what is
@@ -41,6 +42,7 @@ derived, never stored) and hands it to the provider. Per message it keeps a stat
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -56,6 +58,7 @@ import redis
 from gateway import keys
 from gateway.config import Settings
 from gateway.health import WorkerHealth
+from gateway.logs import clean
 from gateway.providers.result import CONFIG, REJECTED, RETRY, SENT, SendResult
 from gateway.sms_text import render_entry
 
@@ -491,10 +494,7 @@ class Worker:
     def _settle(self, entry_id: str, entry: dict, attempt: int, result: SendResult) -> None:
         k = entry["k"]
         if result.outcome == SENT:
-            # Sent but not yet recorded is the one state that can become a duplicate SMS:
-            # ride out a short Redis hiccup rather than leave the entry for a resend.
-            record = (entry_id, k, result.message_id, _now(), _short(result.detail))
-            self._persist(lambda: self._recorder.write(record))
+            self._persist((entry_id, k, result.message_id, _now(), _short(result.detail)))
             log.info("outbox %s: sent (%s)", k, result.message_id or "no id")
             return
         if result.outcome == REJECTED:
@@ -527,15 +527,24 @@ class Worker:
             args += [entry_id, message_id, sent_at, k, detail]
         self._scripts["sent"](keys=keys_, args=args)
 
-    @staticmethod
-    def _persist(call, tries: int = 6):
-        for n in range(tries):
+    def _persist(self, record: tuple) -> None:
+        # Sent but not recorded is the one state that becomes a duplicate SMS (reclaimed and
+        # sent again): keep trying, at most a second apart, until Redis takes the record or
+        # the worker must stop.
+        first, cap = self.redis_backoff
+        for failures in itertools.count():
             try:
-                return call()
-            except (redis.ConnectionError, redis.TimeoutError):
-                if n == tries - 1:
+                return self._recorder.write(record)
+            except redis.RedisError as exc:
+                error = clean(f"{type(exc).__name__}: {exc}", 200)
+                if self._stop.is_set():
+                    log.error("event=outbox_unrecorded k=%s error=%s: sent, but not recorded "
+                              "before stopping; the next worker sends it again", record[1], error)
                     raise
-                time.sleep(0.1 * 2 ** n)  # Redis coming back, not a condition to wait on
+                delay = min(cap, 1.0, first * 2 ** failures)
+                log.warning("event=outbox_record_retry k=%s failures=%d retry_in=%.1fs error=%s",
+                            record[1], failures + 1, delay, error)
+                self._stop.wait(delay)
 
     def delay(self, attempt: int) -> float:
         """Backoff before attempt ``attempt + 1``: exponential, capped, with equal jitter."""
