@@ -39,6 +39,7 @@ class Turn:
     new_lang: str = ""  # set when the person chose a language this turn
     replies: list = field(default_factory=list)  # SMS to queue with the commit: (t, p)
     now: datetime | None = None  # the clock, read once per turn: every check sees one time
+    stored: bool = False  # the store made a change (a booking): the reply must tell it
 
     def __post_init__(self) -> None:
         if self.now is None:

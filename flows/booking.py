@@ -226,6 +226,7 @@ class Booking(Conversation):
         # asking anew was told at the name question), so it is shown as booked.
         if self.outcome.status in ("ok", "replay"):
             self.data["ref"] = self.outcome.value
+            self.turn.stored = True
             return True
         return False
 

@@ -16,6 +16,8 @@ import hashlib
 import json
 import logging
 
+import redis
+
 from flows import booking, cancel, menu, messages, status, words
 from flows.base import Turn
 from gateway import keys
@@ -73,8 +75,8 @@ def _hop(store: Store, msg: InboundMessage) -> Reply:
     screen = model.screen()
 
     rev = conv["rev"] if conv else 0
-    written = store.commit_turn(
-        mobile=msg.sender, conversation=conv_key, ttl=SESSION_TTL, expect_rev=rev,
+    written = _commit(
+        store, turn, conversation=conv_key, ttl=SESSION_TTL, expect_rev=rev,
         state=json.dumps({"rev": rev + 1, "f": flow, "s": model.state, "d": model.data,
                           "m": msg.sender, "l": turn.lang, "pl": len(path),
                           "ph": _digest(path), "scr": screen}, ensure_ascii=False),
@@ -85,6 +87,20 @@ def _hop(store: Store, msg: InboundMessage) -> Reply:
         again = _load(store.snapshot(strings=[conv_key])[conv_key])
         return _replay(store, again) if again else Reply(messages.text("ussd.busy"), end=True)
     return Reply(turn.text(screen), end=screen["e"])
+
+
+def _commit(store: Store, turn: Turn, **hop) -> bool:
+    """Save the hop (see ``Store.commit_turn``); a failure after the store made a booking
+    counts as saved, so the caller is told of the booking rather than "busy"."""
+    try:
+        return store.commit_turn(mobile=turn.mobile, **hop)
+    except redis.RedisError:
+        if not turn.stored:
+            raise
+        # The booking and its code SMS are in Redis; only where the caller stood is lost. A
+        # repeat of this hop books again, and the store answers it as a replay of this one.
+        log.exception("event=ussd_commit_failed_after_booking from=%s", mask(turn.mobile))
+        return True
 
 
 def _step(turn: Turn, conv: dict, answer: str):

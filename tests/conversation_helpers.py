@@ -13,6 +13,7 @@ import redis
 from gateway import codes, keys
 from gateway.reference import load
 from gateway.sms_text import render_entry
+from gateway.store import Store
 
 _ids = itertools.count(1)
 VACCINATOR = "+919800000001"  # A. Kumar, PHC Saket (C100) in the sample data
@@ -62,14 +63,16 @@ class Phone:
             "hopsCount": str(len(self.inputs) + 1), "cost": "INR 0.00",
             "lastAppResponse": "", "errorMessage": ""})
 
-    def sms(self, text: str, message_id: str | None = None):
+    def sms(self, text: str, message_id: str | None = None, expect: int = 200):
+        """Text the gateway; ``expect`` is the HTTP status it must answer (503: retry later)."""
         message_id = message_id or f"ec9adc86-{next(_ids):012d}"
         response = self.client.post("/sms/inbound", data={
             "from": self.number, "to": "56767", "text": text, "id": message_id,
             "date": "2026-12-01T06:04:45Z", "linkId": "03090445075804249226",
             "networkCode": "40410"})
-        assert response.status_code == 200, response.get_data(as_text=True)
-        assert response.get_data() == b""
+        assert response.status_code == expect, response.get_data(as_text=True)
+        if expect == 200:
+            assert response.get_data() == b""
         return message_id
 
 
@@ -165,6 +168,25 @@ def live_codes(r, secret: str) -> set[str]:
         for version in range(int(a.get("ver", 0)) + 1):
             found.add(codes.derive_code(secret, ref, version))
     return found
+
+
+@contextmanager
+def out_of_memory_after_booking(monkeypatch, r):
+    """Redis refuses writes (maxmemory reached, as in production) from the moment a booking
+    has been made, so the turn's own commit fails; memory is back on leaving."""
+    real_book = Store.book
+
+    def book_then_fill(self, **kwargs):
+        outcome = real_book(self, **kwargs)
+        r.config_set("maxmemory", "1")
+        return outcome
+
+    monkeypatch.setattr(Store, "book", book_then_fill)
+    try:
+        yield
+    finally:
+        r.config_set("maxmemory", "0")
+        monkeypatch.setattr(Store, "book", real_book)
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from tests.conversation_helpers import (
     counting_round_trips,
     last_text,
     load_data,
+    out_of_memory_after_booking,
     outbox,
     ref_and_code,
     texts,
@@ -517,3 +518,22 @@ def test_at_2347_sms_offers_no_slot_of_today_and_refuses_one_that_ends_at_confir
         "That slot has passed. Choose another. ")
     assert "11:00-13:00" not in last_text(r, settings, other.number)
     assert not appointments(r)
+
+
+def test_a_booking_made_when_redis_then_runs_out_of_memory_is_texted_once(
+        client, sample, r, settings, monkeypatch):
+    phone = Phone(client)
+    for text in ("BOOK", "Asha Devi", "1990", "110017", "1", "1", "1"):
+        phone.sms(text)
+    with out_of_memory_after_booking(monkeypatch, r):
+        # The turn could not be saved: the provider is asked to retry the callback...
+        message_id = phone.sms("YES", expect=503)
+    # ...while the citizen already has the booking and its code, the one reply to YES.
+    (ref,) = appointments(r)
+    assert ref_and_code(last_text(r, settings, phone.number))[0] == ref
+    phone.sms("YES", message_id=message_id)  # the provider's retry, memory back
+    phone.sms("YES", message_id=message_id)  # and a late duplicate of it
+    assert len(appointments(r)) == 1
+    assert [e["t"] for e in outbox(r)].count("sms.booked") == 1
+    assert outbox(r)[-1]["t"] == "sms.booked"  # nothing said after it
+    assert r.get(keys.conversation("sms", phone.number)) is None  # the conversation is over

@@ -12,6 +12,7 @@ import pytest
 
 from gateway import codes, keys
 from gateway.sms_text import render_entry
+from gateway.store import Store
 from tests.conversation_helpers import (
     Phone,
     all_values,
@@ -20,6 +21,7 @@ from tests.conversation_helpers import (
     last_text,
     live_codes,
     load_data,
+    out_of_memory_after_booking,
     outbox,
     ref_and_code,
     texts,
@@ -537,3 +539,60 @@ def test_a_list_answered_within_a_minute_is_not_read_again(client, store, r, clo
     with counting_round_trips(monkeypatch) as sent:
         assert "\n1 09:00-11:00\n2 11:00-13:00\n0 Back" in phone.press("1")
     assert len(sent) == 2  # the hop's read and its commit: the kept slots were shown
+
+
+# -- faults: a booking made, its turn not saved ---------------------------------------------
+
+
+def test_a_booking_made_when_redis_then_runs_out_of_memory_is_still_confirmed(
+        client, sample, r, monkeypatch):
+    phone = Phone(client)
+    phone.dial()
+    assert phone.press("1", "Asha Devi", "1990", "110017", "1", "1", "1").startswith("CON Book")
+    with out_of_memory_after_booking(monkeypatch, r):
+        done = phone.press("1")
+    assert done.startswith("END Booked Asha Devi. Ref "), done
+    (ref,) = appointments(r)
+    assert codes.format_reference(ref) in done
+    assert [e["t"] for e in outbox(r)] == ["sms.booked"]
+    assert phone.again() == done  # the network repeats the hop: same answer, no second booking
+    assert len(appointments(r)) == 1 and len(outbox(r)) == 1
+
+
+def test_a_booking_refused_for_lack_of_memory_says_busy_and_stores_nothing(client, sample, r):
+    phone = Phone(client)
+    phone.dial()
+    phone.press("1", "Asha Devi", "1990", "110017", "1", "1", "1")
+    r.config_set("maxmemory", "1")
+    try:
+        busy = phone.press("1")
+    finally:
+        r.config_set("maxmemory", "0")
+    assert busy.startswith("END Sorry, TikaLine is busy.")
+    assert appointments(r) == {} and outbox(r) == []
+
+
+def test_a_booking_made_when_redis_then_stalls_past_the_timeout_is_still_confirmed(
+        client, sample, r, monkeypatch):
+    pool = client.application.extensions["tikaline"].redis.connection_pool
+    pool.connection_kwargs["socket_timeout"] = 0.3  # as 5 s against a 7 s stall, but quicker
+    pool.disconnect()
+    real_book = Store.book
+
+    def book_then_stall(self, **kwargs):
+        outcome = real_book(self, **kwargs)
+        r.execute_command("CLIENT", "PAUSE", "5000", "WRITE")  # scripts wait, reads go on
+        return outcome
+
+    phone = Phone(client)
+    phone.dial()
+    phone.press("1", "Asha Devi", "1990", "110017", "1", "1", "1")
+    monkeypatch.setattr(Store, "book", book_then_stall)
+    try:
+        done = phone.press("1")
+    finally:
+        r.execute_command("CLIENT", "UNPAUSE")
+    monkeypatch.setattr(Store, "book", real_book)
+    assert done.startswith("END Booked Asha Devi. Ref "), done
+    assert phone.again() == done
+    assert len(appointments(r)) == 1 and [e["t"] for e in outbox(r)] == ["sms.booked"]
