@@ -6,27 +6,32 @@ first run: an embedded Redis, demo data, the console SMS provider, all on 127.0.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import click
 from flask import Flask
 
 from gateway import cli, logs, simulator, sms_cli, webhooks
-from gateway.config import Settings
+from gateway.config import ConfigError, Settings, check_server
 from gateway.redisconn import connect
 from gateway.services import Services
 from gateway.store import Store
 
 HERE = Path(__file__).resolve().parent
+# Gunicorn's "App failed to load" status: its master stops instead of forking workers again.
+REFUSED = 4
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    """Build the gateway; ``test_config`` may carry a ready ``Settings`` as ``SETTINGS``."""
+    """Build the gateway; ``test_config`` may carry a ready ``Settings`` as ``SETTINGS``
+    (then nothing is read from the environment or checked) or ``FIRST_RUN`` (app.py)."""
     logs.configure()  # first: gunicorn would drop INFO events, Flask add its own format
     app = Flask(__name__, instance_path=str(HERE / "instance"))
     app.config.from_mapping(MAX_CONTENT_LENGTH=16 * 1024)
     if test_config:
         app.config.update(test_config)
-    settings = app.config.get("SETTINGS") or Settings.from_env(app.instance_path)
+    settings = app.config.get("SETTINGS") or _settings_or_exit(app)
     if not settings.webhook_token:
         app.logger.warning("WEBHOOK_TOKEN unset: webhooks accept requests from anyone")
     client = connect(settings.redis_url, settings.instance_path)
@@ -36,6 +41,28 @@ def create_app(test_config: dict | None = None) -> Flask:
     sms_cli.init_app(app)
     webhooks.init_app(app)
     return app
+
+
+def _settings_or_exit(app: Flask) -> Settings:
+    """Settings from the environment, or exit with one line naming what is wrong."""
+    try:
+        settings = Settings.from_env(app.instance_path)
+        check_server(settings, _role(app))
+    except ConfigError as exc:
+        print(f"TikaLine cannot start: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(REFUSED) from None
+    return settings
+
+
+def _role(app: Flask) -> str:
+    """Who is building the app: the first run, ``flask run``, another command, or a WSGI
+    server (gunicorn imports the factory outside any command line of ours)."""
+    if app.config.get("FIRST_RUN"):
+        return "first-run"
+    command = click.get_current_context(silent=True)
+    if command is None:
+        return "wsgi"
+    return "flask-run" if command.info_name == "run" else "command"
 
 
 if __name__ == "__main__":

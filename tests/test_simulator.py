@@ -99,7 +99,8 @@ def test_page_carries_the_webhook_token_when_enabled_in_production(redis_url, tm
     from gateway.config import Settings
 
     settings = Settings.from_env(tmp_path, env={
-        "REDIS_URL": redis_url, "SECRET_KEY": "k", "WEBHOOK_TOKEN": "s3cret",
+        "REDIS_URL": redis_url, "SECRET_KEY": "k" * 32, "WEBHOOK_TOKEN": "s3cret",
+        "SIMULATOR_PASSWORD": "open sesame",
         "SIMULATOR_ENABLED": "1"})
     page = create_app({"SETTINGS": settings}).test_client().get("/simulator/")
 
