@@ -13,7 +13,9 @@ import multiprocessing
 import threading
 import time
 from collections import Counter, defaultdict, deque
-from datetime import date
+from datetime import date, datetime
+from datetime import time as dt_time
+from zoneinfo import ZoneInfo
 
 import redis
 
@@ -46,8 +48,16 @@ def mobile(n: int, series: int = 70) -> str:
     return f"+91{series}{n:08d}"
 
 
+def _morning() -> float:
+    """08:00 today in Asia/Kolkata: before every slot, so the bench books today's slots
+    whatever the hour it runs (a slot whose end has come is refused)."""
+    tz = ZoneInfo("Asia/Kolkata")
+    return datetime.combine(datetime.now(tz).date(), dt_time(8), tz).timestamp()
+
+
 def _store(url: str) -> Store:
-    settings = Settings(redis_url=url, secret_key=SECRET_KEY, timezone="Asia/Kolkata")
+    settings = Settings(redis_url=url, secret_key=SECRET_KEY, timezone="Asia/Kolkata",
+                        clock=_morning)
     return Store(redis.Redis.from_url(url, socket_timeout=30,
                                       max_connections=None), settings)
 
