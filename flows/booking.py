@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 
 from flows import lifecycle, words
-from flows.base import Conversation, Flow, recipe
+from flows.base import Conversation, Flow, recipe, with_hint
 from gateway.store import MAX_BENEFICIARIES, name_key
 
 STATES = ["name", "birth_year", "pincode", "centre", "date", "slot", "confirm",
@@ -127,10 +127,23 @@ class Booking(Conversation):
         held = [a for a in same if a["shown_state"] in lifecycle.OPEN_STATES]
         if held:
             return self.refuse("hint.already_booked", name=held[0]["name"], ref=held[0]["ref"])
-        if not same and len(slip) >= MAX_BENEFICIARIES:
-            return self.refuse("hint.too_many", most=MAX_BENEFICIARIES)
+        holders = [a["name"] for a in slip if a["shown_state"] in lifecycle.COUNTED_STATES]
+        if name_key(name) not in map(name_key, holders) and len(holders) >= MAX_BENEFICIARIES:
+            self.hint = self._who_can_be_booked(holders)
+            return False
         self.data["name"] = name
         return True
+
+    def _who_can_be_booked(self, holders: list[str]) -> tuple[str, dict]:
+        """The refusal naming the people who hold this mobile's places, shortened to fit."""
+        firsts = [n.split()[0] for n in holders]
+        tries = [holders, firsts] + [["".join(words.graphemes(n)[:k]) for n in firsts]
+                                     for k in (8, 5, 3)]
+        for names in tries:
+            hint = ("hint.too_many", {"most": MAX_BENEFICIARIES, "names": ", ".join(names)})
+            if self.turn.fits(with_hint(self.screen_name(), hint, self.turn.channel)):
+                break
+        return hint
 
     def valid_birth_year(self, text: str) -> bool:
         """Guard: a 4-digit year within the last 120, of someone old enough to book; kept."""

@@ -20,6 +20,24 @@ MAX_NAME = 30
 _NAME_PUNCTUATION = set(" .'-")
 
 
+_VIRAMA = 9  # canonical combining class of the Indic viramas (्): they join conjuncts
+
+
+def graphemes(text: str) -> list[str]:
+    """The letters of a text as a reader counts them: a base with its marks, a conjunct
+    (क्ष, श्री) as one, close to Unicode's extended grapheme clusters for Indic scripts."""
+    out: list[str] = []
+    for char in text:
+        joins = unicodedata.category(char)[0] == "M" or char in "\u200c\u200d"
+        after_virama = bool(out) and unicodedata.combining(out[-1][-1]) == _VIRAMA \
+            and unicodedata.category(char) == "Lo"
+        if out and (joins or after_virama):
+            out[-1] += char
+        else:
+            out.append(char)
+    return out
+
+
 def normal(text: str) -> str:
     """NFC text with ASCII digits and single spaces, trimmed."""
     return " ".join(ascii_digits(unicodedata.normalize("NFC", text or "")).split())

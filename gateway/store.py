@@ -135,7 +135,8 @@ class Store:
                  keys.SMS_COUNTS],
                 [keys.PREFIX, ref, mobile, name, name_key(name), birth_year, slot,
                  now.date().isoformat(), int(now.timestamp()), check, lang, MAX_BENEFICIARIES,
-                 ",".join(lifecycle.OPEN_STATES), f"{now:%H:%M}"],
+                 ",".join(lifecycle.OPEN_STATES), f"{now:%H:%M}",
+                 ",".join(lifecycle.COUNTED_STATES)],
             )
             if outcome.status != "ref_taken":
                 return outcome

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 
-from flows import messages
+from flows import messages, words
 from gateway.reference import MAX_CENTRE_NAME
 from gateway.sms_text import render_entry, segments
 from tests.conversation_helpers import Phone, last_text, load_data, outbox, ref_and_code
@@ -55,7 +55,10 @@ def worst_values(lang: str, devanagari: bool) -> dict:
         "cert": "CRT123456789012", "left": "4", "minutes": "60", "booked": "9999",
         "verified": "9999", "vaccinated": "9999", "open": "9999", "waiting": "9999",
         "unverified": "9999", "state": state,
-        "typed": "9" * 24, "most": "4", "year": "2027", "latest": "2008", "i": "4", "n": "4",
+        "typed": "9" * 24, "most": "4",
+        # The shortest form the refusal falls back to: four first names of 3 letters.
+        "names": ", ".join(["".join(words.graphemes(name.split()[0])[:3])] * 4),
+        "year": "2027", "latest": "2008", "i": "4", "n": "4",
         "more": messages.template("ussd.next", lang) + "\n", "items": "8 " + centre,
         "lines": "", "hint": "", "body": "",
     }
@@ -226,6 +229,7 @@ def test_sms_replies_with_worst_case_data(client, store, r, settings, lang, deva
             refs.append(ref_and_code(last_text(r, settings, citizen.number)))
     citizen.sms("BOOK")
     citizen.sms(name[:-1] + ("b" if not devanagari else "क"))  # already booked, said so
+    citizen.sms("Fifth Person")  # four people at most, named
     for text in ("1990", pin, "1", "1", "1", "YES", "STATUS", "CANCEL", "CANCEL 123",
                  "CODE", "CODE 9876543210", "LANG", "HELP", "what?"):
         citizen.sms(text)
@@ -242,3 +246,24 @@ def test_sms_replies_with_worst_case_data(client, store, r, settings, lang, deva
         sms_within_budget(entry["t"], text)
         if lang == "en" and not devanagari and entry["t"] not in SMS_LIMITS:
             assert segments(text) == ("gsm7", 1), (entry["t"], text)
+
+
+@pytest.mark.parametrize("lang, devanagari", LANGS)
+def test_the_four_people_refusal_fits_with_the_longest_names(client, store, r, settings, lang,
+                                                             devanagari):
+    load_data(store, worst_data(store.now().date()))
+    base = (NAME_HI if devanagari else NAME_EN)[:-1]
+    for c in "bcde":
+        assert store.book(mobile="+919811111111", name=base + c, birth_year=1990,
+                          session_id=f"W70-{store.now():%Y%m%d}", slot=0).ok
+    phone = Phone(client)
+    phone.sms(f"LANG {lang}")
+    phone.sms("BOOK")
+    phone.sms("Fifth Person")
+    refused = last_text(r, settings, phone.number)
+    sms_within_budget("sms.hinted", refused)
+    if lang == "en" and not devanagari:
+        assert segments(refused) == ("gsm7", 1)
+    phone.dial()
+    screen = phone.press("1", "Fifth Person")  # Phone checks CON/END and 160
+    assert screen.splitlines()[0].count(",") == 3, screen

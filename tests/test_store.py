@@ -514,3 +514,24 @@ def test_todays_counts_follow_a_verified_booking_through_lock_reissue_and_cancel
     assert store.cancel(mobile=CITIZEN, ref=ref).ok
     today = store.centre_today("C100")
     assert (today["booked"], today["verified"]) == (0, 0)
+
+
+def test_four_people_per_mobile_counts_open_and_vaccinated_not_cancelled_or_missed(
+        store, r, sample, clock):
+    asha = book(store, name="Asha Devi").value
+    assert store.verify(vaccinator=VACCINATOR, ref=asha, code=code_of(store, asha)).ok
+    assert store.record_dose(vaccinator=VACCINATOR, ref=asha).ok
+    refs = {name: book(store, name=name, offset=1).value
+            for name in ("Ravi Kumar", "Meena Kumari", "Arjun Singh")}
+    assert book(store, name="Fifth Person", offset=1).status == "too_many"
+    assert store.cancel(mobile=CITIZEN, ref=refs["Ravi Kumar"]).ok
+    # A cancelled booking holds no place: someone else may have it...
+    assert book(store, name="Fifth Person", offset=1).ok
+    # ...and then the cancelled person would be a fifth.
+    assert book(store, name="Ravi Kumar", offset=1).status == "too_many"
+    # Bookings missed (their day over) hold no place; a dose had still does.
+    clock.at("08:00", days=3)
+    for name in ("Sixth Person", "Seventh Person", "Eighth Person"):
+        assert book(store, name=name).ok, name
+    assert book(store, name="Ninth Person").status == "too_many"
+    assert book(store, name="Asha Devi", offset=1).ok  # one of the four may book again

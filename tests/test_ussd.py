@@ -596,3 +596,20 @@ def test_a_booking_made_when_redis_then_stalls_past_the_timeout_is_still_confirm
     assert done.startswith("END Booked Asha Devi. Ref "), done
     assert phone.again() == done
     assert len(appointments(r)) == 1 and [e["t"] for e in outbox(r)] == ["sms.booked"]
+
+
+def test_a_fifth_person_is_refused_naming_the_four_who_can_be_booked(client, sample, r):
+    phone = Phone(client)
+    for name in ("Asha Devi", "Ravi Kumar", "Meena Kumari", "Arjun Singh"):
+        assert book(phone, name).startswith("END Booked")
+    phone.dial()
+    phone.press("3", "1", "1")  # Arjun's booking (the first listed) cancelled
+    phone.dial()
+    phone.press("1")
+    assert phone.press("Fifth Person") == "CON Year of birth of Fifth Person\n0 Back"
+    phone.press("1990", "110017", "1", "1", "1", "1")
+    phone.dial()
+    phone.press("1")
+    screen = phone.press("Arjun Singh")
+    assert screen.startswith("CON Only these 4 people can be booked on this number: Asha "
+                             "Devi, Fifth Person, Meena Kumari, Ravi Kumar.\nName of the person")

@@ -7,11 +7,13 @@
 -- is still answered as one.
 -- KEYS: session, beneficiaries(mobile), outbox, sms counts
 -- ARGV: prefix, ref, mobile, name, name_key, birth_year, slot, today, now, check, lang,
---       max_beneficiaries, open_states(csv), hm (the turn's local time, HH:MM)
+--       max_beneficiaries, open_states(csv), hm (the turn's local time, HH:MM),
+--       counted_states(csv)
 local session_key, benef_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, ref, mobile, name, name_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local birth_year, slot, today, now, check = tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local lang, max_benef, open_states, hm = ARGV[11], tonumber(ARGV[12]), ARGV[13], ARGV[14]
+local counted_states = ARGV[15]
 
 -- The session's slots still open, as JSON [[index, time], …], for the one who just missed.
 local function open_slots(s)
@@ -34,6 +36,18 @@ local age = tonumber(string.sub(s.date, 1, 4)) - birth_year
 if s.min_age ~= '' and age < tonumber(s.min_age) then return {'too_young', s.min_age} end
 if s.max_age ~= '' and age > tonumber(s.max_age) then return {'too_old', s.max_age} end
 
+-- The people holding this mobile's places: an open booking whose day is not over, or a dose.
+local held, holds_one = 0, false
+local people = redis.call('HGETALL', benef_key)  -- name key -> that person's latest ref
+for i = 1, #people, 2 do
+  local a = redis.call('HMGET', prefix .. 'appt:' .. people[i + 1], 'state', 'date')
+  if a[1] and member(counted_states, a[1]) and (a[1] == 'vaccinated' or a[2] >= today) then
+    held = held + 1
+    if people[i] == name_key then holds_one = true end
+  end
+end
+if not holds_one and held >= max_benef then return {'too_many', tostring(max_benef)} end
+
 local known = redis.call('HGET', benef_key, name_key)  -- the beneficiary's latest ref
 local stale_ref = nil
 if known then
@@ -45,8 +59,6 @@ if known then
     end
     stale_ref = known  -- its day is over: it was missed, and no longer holds the beneficiary
   end
-elseif redis.call('HLEN', benef_key) >= max_benef then
-  return {'too_many', tostring(max_benef)}
 end
 local times = cjson.decode(s.slots)
 local time = times[tonumber(slot) + 1]
