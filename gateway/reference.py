@@ -112,6 +112,7 @@ def text(limit: int):
 
 
 def identifier(value, from_csv=False) -> str:
+    """An id as Redis keys carry it: letters, digits, ``- _ .``."""
     clean = text(MAX_ID)(value)
     if not _ID.fullmatch(clean):
         raise Problem(f"{_show(clean)} is not an id (letters, digits, - _ .)")
@@ -131,6 +132,7 @@ def pincode(value, from_csv=False) -> str:
 
 
 def day(value, from_csv=False) -> str:
+    """A real calendar date written ``YYYY-MM-DD`` (not ``20261201``, not ``2026-W49-3``)."""
     raw = _string(value, "a date YYYY-MM-DD").strip()
     if not _DATE.fullmatch(raw):
         raise Problem(f"{_show(raw)} is not a date YYYY-MM-DD")
@@ -155,6 +157,7 @@ def whole(low: int, high: int):
 
 
 def slot_time(value) -> str:
+    """``HH:MM-HH:MM`` between 00:00 and 23:59, ending after it starts."""
     raw = _string(value, "a time range HH:MM-HH:MM").strip()
     match = _SLOT_TIME.fullmatch(raw)
     if not match:
@@ -209,6 +212,7 @@ def _csv_slots(value) -> list[dict]:
 
 
 def vaccine(value, from_csv=False) -> str:
+    """A vaccine's name, upper-case as the replies show it."""
     return text(32)(value).upper()
 
 
@@ -385,8 +389,9 @@ def _check_repeats(out: dict, problems: list[str]) -> None:
 
 def _check_centres(batches, out: dict, known, problems: list[str]) -> None:
     # Centres listed in the load count as known even if their row is bad: one error, not forty.
-    listed = set(known) | {str(row.data.get("id", "")).strip() for batch in batches
-                           for row in batch["centres"] if isinstance(row.data, dict)}
+    listed = set(known) | {row.data["id"].strip() for batch in batches
+                           for row in batch["centres"]
+                           if isinstance(row.data, dict) and isinstance(row.data.get("id"), str)}
     for kind in ("sessions", "vaccinators"):
         for row, clean in out[kind]:
             if clean["centre_id"] not in listed:
@@ -414,6 +419,7 @@ def load_files(store, paths) -> LoadReport:
 
 
 def load_batches(store, batches) -> LoadReport:
+    """Check the rows of every batch, then write them in one transaction (DataError if not)."""
     known = store.centre_ids()
     clean = validate(batches, known, store.settings.default_region)
     rows = {kind: [c for _, c in items] for kind, items in clean.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -520,3 +521,14 @@ def test_a_booking_landing_during_a_load_is_counted_before_capacity_is_cut(store
     assert r.hget(keys.session(sid), "cap:0") == b"25"
     assert r.hget(keys.session(sid), "booked:0") == b"3"
     assert r.hget(keys.session(sample["sessions"][1]["id"]), "cap:0") == b"30"  # as it was
+
+
+def test_redis_away_is_one_line_not_a_traceback(settings, store, tmp_path):
+    from app import create_app
+    from tests.servers import free_port
+
+    away = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    path = write_json(tmp_path, sample_data(store.now().date()))
+    result = run_load(create_app({"SETTINGS": away}).test_cli_runner(), path)
+    assert result.exit_code == 1
+    assert "Redis failed" in result.output and "run the same command again" in result.output
