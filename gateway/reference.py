@@ -379,12 +379,16 @@ def _check_across(kind: str, row: Row, clean: dict, problems: list[str], region:
 
 
 def _check_repeats(out: dict, problems: list[str]) -> None:
+    """Drop rows repeated unchanged (two weeks' files may list the same centres); a repeat
+    that differs is a problem, since which one should win is the operator's call."""
     for kind, key in (("centres", "id"), ("sessions", "id"), ("vaccinators", "phone")):
-        first: dict[str, Row] = {}
+        first: dict[str, tuple[Row, dict]] = {}
         for row, clean in out[kind]:
-            seen = first.setdefault(clean[key], row)
-            if seen is not row:
-                problems.append(row.problem(key, f"{_show(clean[key])} is also at {seen.where}"))
+            seen, seen_clean = first.setdefault(clean[key], (row, clean))
+            if seen is not row and seen_clean != clean:
+                problems.append(row.problem(key, f"{_show(clean[key])} is also at {seen.where}, "
+                                                 f"with other values"))
+        out[kind] = list(first.values())
 
 
 def _check_centres(batches, out: dict, known, problems: list[str]) -> None:

@@ -7,7 +7,7 @@ import json
 import re
 import subprocess
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -344,6 +344,18 @@ def test_misspelt_keys_and_repeated_ids_are_refused(cli, r, store, tmp_path):
     data["vaccinators"][1]["phone"] = "09800000001"  # the same number as vaccinators[0]
     message = refused(cli, r, write_json(tmp_path, data))
     assert "sessions[5].id" in message and "vaccinators[1].phone" in message
+
+
+def test_the_same_row_in_two_files_loads_once_but_two_versions_are_refused(cli, r, store,
+                                                                          tmp_path):
+    week = sample_data(store.now().date(), days=3)
+    later = sample_data(store.now().date() + timedelta(days=3), days=3)
+    first, second = write_json(tmp_path, week, "w1.json"), write_json(tmp_path, later, "w2.json")
+    assert run_load(cli, first, second).exit_code == 0  # the same centres and staff in each
+    assert r.zcard(keys.centre_sessions("C100")) == 6
+    later["centres"][0]["name"] = "PHC Saket New"
+    message = refused(cli, r, first, write_json(tmp_path, later, "w2.json"))
+    assert "w2.json centres[0].id: 'C100' is also at" in message and "w1.json centres[0]" in message
 
 
 def test_csv_problems_name_the_line_and_field(cli, r, store, tmp_path):
