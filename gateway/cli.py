@@ -28,6 +28,10 @@ def load_data(files):
     except DataError as exc:
         click.echo(f"refused, nothing loaded:\n{exc}", err=True)
         sys.exit(1)
+    except redis.WatchError:
+        click.echo("bookings kept arriving on the sessions whose capacity this cuts; "
+                   "nothing loaded: run the same command again", err=True)
+        sys.exit(1)
     except redis.RedisError as exc:  # one transaction: all of it was written or none
         click.echo(f"Redis failed ({exc}); the load is one transaction, so either all or none "
                    f"of it was written: run the same command again", err=True)

@@ -29,6 +29,7 @@ FAILURE_LIMIT = 20  # refused VERIFY/DOSE attempts a vaccinator number may makeâ
 FAILURE_WINDOW = 3600  # â€¦in any rolling window of this many seconds
 WAITING_WINDOW = 30 * 60  # a booking verified this long ago no longer waits for DOSE alone
 _LUA = Path(__file__).with_name("lua")
+LOAD_TRIES = 20  # bookings landing on sessions a load cuts, each time: give up, load again
 log = logging.getLogger("tikaline.store")
 
 
@@ -280,12 +281,14 @@ class Store:
         are new or lose capacity are WATCHed, so a booking landing on them meanwhile starts the
         check over; the others cannot fail, so bookings elsewhere never hold a load back.
         """
-        while True:
+        for _ in range(LOAD_TRIES - 1):
             with self.r.pipeline(transaction=True) as pipe:
                 try:
                     return self._load_once(pipe, data)
                 except redis.WatchError:
                     continue
+        with self.r.pipeline(transaction=True) as pipe:
+            return self._load_once(pipe, data)  # a WatchError now goes to the caller
 
     def _load_once(self, pipe, data: dict):
         stored = self._stored_sessions(s["id"] for s in data["sessions"])

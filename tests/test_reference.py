@@ -544,3 +544,28 @@ def test_redis_away_is_one_line_not_a_traceback(settings, store, tmp_path):
     result = run_load(create_app({"SETTINGS": away}).test_cli_runner(), path)
     assert result.exit_code == 1
     assert "Redis failed" in result.output and "run the same command again" in result.output
+
+
+def test_bookings_that_never_stop_landing_end_the_load_with_nothing_written(
+        cli, r, store, sample, tmp_path, monkeypatch):
+    from gateway.store import LOAD_TRIES, Store
+
+    changed = json.loads(json.dumps(sample))
+    changed["sessions"][0]["slots"][0]["capacity"] = 24  # a cut: WATCHed
+    changed["sessions"][1]["slots"][0]["capacity"] = 40
+    path = write_json(tmp_path, changed)
+    checked, landed = Store._stored_pincodes, []
+
+    def a_booking_lands_every_time(self, ids):
+        landed.append(store.book(mobile=f"+9198100{len(landed):05d}", name="Q",
+                                 birth_year=1980, session_id=sample["sessions"][0]["id"],
+                                 slot=0).ok)
+        return checked(self, ids)
+
+    monkeypatch.setattr(Store, "_stored_pincodes", a_booking_lands_every_time)
+    result = run_load(cli, path)
+    assert result.exit_code == 1 and "nothing loaded: run the same command again" in result.output
+    assert landed == [True] * LOAD_TRIES
+    assert r.hget(keys.session(sample["sessions"][0]["id"]), "booked:0") == b"20"
+    assert r.hget(keys.session(sample["sessions"][1]["id"]), "cap:0") == b"30"
+    assert r.hget(keys.session(sample["sessions"][0]["id"]), "cap:0") == b"25"
