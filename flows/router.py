@@ -63,6 +63,8 @@ def _turn(store: Store, msg: InboundMessage, snap: dict, guard: str, conv_key: s
             vaccinator.run(turn, command, rest)  # a booking conversation stays as it was
         else:
             turn.say("vacc.not_vaccinator")  # nothing else happens for other numbers
+    elif turn.vaccinator and (meant := words.near_miss(msg.text)):
+        vaccinator.near_miss(turn, *meant)  # never an answer to a booking question
     elif command == "book":
         model, _ = booking.start(turn, rest)
         state = _ask(turn, model)

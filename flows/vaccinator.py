@@ -25,6 +25,7 @@ TRANSITIONS = [
     {"trigger": "today", "source": "idle", "dest": "=", "after": "tell_counts"},
 ]
 LISTED = 3  # waiting bookings listed at most when DOSE alone is ambiguous
+SUGGESTED = 40  # characters of a mistyped command repeated in "Did you mean …?"
 _GROUP = re.compile(r"[\s\-./]*(\d+)")
 _BATCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/.\-]{0,19}$")
 
@@ -149,6 +150,14 @@ REFUSALS = ("not_vaccinator", "blocked", "not_found", "wrong_centre", "wrong_day
             "not_verified", "already_recorded", "wrong_code_one")
 
 FLOW = Flow("vaccinator", Vaccinator, STATES, TRANSITIONS)
+
+
+def near_miss(turn: Turn, command: str, rest: str) -> None:
+    """A mistyped command from a vaccinator number: ask back, do nothing."""
+    suggestion = f"{command.upper()} {rest}".strip()
+    if len(suggestion) > SUGGESTED:
+        suggestion = suggestion[:SUGGESTED - 3].rstrip() + "..."
+    turn.say("vacc.did_you_mean", suggestion=suggestion)
 
 
 def run(turn: Turn, command: str, rest: str) -> None:

@@ -87,10 +87,47 @@ def command(text: str) -> tuple[str | None, str]:
     word = meaning(first[0]) if first else None
     if word not in COMMANDS:
         return None, clean
-    # The rest starts after the keyword's own characters, whatever punctuation preceded it.
-    folded = clean.casefold()
-    start = folded.find(first[0]) + len(first[0])
-    return word, clean[start:].strip(" .,:;!?#*-")
+    return word, _after(clean, first[0])
+
+
+def _after(clean: str, first: str) -> str:
+    # The rest starts after the first word's own characters, whatever punctuation preceded it.
+    start = clean.casefold().find(first) + len(first)
+    return clean[start:].strip(" .,:;!?#*-")
+
+
+_LOOKALIKE = str.maketrans("0135", "oies")  # digits typed for the letters they look like
+
+
+def near_miss(text: str) -> tuple[str, str] | None:
+    """(vaccinator command, the rest) when the first word looks like VERIFY, DOSE or TODAY
+    mistyped: the same first letter and one edit away (two for VERIFY), a swap of neighbours
+    or a look-alike digit (``D0SE``) counting as one; known words and names like Rose are not."""
+    clean = normal(text)
+    first = tokens(clean)[:1]
+    if not first or meaning(first[0]):
+        return None
+    word = first[0].translate(_LOOKALIKE)
+    if not (word.isascii() and word.isalpha() and len(word) >= 3):
+        return None
+    for target in VACCINATOR_COMMANDS:
+        if word[0] == target[0] and _edits(word, target) <= (2 if len(target) > 5 else 1):
+            return target, _after(clean, first[0])
+    return None
+
+
+def _edits(a: str, b: str) -> int:
+    """Edits from ``a`` to ``b``: insert, delete, replace, or swap two neighbours."""
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1,
+                         rows[-1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
 
 
 def answer_word(text: str) -> str | None:

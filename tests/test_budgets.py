@@ -54,6 +54,7 @@ def worst_values(lang: str, devanagari: bool) -> dict:
         "time": "09:00-11:00", "date": "2026-12-31", "dose": "2", "vaccine": "COVISHIELD",
         "cert": "CRT123456789012", "left": "4", "minutes": "60", "booked": "9999",
         "verified": "9999", "vaccinated": "9999", "open": "9999", "waiting": "9999",
+        "suggestion": "VERIFY 98765 43210 0000 AB-1234/5678...",
         "unverified": "9999", "state": state,
         "typed": "9" * 24, "most": "4",
         # The shortest form the refusal falls back to: four first names of 3 letters.

@@ -186,6 +186,47 @@ def test_one_attempt_left_is_singular(client, sample, r, settings, store):
         f"Wrong code for {codes.format_reference(x)}. 1 attempt left.")
 
 
+@pytest.mark.parametrize("typed, meant", [
+    ("VERFY {ref} {code}", "VERIFY {ref} {code}"), ("verifi {ref} {code}", "VERIFY {ref} {code}"),
+    ("D0SE", "DOSE"), ("DOES {ref}", "DOSE {ref}"), ("Todya", "TODAY")])
+def test_a_near_miss_from_a_vaccinator_is_asked_back_and_changes_nothing(
+        client, sample, r, settings, store, typed, meant):
+    vaccinator = Phone(client, VACCINATOR)
+    ref, code = book_direct(store, "Asha Devi", 1990)
+    vaccinator.sms(f"VERIFY {ref} {code}" if typed.startswith(("D0SE", "DOES")) else "HELP")
+    state = appointments(r)[ref]["state"]
+    vaccinator.sms(typed.format(ref=ref, code=code))
+    assert last_text(r, settings, VACCINATOR) == (
+        f"Did you mean {meant.format(ref=ref, code=code)}? Nothing was done; please send it "
+        "again spelt that way.")
+    assert appointments(r)[ref]["state"] == state
+
+
+def test_a_near_miss_is_never_an_answer_to_the_vaccinators_own_booking(
+        client, sample, r, settings, store):
+    vaccinator = Phone(client, VACCINATOR)
+    ref, code = book_direct(store, "Asha Devi", 1990)
+    vaccinator.sms("BOOK")
+    conversation = r.get(keys.conversation("sms", VACCINATOR))
+    vaccinator.sms(f"VERFY {ref} {code}")
+    assert last_text(r, settings, VACCINATOR).startswith("Did you mean VERIFY")
+    assert r.get(keys.conversation("sms", VACCINATOR)) == conversation  # still asks the name
+    vaccinator.sms("LANG HI")
+    vaccinator.sms("D0SE")
+    assert last_text(r, settings, VACCINATOR) == (
+        "क्या आपका मतलब DOSE था? कुछ दर्ज नहीं हुआ; कृपया इसी तरह लिखकर फिर भेजें।")
+    vaccinator.sms("Rose")  # a name, not a near miss: the booking goes on
+    assert r.get(keys.conversation("sms", VACCINATOR)) != conversation
+    assert "Rose" in r.get(keys.conversation("sms", VACCINATOR)).decode()
+
+
+def test_a_citizen_typing_a_near_miss_gets_what_it_got_before(client, sample, r, settings):
+    citizen = Phone(client)
+    citizen.sms("D0SE")
+    assert last_text(r, settings, citizen.number).startswith("TikaLine")
+    assert "Did you mean" not in last_text(r, settings, citizen.number)
+
+
 def _wrong(code: str) -> str:
     return "0000" if code != "0000" else "1111"
 
