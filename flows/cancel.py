@@ -81,6 +81,7 @@ class Cancel(Conversation):
         """Guard with the one write: the store cancels (and queues the SMS)."""
         self.outcome = self.turn.store.cancel(mobile=self.turn.mobile,
                                               ref=self.data["pick"]["ref"], lang=self.turn.lang)
+        self.turn.stored = self.outcome.ok  # to be told even if the turn cannot be saved
         return self.outcome.ok
 
     def cancel_refused(self, *_) -> bool:

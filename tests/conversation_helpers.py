@@ -171,22 +171,23 @@ def live_codes(r, secret: str) -> set[str]:
 
 
 @contextmanager
-def out_of_memory_after_booking(monkeypatch, r):
-    """Redis refuses writes (maxmemory reached, as in production) from the moment a booking
-    has been made, so the turn's own commit fails; memory is back on leaving."""
-    real_book = Store.book
+def out_of_memory_after(monkeypatch, r, operation: str = "book"):
+    """Redis refuses writes (maxmemory reached, as in production) from the moment the store's
+    ``operation`` (book, cancel) has run, so the turn's own commit fails; memory is back on
+    leaving."""
+    real = getattr(Store, operation)
 
-    def book_then_fill(self, **kwargs):
-        outcome = real_book(self, **kwargs)
+    def then_fill(self, **kwargs):
+        outcome = real(self, **kwargs)
         r.config_set("maxmemory", "1")
         return outcome
 
-    monkeypatch.setattr(Store, "book", book_then_fill)
+    monkeypatch.setattr(Store, operation, then_fill)
     try:
         yield
     finally:
         r.config_set("maxmemory", "0")
-        monkeypatch.setattr(Store, "book", real_book)
+        monkeypatch.setattr(Store, operation, real)
 
 
 @contextmanager

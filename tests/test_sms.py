@@ -18,7 +18,7 @@ from tests.conversation_helpers import (
     counting_round_trips,
     last_text,
     load_data,
-    out_of_memory_after_booking,
+    out_of_memory_after,
     outbox,
     ref_and_code,
     texts,
@@ -531,7 +531,7 @@ def test_a_booking_made_when_redis_then_runs_out_of_memory_is_texted_once(
     phone = Phone(client)
     for text in ("BOOK", "Asha Devi", "1990", "110017", "1", "1", "1"):
         phone.sms(text)
-    with out_of_memory_after_booking(monkeypatch, r):
+    with out_of_memory_after(monkeypatch, r):
         # The turn could not be saved: the provider is asked to retry the callback...
         message_id = phone.sms("YES", expect=503)
     # ...while the citizen already has the booking and its code, the one reply to YES.

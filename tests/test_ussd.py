@@ -21,7 +21,7 @@ from tests.conversation_helpers import (
     last_text,
     live_codes,
     load_data,
-    out_of_memory_after_booking,
+    out_of_memory_after,
     outbox,
     ref_and_code,
     texts,
@@ -549,7 +549,7 @@ def test_a_booking_made_when_redis_then_runs_out_of_memory_is_still_confirmed(
     phone = Phone(client)
     phone.dial()
     assert phone.press("1", "Asha Devi", "1990", "110017", "1", "1", "1").startswith("CON Book")
-    with out_of_memory_after_booking(monkeypatch, r):
+    with out_of_memory_after(monkeypatch, r):
         done = phone.press("1")
     assert done.startswith("END Booked Asha Devi. Ref "), done
     (ref,) = appointments(r)
@@ -613,3 +613,16 @@ def test_a_fifth_person_is_refused_naming_the_four_who_can_be_booked(client, sam
     screen = phone.press("Arjun Singh")
     assert screen.startswith("CON Only these 4 people can be booked on this number: Asha "
                              "Devi, Fifth Person, Meena Kumari, Ravi Kumar.\nName of the person")
+
+
+def test_a_cancel_made_when_redis_then_runs_out_of_memory_is_still_confirmed(
+        client, sample, r, monkeypatch):
+    phone = Phone(client)
+    book(phone)
+    phone.dial()
+    assert phone.press("3", "1").startswith("CON Cancel the booking of Asha Devi?")
+    with out_of_memory_after(monkeypatch, r, "cancel"):
+        done = phone.press("1")
+    assert done.startswith("END Cancelled: Asha Devi, ref "), done
+    assert [a["state"] for a in appointments(r).values()] == ["cancelled"]
+    assert [e["t"] for e in outbox(r)].count("sms.cancelled") == 1
