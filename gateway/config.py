@@ -149,8 +149,8 @@ def _check_secrets(settings: Settings) -> None:
             f"SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes when WEBHOOK_TOKEN is set "
             f"({'unset' if not size else f'{size} bytes'}); e.g. python -c "
             f"'import secrets; print(secrets.token_hex(32))'")
-    if settings.simulator_enabled and len(settings.simulator_password or "") < 8:
-        raise ConfigError("SIMULATOR_PASSWORD (8 characters or more) is required when "
+    if settings.simulator_enabled and len(settings.simulator_password or "") < 12:
+        raise ConfigError("SIMULATOR_PASSWORD (12 characters or more) is required when "
                           "SIMULATOR_ENABLED=1 and WEBHOOK_TOKEN is set: the simulator shows "
                           "every phone's codes")
 

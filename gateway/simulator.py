@@ -1,23 +1,40 @@
 """The phone simulator at ``/simulator``: a citizen's and a vaccinator's feature phone.
 
-The page posts the very forms Africa's Talking posts (``/ussd``, ``/ussd/events``,
-``/sms/inbound``) to this gateway, so what works here works on the network. The SMS each phone
-receives are read from the console provider's inbox (``keys.console_inbox``) and rendered
-here, at read time, because security codes are never stored in plain text.
+The page builds the very forms Africa's Talking posts (``/ussd``, ``/ussd/events``,
+``/sms/inbound``) and sends them to ``/simulator/send/<webhook>``, which hands them to that
+webhook in this process, adding the webhook token on the server: the token never reaches a
+browser. The SMS each phone receives are read from the console provider's inbox
+(``keys.console_inbox``) and rendered here, at read time, because security codes are never
+stored in plain text.
 
-It is a development tool: anyone who can open it can read every phone's SMS. It is registered
-only when ``Settings.simulator_enabled`` (true without ``WEBHOOK_TOKEN``, otherwise only with
-``SIMULATOR_ENABLED=1``); when it is off, every ``/simulator`` URL is a plain 404.
+It shows every phone's SMS and codes. It is registered only when
+``Settings.simulator_enabled`` (true without ``WEBHOOK_TOKEN``, otherwise only with
+``SIMULATOR_ENABLED=1``); when it is off, every ``/simulator`` URL is a plain 404. With a
+webhook token (a deployment) every page and JSON of it needs a login with
+``SIMULATOR_PASSWORD`` (a signed session cookie); the first run, on loopback without a
+token, needs none.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 from datetime import datetime
 from itertools import islice
 
-from flask import Blueprint, Flask, jsonify, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from gateway import keys, sms_text
 from gateway.phones import normalise
@@ -33,7 +50,10 @@ VACCINATOR = "+919800000001"
 INBOX_LIMIT = 50
 # The page may only reach this gateway: scripts, styles and fetches from its own origin.
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+        "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+# What the page may post to, through /simulator/send/<webhook>.
+WEBHOOKS = {"ussd": "/ussd", "ussd/events": "/ussd/events", "sms/inbound": "/sms/inbound"}
+_OPEN = {"simulator.login", "simulator.static"}  # reachable before logging in
 
 bp = Blueprint("simulator", __name__, url_prefix="/simulator", template_folder="templates",
                static_folder="static")
@@ -47,6 +67,68 @@ def _lock_down(response):
     return response
 
 
+def login_required() -> bool:
+    """A deployment (webhook token) guards the simulator; the first run (no token) does not."""
+    return bool(services().settings.webhook_token)
+
+
+def _password_id(password: str) -> str:
+    # Kept in the session: a new SIMULATOR_PASSWORD logs every browser out.
+    return hmac.new(password.encode(), b"simulator-login", hashlib.sha256).hexdigest()[:16]
+
+
+def _logged_in() -> bool:
+    expected = _password_id(services().settings.simulator_password or "")
+    return hmac.compare_digest(session.get("simulator", ""), expected)
+
+
+@bp.before_request
+def _guard():
+    if request.endpoint in _OPEN or not login_required() or _logged_in():
+        return None
+    if request.method == "GET" and request.endpoint == "simulator.page":
+        return redirect(url_for("simulator.login"))
+    return jsonify(error="log in to the simulator first"), 401
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """The simulator's login (only with a webhook token): SIMULATOR_PASSWORD."""
+    if not login_required():
+        return redirect(url_for("simulator.page"))
+    wrong = False
+    if request.method == "POST":
+        password = services().settings.simulator_password or ""
+        given = request.form.get("password", "")
+        if password and hmac.compare_digest(given.encode(), password.encode()):
+            session.clear()
+            session["simulator"] = _password_id(password)
+            return redirect(url_for("simulator.page"))
+        log.warning("simulator: wrong password from %s", request.remote_addr)
+        wrong = True
+    return render_template("simulator_login.html", wrong=wrong), 401 if wrong else 200
+
+
+@bp.post("/logout")
+def logout():
+    session.pop("simulator", None)
+    return redirect(url_for("simulator.login"))
+
+
+@bp.post("/send/<path:hook>")
+def send(hook: str):
+    """A phone's form handed to a webhook in this process, with the token added here."""
+    path = WEBHOOKS.get(hook)
+    if path is None:
+        return jsonify(error=f"no webhook {hook!r}; one of {', '.join(WEBHOOKS)}"), 404
+    app = current_app._get_current_object()
+    token = services().settings.webhook_token
+    with app.test_request_context(path, method="POST", data=request.form.to_dict(),
+                                  query_string={"token": token} if token else None,
+                                  environ_base={"REMOTE_ADDR": request.remote_addr}):
+        return app.full_dispatch_request()
+
+
 @bp.get("/")
 def page():
     """The two phones."""
@@ -57,8 +139,7 @@ def page():
     return render_template(
         "simulator.html", ussd_code=USSD_CODE, short_code=svc.settings.at_sender_id or SHORT_CODE,
         network_code=NETWORK_CODE, citizen=CITIZEN, vaccinator=default,
-        vaccinators=vaccinators, token=svc.settings.webhook_token or "",
-        root=request.script_root)
+        vaccinators=vaccinators, logout=login_required())
 
 
 @bp.get("/inbox")
@@ -130,6 +211,10 @@ def init_app(app: Flask) -> None:
     """Register the simulator only when the settings allow it; otherwise it does not exist."""
     settings = app.extensions["tikaline"].settings
     if settings.simulator_enabled:
+        # The login's signed cookie: keyed from SECRET_KEY, never the key itself.
+        app.secret_key = hmac.new(settings.secret_key.encode(), b"simulator-session",
+                                  hashlib.sha256).hexdigest()
+        app.config.update(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True)
         app.register_blueprint(bp)
     elif settings.webhook_token:
         log.info("simulator off: WEBHOOK_TOKEN is set and SIMULATOR_ENABLED is not 1")

@@ -107,20 +107,31 @@ def test_booking_code_verify_dose_confirmation(gateway, page, r):
     assert not errors, errors
 
 
-def test_with_a_webhook_token_the_enabled_simulator_still_reaches_the_menu(
+def test_with_a_webhook_token_the_simulator_needs_its_login_and_never_sees_the_token(
         redis_url, r, tmp_path, page):
+    token = "s3cret-token-for-the-webhooks"
     app = AppProcess(tmp_path, REDIS_URL=redis_url, INSTANCE_PATH=str(tmp_path / "instance"),
-                     SECRET_KEY="browser-test-secret" * 2, WEBHOOK_TOKEN="s3cret",
-                     SIMULATOR_PASSWORD="open sesame",
+                     SECRET_KEY="browser-test-secret" * 2, WEBHOOK_TOKEN=token,
+                     SIMULATOR_PASSWORD="correct horse battery",
                      SIMULATOR_ENABLED="1").start()
     try:
         page.goto(app.base_url + "/simulator/")
+        expect(page.locator("input[type=password]")).to_be_visible()  # the login, not phones
+        page.fill("input[type=password]", "not the password")
+        page.click("button[type=submit]")
+        expect(page.locator(".error")).to_contain_text("Wrong password")
+        page.fill("input[type=password]", "correct horse battery")
+        page.click("button[type=submit]")
+
         citizen = page.locator("#citizen")
         citizen.locator(".dial").click()
         expect(citizen).to_have_attribute("data-ussd", "waiting", timeout=WAIT_MS)
         expect(citizen.locator(".ussd-screen")).to_contain_text("Book")
+        assert token not in page.content()
         assert app.post("/ussd", {"sessionId": "x", "serviceCode": "*384*1#",
                                   "phoneNumber": "+919811111111", "text": ""})[0] == 403
+        # Another browser (no cookie) reads no phone's SMS.
+        assert app.get("/simulator/inbox?phone=%2B919811111111")[0] == 401
     finally:
         app.stop()
 

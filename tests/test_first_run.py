@@ -94,8 +94,11 @@ def test_bad_port_is_refused_with_a_clear_message(tmp_path):
 ])
 def test_simulator_exists_only_when_allowed(redis_url, tmp_path, env, reachable):
     settings = Settings.from_env(tmp_path, env={"REDIS_URL": redis_url, "SECRET_KEY": "k" * 32,
-                                                "SIMULATOR_PASSWORD": "open sesame", **env})
+                                                "SIMULATOR_PASSWORD": "correct horse battery",
+                                                **env})
     client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    if reachable and "WEBHOOK_TOKEN" in env:  # a deployment: behind its login
+        client.post("/simulator/login", data={"password": "correct horse battery"})
 
     for path in ("/simulator/", "/simulator/inbox?phone=%2B919811111111",
                  "/simulator/static/simulator.js"):

@@ -92,16 +92,96 @@ def test_page_has_both_phones_and_only_talks_to_this_gateway(client, sample):
     assert "A. Kumar, PHC Saket (C100)" in page and "*384*1#" in page
     csp = reply.headers["Content-Security-Policy"]
     assert "connect-src 'self'" in csp and "script-src 'self'" in csp
-    assert 'data-token=""' in page
+    assert "data-token" not in page and 'data-send="/simulator/send/"' in page
 
 
-def test_page_carries_the_webhook_token_when_enabled_in_production(redis_url, tmp_path, r):
+TOKEN = "s3cret-token"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def deployed(redis_url, tmp_path, r):
+    """The simulator enabled in a deployment: a webhook token, SIMULATOR_PASSWORD."""
     from gateway.config import Settings
 
     settings = Settings.from_env(tmp_path, env={
-        "REDIS_URL": redis_url, "SECRET_KEY": "k" * 32, "WEBHOOK_TOKEN": "s3cret",
-        "SIMULATOR_PASSWORD": "open sesame",
-        "SIMULATOR_ENABLED": "1"})
-    page = create_app({"SETTINGS": settings}).test_client().get("/simulator/")
+        "REDIS_URL": redis_url, "SECRET_KEY": "k" * 32, "WEBHOOK_TOKEN": TOKEN,
+        "SIMULATOR_ENABLED": "1", "SIMULATOR_PASSWORD": PASSWORD})
+    return create_app({"SETTINGS": settings}).test_client()
 
-    assert 'data-token="s3cret"' in page.get_data(as_text=True)
+
+def _ussd_form(session="ATUid_sim1") -> dict:
+    return {"sessionId": session, "serviceCode": "*384*1#", "phoneNumber": CITIZEN,
+            "networkCode": "99999", "text": ""}
+
+
+def test_a_deployed_simulator_shows_nothing_before_its_login(deployed, store, sample, r):
+    _book(store, sample)
+    _deliver_outbox(r)
+
+    page = deployed.get("/simulator/")
+    inbox = deployed.get("/simulator/inbox", query_string={"phone": CITIZEN})
+    sent = deployed.post("/simulator/send/ussd", data=_ussd_form())
+    wrong = deployed.post("/simulator/login", data={"password": "guess"})
+
+    assert page.status_code == 302 and page.location.endswith("/simulator/login")
+    assert inbox.status_code == 401 and b"Code" not in inbox.data
+    assert sent.status_code == 401 and not r.keys("*sess*ATUid_sim1*")
+    assert wrong.status_code == 401 and b"Wrong password" in wrong.data
+    assert "set-cookie" not in {k.lower() for k in wrong.headers.keys()}
+
+
+def test_after_its_login_the_simulator_works_and_the_token_never_reaches_the_page(
+        deployed, sample, r):
+    svc = deployed.application.extensions["tikaline"]
+    ref = _book(svc.store, sample)
+    _deliver_outbox(r)
+
+    login = deployed.post("/simulator/login", data={"password": PASSWORD})
+    page = deployed.get("/simulator/")
+    script = deployed.get("/simulator/static/simulator.js")
+    inbox = deployed.get("/simulator/inbox", query_string={"phone": CITIZEN})
+    hop = deployed.post("/simulator/send/ussd", data=_ussd_form())
+
+    assert login.status_code == 302
+    assert page.status_code == 200 and TOKEN not in page.get_data(as_text=True)
+    assert TOKEN not in script.get_data(as_text=True)
+    assert "Log out" in page.get_data(as_text=True)
+    code = codes.derive_code(svc.settings.secret_key, ref, 0)
+    assert f"Code {code}" in inbox.get_json()["messages"][0]["text"]
+    # The simulator's server added the token: the hop reached the menu.
+    assert hop.status_code == 200 and hop.get_data(as_text=True).startswith("CON ")
+    # The webhook itself still wants the token from anyone else.
+    assert deployed.post("/ussd", data=_ussd_form("ATUid_direct")).status_code == 403
+
+
+def test_logging_out_closes_the_simulator_again(deployed):
+    deployed.post("/simulator/login", data={"password": PASSWORD})
+    deployed.post("/simulator/logout")
+
+    assert deployed.get("/simulator/inbox", query_string={"phone": CITIZEN}).status_code == 401
+
+
+def test_the_send_route_only_reaches_the_webhooks_a_phone_uses(client):
+    reply = client.post("/simulator/send/sms/delivery", data={"id": "x", "status": "Success"})
+    assert reply.status_code == 404 and "ussd" in reply.get_json()["error"]
+
+
+def test_without_a_token_the_simulator_needs_no_login(client, sample):
+    hop = client.post("/simulator/send/ussd", data=_ussd_form())
+    sms = client.post("/simulator/send/sms/inbound", data={
+        "from": CITIZEN, "to": "38401", "text": "HELP", "date": "2026-12-01 10:00:00",
+        "id": "sim-1"})
+
+    assert hop.status_code == 200 and hop.get_data(as_text=True).startswith("CON ")
+    assert sms.status_code == 200
+    assert client.get("/simulator/login").status_code == 302
+
+
+def test_enabling_the_simulator_with_a_token_needs_a_password(tmp_path):
+    from gateway.config import ConfigError, Settings
+
+    env = {"SECRET_KEY": "k" * 32, "WEBHOOK_TOKEN": TOKEN, "SIMULATOR_ENABLED": "1"}
+    for password in (None, "short"):
+        with pytest.raises(ConfigError, match="SIMULATOR_PASSWORD"):
+            Settings.from_env(tmp_path, env={**env, "SIMULATOR_PASSWORD": password or ""})

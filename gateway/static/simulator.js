@@ -1,4 +1,5 @@
-// Two feature phones that speak Africa's Talking's webhook forms to this gateway.
+// Two feature phones that speak Africa's Talking's webhook forms to this gateway (through
+// /simulator/send/<webhook>, which adds the webhook token on the server).
 // USSD: every hop posts /ussd with `text` = all inputs of the session joined by "*", as the
 // network does; the session's end is reported to /ussd/events. SMS: /sms/inbound. The SMS a
 // phone receives are polled from the simulator's inbox endpoint.
@@ -9,9 +10,9 @@
   const POLL_MS = 1000;
 
   function webhook(path) {
-    // Same origin only (the page's Content-Security-Policy enforces it too).
-    const query = cfg.token ? "?token=" + encodeURIComponent(cfg.token) : "";
-    return cfg.root + path + query;
+    // The simulator's server hands the form to the webhook and adds the token itself: the
+    // token never reaches this page. Same origin only (the Content-Security-Policy too).
+    return cfg.send + path.replace(/^\//, "");
   }
 
   function randomId(prefix) {
