@@ -636,7 +636,8 @@ def test_a_worker_rides_out_redis_refusing_writes_and_says_so(tmp_path, at_setti
     app = create_app({"SETTINGS": Settings(**{**at_settings.__dict__,
                                               "redis_url": server.url}), "TESTING": True})
     try:
-        for i, phone in enumerate(phones):
+        client.xgroup_create(keys.OUTBOX, keys.OUTBOX_GROUP, id="0", mkstream=True)
+        for i, phone in enumerate(phones):  # queued while a worker was away
             queue_sms(client, f"lock:f{i}", phone)
         client.config_set("maxmemory-policy", "noeviction")
         breaks(client)
