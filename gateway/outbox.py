@@ -282,7 +282,8 @@ def make_provider(settings: Settings, client: redis.Redis, timeout=None, **optio
         return SMSClient.from_settings(settings, timeout=timeout or DEFAULT_TIMEOUT, **options)
     from gateway.providers.console import ConsoleProvider
 
-    log.warning("AT_USERNAME unset: outbound SMS are logged and kept for the simulator")
+    log.warning("event=console_provider: AT_USERNAME unset, outbound SMS are logged and kept "
+                "for the simulator")
     return ConsoleProvider(client)
 
 
@@ -346,8 +347,8 @@ class Worker:
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self._on_signal)
-        log.info("outbox worker %s: concurrency %d, rate cap %s/s, provider %s", self.name,
-                 self.concurrency, self.rate or "no", type(self.provider).__name__)
+        log.info("event=outbox_worker_started worker=%s concurrency=%d rate_cap=%s provider=%s",
+                 self.name, self.concurrency, self.rate or "none", type(self.provider).__name__)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sms-send")
         next_reclaim = next_promote = 0.0
         ready = False
@@ -373,7 +374,7 @@ class Worker:
             self._health.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            log.info("outbox worker %s stopped", self.name)
+            log.info("event=outbox_worker_stopped worker=%s", self.name)
 
     def stop(self) -> None:
         """Ask the loop to stop after the sends in flight."""
@@ -381,8 +382,8 @@ class Worker:
 
     def _on_signal(self, signum, frame) -> None:
         # No lock here: the interrupted main thread may hold it.
-        log.info("%s: stopping after the %d sends in flight", signal.Signals(signum).name,
-                 len(self._in_flight))
+        log.info("event=outbox_worker_stopping signal=%s in_flight=%d: stopping after them",
+                 signal.Signals(signum).name, len(self._in_flight))
         self.stop()
 
     def _ensure_group(self) -> None:
@@ -430,8 +431,8 @@ class Worker:
             start_id=self._claim_cursor, count=count)
         self._claim_cursor = _text(cursor)
         if claimed:
-            log.warning("outbox worker %s: took over %d entries left pending", self.name,
-                        len(claimed))
+            log.warning("event=outbox_took_over worker=%s entries=%d: left pending by another",
+                        self.name, len(claimed))
         with self._lock:  # a send of ours slower than claim_idle: never started twice
             ours = [(_text(i), _decode(f)) for i, f in claimed
                     if f and _text(i) not in self._in_flight]
@@ -455,7 +456,7 @@ class Worker:
             if state < 0:
                 self._dead(entry_id, entry, "malformed outbox entry")
             elif state == 0:  # sent before a crash, or queued twice: never resent
-                log.info("outbox %s: already sent, acknowledged without resending", entry["k"])
+                log.info("event=outbox_already_sent k=%s: acknowledged, not resent", entry["k"])
             else:
                 ready.append((entry_id, entry, state))
         return ready
@@ -470,7 +471,7 @@ class Worker:
         try:
             self._deliver(entry_id, entry, attempt)
         except Exception:  # the entry stays pending and is reclaimed later
-            log.exception("outbox entry %s: not handled, left for a retry", entry_id)
+            log.exception("event=outbox_unhandled entry=%s: left for a retry", entry_id)
         finally:
             with self._lock:
                 self._in_flight.discard(entry_id)
@@ -487,7 +488,7 @@ class Worker:
         try:
             result = self.provider.send(entry["to"], text, entry)
         except Exception as exc:  # a provider bug must not lose the message
-            log.exception("outbox %s: provider raised", k)
+            log.exception("event=outbox_provider_raised k=%s", k)
             result = SendResult(RETRY, detail=f"provider error: {type(exc).__name__}")
         self._settle(entry_id, entry, attempt, result)
 
@@ -495,14 +496,14 @@ class Worker:
         k = entry["k"]
         if result.outcome == SENT:
             self._persist((entry_id, k, result.message_id, _now(), _short(result.detail)))
-            log.info("outbox %s: sent (%s)", k, result.message_id or "no id")
+            log.info("event=outbox_sent k=%s provider_id=%s", k, result.message_id or "-")
             return
         if result.outcome == REJECTED:
             self._dead(entry_id, entry, f"rejected: {result.detail}")
             return
         if result.outcome == CONFIG:
-            log.error("outbox %s: provider configuration error: %s (check AT_USERNAME, "
-                      "AT_API_KEY, AT_SENDER_ID)", k, result.detail)
+            log.error("event=outbox_configuration_error k=%s detail=%s: check AT_USERNAME, "
+                      "AT_API_KEY, AT_SENDER_ID", k, result.detail)
         if attempt >= self.max_attempts:
             self._dead(entry_id, entry, f"{result.detail} (after {attempt} attempts)")
             return
@@ -514,8 +515,8 @@ class Worker:
                   datetime.fromtimestamp(due, UTC).isoformat(timespec="seconds"),
                   int(due * 1000), entry.get("to", ""), entry.get("t", ""),
                   entry.get("l", "en"), entry.get("p", "{}")])
-        log.warning("outbox %s: attempt %d failed (%s); next in %.1f s", k, attempt,
-                    result.detail, delay)
+        log.warning("event=outbox_attempt_failed k=%s attempt=%d detail=%s next_in=%.1fs", k,
+                    attempt, result.detail, delay)
 
     def _record_sent(self, records: list) -> None:
         # One script for every send finished meanwhile: each record still carries its own
@@ -559,7 +560,7 @@ class Worker:
             keys=[keys.message(k), keys.DEAD, keys.OUTBOX, keys.SMS_COUNTS],
             args=[keys.OUTBOX_GROUP, entry_id, k, entry.get("to", ""), entry.get("t", ""),
                   entry.get("l", "en"), entry.get("p", "{}"), error, _now(), _short(error)])
-        log.error("outbox %s: dead letter: %s", k, error)
+        log.error("event=outbox_dead_letter k=%s error=%s", k, error)
 
 
 # -- in the web process, for a first run ----------------------------------------------------------

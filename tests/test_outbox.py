@@ -175,7 +175,7 @@ def test_an_invalid_sender_id_is_reported_as_a_configuration_error(r, at_setting
     with caplog.at_level(logging.ERROR, "gateway.outbox"), running(r, at_settings,
                                                                    max_attempts=2):
         wait_for(lambda: status(r, "lock:6").get("status") == "dead", "the dead letter")
-    assert "configuration error: InvalidSenderId" in caplog.text
+    assert "configuration_error k=lock:6 detail=InvalidSenderId" in caplog.text
     assert "InvalidSenderId" in dead_letters(r)[0]["error"]
 
 
@@ -520,7 +520,7 @@ def test_sigterm_finishes_sends_in_flight_and_leaves_the_rest_queued(r, redis_ur
     try:
         wait_for(lambda: fake.held == 2, "two sends in flight")
         worker.proc.send_signal(signal.SIGTERM)
-        wait_for(lambda: worker.logged("stopping after"), "the worker to take the signal")
+        wait_for(lambda: worker.logged("event=outbox_worker_stopping"), "the signal taken")
         fake.release()
         assert worker.proc.wait(20) == 0
     finally:
@@ -551,7 +551,8 @@ def test_a_killed_worker_loses_nothing(r, redis_url, fake, tmp_path):
     second = WorkerProcess(env, "--concurrency", "4", "--claim-idle", "1")
     try:
         wait_for(lambda: stats(r)["sent"] == 30, "every message sent", timeout=30)
-        taken = [re.search(r"took over (\d+) entries", line) for line in second.lines]
+        taken = [re.search(r"event=outbox_took_over worker=\S+ entries=(\d+)", line)
+                 for line in second.lines]
         assert sum(int(m.group(1)) for m in taken if m) == 4
     finally:
         assert second.stop() == 0
