@@ -159,12 +159,11 @@ def whole(low: int, high: int):
 def slot_time(value) -> str:
     """``HH:MM-HH:MM`` between 00:00 and 23:59, ending after it starts."""
     raw = _string(value, "a time range HH:MM-HH:MM").strip()
-    match = _SLOT_TIME.fullmatch(raw)
-    if not match:
+    if not _SLOT_TIME.fullmatch(raw):
         raise Problem(f"{_show(raw)} is not a time range HH:MM-HH:MM (00:00 to 23:59)")
     start, end = raw.split("-")
     if end <= start:
-        raise Problem(f"{_show(raw)} ends before it starts")
+        raise Problem(f"{_show(raw)} does not end after it starts")
     return raw
 
 
