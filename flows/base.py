@@ -13,7 +13,7 @@ to derive one, so it can be stored for replays.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
 from transitions import Machine
 
@@ -84,10 +84,7 @@ class Turn:
 
     def day(self, iso: str) -> str:
         """A short day label, e.g. ``Mon 01-12``, in this turn's language."""
-        d = date.fromisoformat(iso)
-        names = messages.template("days", self.lang).split()
-        return messages.text("day", self.lang, wd=names[d.weekday()], dd=f"{d.day:02d}",
-                             mm=f"{d.month:02d}")
+        return messages.day(iso, self.lang)
 
 
 def recipe(template: str, end: bool = False, **params) -> dict:

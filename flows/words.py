@@ -12,30 +12,13 @@ from functools import cache
 
 from flows import messages
 from gateway.codes import ascii_digits
+from gateway.sms_text import graphemes
 
 COMMANDS = ("book", "status", "cancel", "code", "lang", "help", "verify", "dose", "today")
 VACCINATOR_COMMANDS = ("verify", "dose", "today")
 ANSWERS = ("yes", "no", "more", "lang_en", "lang_hi")
-MAX_NAME = 30
+MAX_NAME = 50  # letters as a reader counts them (grapheme clusters), not code points
 _NAME_PUNCTUATION = set(" .'-")
-
-
-_VIRAMA = 9  # canonical combining class of the Indic viramas (्): they join conjuncts
-
-
-def graphemes(text: str) -> list[str]:
-    """The letters of a text as a reader counts them: a base with its marks, a conjunct
-    (क्ष, श्री) as one, close to Unicode's extended grapheme clusters for Indic scripts."""
-    out: list[str] = []
-    for char in text:
-        joins = unicodedata.category(char)[0] == "M" or char in "\u200c\u200d"
-        after_virama = bool(out) and unicodedata.combining(out[-1][-1]) == _VIRAMA \
-            and unicodedata.category(char) == "Lo"
-        if out and (joins or after_virama):
-            out[-1] += char
-        else:
-            out.append(char)
-    return out
 
 
 def normal(text: str) -> str:
@@ -155,9 +138,9 @@ def choice(text: str, count: int) -> int | None:
 
 
 def person_name(text: str) -> str | None:
-    """A beneficiary's name as typed (letters of any script, spaces, . ' -), 2 to 30."""
+    """A beneficiary's name as typed (letters of any script, spaces, . ' -), 2 to 50."""
     name = " ".join(unicodedata.normalize("NFC", text or "").split())
-    if not 1 <= len(name) <= MAX_NAME:
+    if not 1 <= len(graphemes(name)) <= MAX_NAME:
         return None
     if sum(unicodedata.category(c).startswith("L") for c in name) < 2:
         return None  # a stray "y" or "1" is an answer to something else, not a name

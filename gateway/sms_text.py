@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 
 from flows import messages
 from gateway import codes
@@ -13,6 +14,13 @@ _GSM_BASIC = set(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 _GSM_EXTENDED = set("\f^{}\\[~]|€")
+
+# Budgets (SPEC invariant 6): a USSD screen is 160 characters with "CON "; SMS parts as
+# (GSM-7, UCS-2), conversation replies one GSM-7 part where they can.
+USSD_TEXT = 156
+SMS_BUDGETS = {"sms.booked": (2, 3), "sms.slip": (3, 5)}
+CONVERSATION_BUDGET = (1, 3)
+NAME_KEEPS = (30, 20, 12)  # letters of a name kept, in turn, when a text is over its budget
 
 
 def is_gsm7(text: str) -> bool:
@@ -59,7 +67,18 @@ def render_entry(fields: dict, secret: str) -> str:
 
 
 def render(template: str, lang: str, params: dict, secret: str) -> str:
-    """A filled template; ``ref`` + ``ver`` give ``code``, and a param that is itself an entry
+    """A filled template, kept to its budget: a name too long for it (people's names run to
+    50 letters) is shortened, more and more, until the text fits or is as short as it gets."""
+    text = _fill(template, lang, params, secret)
+    for keep in NAME_KEEPS:
+        if within_budget(template, text):
+            break
+        text = _fill(template, lang, _shortened(params, "name", keep), secret)
+    return text
+
+
+def _fill(template: str, lang: str, params: dict, secret: str) -> str:
+    """The template filled; ``ref`` + ``ver`` give ``code``, and a param that is itself an entry
     ``{"t", "p"}`` (or a list of them, one per line) is rendered the same way, so one message
     can carry the codes of several bookings without any code being stored."""
     params = dict(params)
@@ -67,11 +86,58 @@ def render(template: str, lang: str, params: dict, secret: str) -> str:
         params["code"] = codes.derive_code(secret, params["ref"], int(params["ver"]))
     for name, value in params.items():
         if _is_entry(value):
-            params[name] = render(value["t"], lang, value.get("p") or {}, secret)
+            params[name] = _fill(value["t"], lang, value.get("p") or {}, secret)
         elif isinstance(value, list) and value and all(_is_entry(v) for v in value):
-            params[name] = "\n".join(render(v["t"], lang, v.get("p") or {}, secret)
+            params[name] = "\n".join(_fill(v["t"], lang, v.get("p") or {}, secret)
                                      for v in value)
     return messages.text(template, lang, **params)
+
+
+def within_budget(template: str, text: str) -> bool:
+    """Whether a rendered text keeps to its template's budget (SPEC invariant 6)."""
+    if template.startswith("ussd."):
+        return len(text) <= USSD_TEXT
+    encoding, parts = segments(text)
+    gsm7, ucs2 = SMS_BUDGETS.get(template, CONVERSATION_BUDGET)
+    return parts <= (gsm7 if encoding == "gsm7" else ucs2)
+
+
+def _shortened(params, key: str, keep: int):
+    """``params`` with every ``key`` inside it, nested entries too, cut to ``keep`` letters."""
+    if isinstance(params, list):
+        return [_shortened(v, key, keep) for v in params]
+    if not isinstance(params, dict):
+        return params
+    return {k: shorten(v, keep) if k == key and isinstance(v, str)
+            else _shortened(v, key, keep) for k, v in params.items()}
+
+
+def shorten(text: str, keep: int) -> str:
+    """At most ``keep`` letters of ``text``: whole words while they fit, else the first cut."""
+    out: list[str] = []
+    for word in text.split():
+        if len(graphemes(" ".join(out + [word]))) > keep:
+            break
+        out.append(word)
+    return " ".join(out) if out else "".join(graphemes(text)[:keep])
+
+
+_VIRAMA = 9  # canonical combining class of the Indic viramas (्): they join conjuncts
+
+
+def graphemes(text: str) -> list[str]:
+    """The letters of a text as a reader counts them: a base with its marks, a conjunct
+    (क्ष, श्री) as one, close to Unicode's extended grapheme clusters for Indic scripts."""
+    out: list[str] = []
+    for char in text:
+        joins = unicodedata.category(char)[0] == "M" or char in "\u200c\u200d"
+        after_virama = bool(out) and unicodedata.combining(out[-1][-1]) == _VIRAMA \
+            and unicodedata.category(char) == "Lo"
+        if out and (joins or after_virama):
+            out[-1] += char
+        else:
+            out.append(char)
+    return out
 
 
 def _is_entry(value) -> bool:

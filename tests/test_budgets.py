@@ -1,5 +1,5 @@
 """Every screen and SMS keeps to its budget (SPEC invariant 6, USSD 160 characters), filled
-with worst-case values: names of 30 characters, centre names of 40, four beneficiaries,
+with worst-case values: names of 50 letters, centre names of 40, four beneficiaries,
 10-digit refs, in English, in Hindi, and in English with a name typed in Devanagari.
 
 Two ways: each catalogue template filled directly, and whole conversations driven through
@@ -14,15 +14,17 @@ from datetime import timedelta
 import pytest
 
 from flows import messages, words
+from flows.words import MAX_NAME
 from gateway.reference import MAX_CENTRE_NAME
-from gateway.sms_text import render_entry, segments
+from gateway.sms_text import graphemes, render, render_entry, segments
 from tests.conversation_helpers import Phone, last_text, load_data, outbox, ref_and_code
 
-NAME_EN = "Aishwarya Venkataraman Iyengar"  # 30
-NAME_HI = ("श्रीमती राधा कृष्णमूर्ति देवी शर्मा" * 2)[:30]
+NAME_EN = "Aishwarya Venkataraman Iyengar Subramaniam Krishna"  # 50
+# 50 letters as a reader counts them (about twice as many code points).
+NAME_HI = "".join(graphemes("श्रीमती राधा कृष्णमूर्ति देवी शर्मा " * 3)[:50])
 CENTRE_EN = "Urban Primary Health Centre Malviya Nagr"  # 40
 CENTRE_HI = ("शहरी प्राथमिक स्वास्थ्य केंद्र मालवीय नगर दक्षिण" * 2)[:40]
-assert len(NAME_EN) == len(NAME_HI) == 30
+assert len(NAME_EN) == len(graphemes(NAME_HI)) == MAX_NAME and len(NAME_HI) > 80
 assert len(CENTRE_EN) == len(CENTRE_HI) == MAX_CENTRE_NAME
 
 # Segments per SMS: (GSM-7, UCS-2). "Where it can" an English reply is one segment.
@@ -31,6 +33,11 @@ MULTI_LINE = ("sms.slip",)
 SMS_LIMITS = {"sms.booked": (2, 3), "sms.slip": (3, 5)}
 DEFAULT_SMS_LIMIT = (1, 5)
 USSD_LIMIT = 160
+
+
+def other(name: str, letter: str) -> str:
+    """Another name as long: the last letter (as a reader counts them) replaced."""
+    return "".join(graphemes(name)[:-1]) + letter
 
 
 def sms_within_budget(template: str, text: str) -> None:
@@ -65,12 +72,22 @@ def worst_values(lang: str, devanagari: bool) -> dict:
     }
 
 
-def fill(key: str, lang: str, values: dict) -> str:
+def params_of(key: str, lang: str, values: dict) -> dict:
     fields = {f for _, f, _, _ in string.Formatter().parse(messages.template(key, lang)) if f}
     params = {f: values[f] for f in fields if f != "ref_shown"}
     if "ref_shown" in fields:
         params["ref"] = values["ref"]
-    return messages.text(key, lang, **params)
+    return params
+
+
+def fill(key: str, lang: str, values: dict, hint: str = "") -> str:
+    """The template as the sender renders it (a long name shortened to fit), under a hint."""
+    entry = {"t": key, "p": params_of(key, lang, values)}
+    if not hint:
+        return render(key, lang, entry["p"], "secret")
+    wrapper = "ussd.hinted" if key.startswith("ussd.") else "sms.hinted"
+    return render(wrapper, lang, {"hint": {"t": hint, "p": params_of(hint, lang, values)},
+                                  "body": entry}, "secret")
 
 
 def longest_hint(lang: str, values: dict) -> str:
@@ -113,8 +130,8 @@ def test_every_ussd_template_fits_a_screen_even_after_a_hint(lang, devanagari):
         assert len("CON " + screen) <= USSD_LIMIT, (key, screen)
         # A wrong answer shows the screen again under a one-line hint.
         for hint_key in SCREEN_HINTS.get(key, ()):
-            hint = fill(hint_key, lang, values)
-            assert len(f"CON {hint}\n{screen}") <= USSD_LIMIT, (key, hint, screen)
+            hinted = fill(key, lang, values, hint_key)
+            assert len(f"CON {hinted}") <= USSD_LIMIT, (key, hinted)
 
 
 @pytest.mark.parametrize("lang, devanagari", LANGS)
@@ -129,7 +146,7 @@ def test_every_sms_template_fits_its_budget(lang, devanagari):
             continue
         sms_within_budget(key, text)
         for hint_key in SCREEN_HINTS.get(key, ()):
-            sms_within_budget(key, fill(hint_key, lang, values) + " " + text)
+            sms_within_budget(key, fill(key, lang, values, hint_key))
 
 
 def test_the_booking_confirmation_fits_the_spec_exactly():
@@ -202,8 +219,8 @@ def ussd_journey(phone: Phone, lang: str, names: list[str], pin: str) -> list[st
 def test_ussd_screens_with_worst_case_data(client, store, r, lang, devanagari):
     load_data(store, worst_data(store.now().date()))
     name = NAME_HI if devanagari else NAME_EN
-    names = [name[:-1] + c for c in ("क", "ख", "ग", "घ")] if devanagari else \
-        [name[:-1] + c for c in "bcde"]
+    names = [other(name, c) for c in ("क", "ख", "ग", "घ")] if devanagari else \
+        [other(name, c) for c in "bcde"]
     phone = Phone(client)
     screens = ussd_journey(phone, lang, names, "110018" if devanagari else "110017")
     assert all(len(s) <= USSD_LIMIT and s[:4] in ("CON ", "END ") for s in screens)
@@ -223,13 +240,13 @@ def test_sms_replies_with_worst_case_data(client, store, r, settings, lang, deva
         vaccinator.sms("LANG HI")
     refs = []
     for c in ("b", "c", "d", "e") if not devanagari else ("क", "ख", "ग", "घ"):
-        for text in ("BOOK", "x", name[:-1] + c, "12", "1990", "1", pin, "x", "9", "1",
+        for text in ("BOOK", "x", other(name, c), "12", "1990", "1", pin, "x", "9", "1",
                      "x", "1", "x", "9", "1", "maybe", "YES"):
             citizen.sms(text)
         if lang == "en":
             refs.append(ref_and_code(last_text(r, settings, citizen.number)))
     citizen.sms("BOOK")
-    citizen.sms(name[:-1] + ("b" if not devanagari else "क"))  # already booked, said so
+    citizen.sms(other(name, "b" if not devanagari else "क"))  # already booked, said so
     citizen.sms("Fifth Person")  # four people at most, named
     for text in ("1990", pin, "1", "1", "1", "YES", "STATUS", "CANCEL", "CANCEL 123",
                  "CODE", "CODE 9876543210", "LANG", "HELP", "what?"):
@@ -253,9 +270,9 @@ def test_sms_replies_with_worst_case_data(client, store, r, settings, lang, deva
 def test_the_four_people_refusal_fits_with_the_longest_names(client, store, r, settings, lang,
                                                              devanagari):
     load_data(store, worst_data(store.now().date()))
-    base = (NAME_HI if devanagari else NAME_EN)[:-1]
+    name = NAME_HI if devanagari else NAME_EN
     for c in "bcde":
-        assert store.book(mobile="+919811111111", name=base + c, birth_year=1990,
+        assert store.book(mobile="+919811111111", name=other(name, c), birth_year=1990,
                           session_id=f"W70-{store.now():%Y%m%d}", slot=0).ok
     phone = Phone(client)
     phone.sms(f"LANG {lang}")

@@ -67,8 +67,8 @@ def test_booking_over_ussd_queues_the_code_sms(client, sample, r, settings):
 
 @pytest.mark.parametrize("steps, junk, hint", [
     ([], "7", "Choose a number from the list."),
-    (["1"], "Asha 2", "Name: letters only, up to 30."),
-    (["1"], "A" * 31, "Name: letters only, up to 30."),
+    (["1"], "Asha 2", "Name: letters only, up to 50."),
+    (["1"], "A" * 51, "Name: letters only, up to 50."),
     (["1", "Asha Devi"], "90", "Year of birth: 4 digits, e.g. 1985."),
     (["1", "Asha Devi"], "1776", "Year of birth: 4 digits, e.g. 1985."),
     (["1", "Asha Devi", "1990"], "11001", "Pincode: 6 digits."),
@@ -626,3 +626,20 @@ def test_a_cancel_made_when_redis_then_runs_out_of_memory_is_still_confirmed(
     assert done.startswith("END Cancelled: Asha Devi, ref "), done
     assert [a["state"] for a in appointments(r).values()] == ["cancelled"]
     assert [e["t"] for e in outbox(r)].count("sms.cancelled") == 1
+
+
+@pytest.mark.parametrize("name", [
+    "रामकुमारी देवी कुशवाहा श्रीवास्तव",  # 33 code points, 17 letters as a reader counts them
+    "A" * 50,
+    ("क्षत्रिय " * 12)[:-1],  # 47 letters, 107 code points: a conjunct counts once
+])
+def test_names_up_to_fifty_letters_as_a_reader_counts_them(client, sample, r, settings, name):
+    phone = Phone(client)
+    phone.dial()
+    phone.press("1")
+    assert phone.press(name).startswith("CON Year of birth of ")
+    confirm = phone.press("1990", "110017", "1", "1", "1")
+    assert confirm.startswith("CON Book ")  # the Phone checks every screen keeps to 160
+    assert phone.press("1").startswith("END Booked ")
+    assert appointments(r)[ref_and_code(last_text(r, settings, phone.number))[0]][
+        "name"] == name

@@ -7,6 +7,7 @@ English so a half-finished translation never leaves a person without an answer.
 from __future__ import annotations
 
 import json
+from datetime import date
 from functools import cache
 from pathlib import Path
 
@@ -34,3 +35,10 @@ def text(key: str, lang: str = DEFAULT, **params) -> str:
     if "ref" in params:
         params.setdefault("ref_shown", format_reference(str(params["ref"])))
     return template(key, lang).format(**params)
+
+
+def day(iso: str, lang: str = DEFAULT) -> str:
+    """A short day label, e.g. ``Mon 01-12`` (``सोम 01-12``)."""
+    d = date.fromisoformat(iso)
+    names = template("days", lang).split()
+    return text("day", lang, wd=names[d.weekday()], dd=f"{d.day:02d}", mm=f"{d.month:02d}")
