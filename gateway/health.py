@@ -66,10 +66,10 @@ class WorkerHealth:
             self._next_say = time.monotonic() + HEARTBEAT
 
     def _say(self, state: str, since: float, error: str = "") -> None:
-        # A client name is printable ASCII without spaces.
-        words = "".join(ch if "!" <= ch <= "~" else "_" for ch in clean(error, 120))
+        name = f"{PREFIX}{self.worker}|{state}|{int(since)}|{clean(error, 120)}"
         try:
-            self.r.client_setname(f"{PREFIX}{self.worker}|{state}|{int(since)}|{words}")
+            # A client name is printable ASCII without spaces.
+            self.r.client_setname("".join(ch if "!" <= ch <= "~" else "_" for ch in name))
         except redis.RedisError:
             pass  # Redis away: the log says so, and the name is set again once it is back
 
@@ -87,8 +87,9 @@ def workers(client: redis.Redis) -> list[dict]:
     found = []
     for conn in connections:
         name = conn.get("name", "")
-        if name.startswith(PREFIX):
-            worker, state, since, error = name[len(PREFIX):].split("|", 3)
+        parts = name[len(PREFIX):].split("|", 3) if name.startswith(PREFIX) else []
+        if len(parts) == 4 and parts[2].isdigit():
+            worker, state, since, error = parts
             found.append({"worker": worker, "state": state, "since": int(since),
                           "error": error.replace("_", " ")})
     return sorted(found, key=lambda w: w["worker"])

@@ -252,3 +252,9 @@ def test_gunicorn_logs_info_events_one_line_each_with_numbers_masked(gunicorn, r
     [line] = [line for line in gunicorn.lines if "ATUid_log1" in line]
     assert " INFO " in line and "from=+9198******11" in line
     assert "+919811111111" not in "".join(gunicorn.lines)
+
+
+def test_healthz_is_not_thrown_by_a_connection_name_it_cannot_read(client, r):
+    r.client_setname("tikaline-outbox|half|a-name")  # another program, an older version
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.get_data(as_text=True) == "ok"
