@@ -199,14 +199,20 @@ class Gunicorn:
 
     def request(self, raw: bytes) -> tuple[int, str]:
         """Send ``raw`` as it is and read the whole answer: (status, body); 0 if refused."""
+        pieces = []
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
                 s.sendall(raw)
                 s.shutdown(socket.SHUT_WR)
-                answer = b"".join(iter(lambda: s.recv(65536), b""))
+                while piece := s.recv(65536):
+                    pieces.append(piece)
+        except ConnectionResetError:
+            pass  # closed with part of a refused body unread: its answer came first
         except OSError:
             return 0, ""
-        head, _, body = answer.partition(b"\r\n\r\n")
+        if not pieces:
+            return 0, ""
+        head, _, body = b"".join(pieces).partition(b"\r\n\r\n")
         return int(head.split()[1]), body.decode(errors="replace")
 
     def stop(self) -> None:
