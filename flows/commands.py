@@ -28,7 +28,7 @@ def new_code(turn: Turn, rest: str) -> None:
     ref = turn.reference(rest, "sms.code.usage")
     if not ref:
         return
-    outcome = turn.store.reissue(mobile=turn.mobile, ref=ref, lang=turn.lang)
+    outcome = turn.store.reissue(mobile=turn.mobile, ref=ref, lang=turn.lang, now=turn.now)
     if outcome.ok:
         return  # the store queued the SMS with the new code
     if outcome.status == "state":

@@ -58,7 +58,8 @@ class Vaccinator(Conversation):
         if not ref or not code:
             self._usage(rest, ref, "vacc.usage_verify")
             return
-        outcome = self.turn.store.verify(vaccinator=self.turn.mobile, ref=ref, code=code)
+        outcome = self.turn.store.verify(vaccinator=self.turn.mobile, ref=ref, code=code,
+                                         now=self.turn.now)
         if outcome.ok:
             who = json.loads(outcome.value)
             self.turn.say("vacc.verified", ref=ref, name=who["name"], by=who["by"],
@@ -79,7 +80,7 @@ class Vaccinator(Conversation):
         if not ref:
             return
         outcome = self.turn.store.record_dose(vaccinator=self.turn.mobile, ref=ref,
-                                              batch=batch)
+                                              batch=batch, now=self.turn.now)
         if outcome.ok:
             who = json.loads(outcome.value)
             self.turn.say("vacc.dosed", ref=ref, name=who["name"], by=who["by"],
@@ -89,7 +90,7 @@ class Vaccinator(Conversation):
 
     def _the_one_waiting(self) -> str | None:
         """The ref DOSE alone means: the only booking waiting, else None after asking which."""
-        waiting = self.turn.store.waiting(self.turn.mobile)
+        waiting = self.turn.store.waiting(self.turn.mobile, now=self.turn.now)
         if len(waiting) == 1:
             return waiting[0]["ref"]
         if not waiting:
@@ -113,7 +114,7 @@ class Vaccinator(Conversation):
     def tell_counts(self, *_) -> None:
         """Reply with today's counts at the vaccinator's centre, each person counted once."""
         centre_id = self.turn.vaccinator["centre_id"]
-        counts = self.turn.store.centre_today(centre_id)
+        counts = self.turn.store.centre_today(centre_id, now=self.turn.now)
         # The day's counters nest (vaccinated ⊂ verified ⊂ booked): shown as parts of booked.
         booked, verified = counts["booked"], max(counts["verified"], counts["vaccinated"])
         self.turn.say("vacc.today", centre=counts["name"] or centre_id,

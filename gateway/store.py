@@ -150,7 +150,8 @@ class Store:
              ",".join(lifecycle.sources("cancel"))],
         )
 
-    def reissue(self, *, mobile: str, ref: str, lang: str = "en") -> Outcome:
+    def reissue(self, *, mobile: str, ref: str, lang: str = "en",
+                now: datetime | None = None) -> Outcome:
         """A fresh code for a booked or locked appointment (value = the new code version);
         ``limit`` after 3 in a day. Wrong codes already entered still count after it."""
         version = self.r.hget(keys.appointment(ref), "ver")
@@ -160,17 +161,18 @@ class Store:
         new_code = codes.derive_code(self.settings.secret_key, ref, version + 1)
         return self._run(
             "reissue", [keys.appointment(ref), keys.OUTBOX, keys.SMS_COUNTS],
-            [keys.PREFIX, mobile, self.today(), version,
+            [keys.PREFIX, mobile, (now or self.now()).date().isoformat(), version,
              codes.code_check(self.settings.secret_key, ref, new_code), lang,
              ",".join(lifecycle.sources("reissue")), MAX_REISSUES],
         )
 
     # -- vaccinator operations --------------------------------------------------------------
 
-    def verify(self, *, vaccinator: str, ref: str, code: str) -> Outcome:
-        """Check a code; ok → value is JSON {name, by, dose, time}; wrong_code → attempts left;
-        blocked → seconds until the number may try again."""
-        now = self.now()
+    def verify(self, *, vaccinator: str, ref: str, code: str,
+               now: datetime | None = None) -> Outcome:
+        """Check a code at ``now``; ok → value is JSON {name, by, dose, time}; wrong_code →
+        attempts left; blocked → seconds until the number may try again."""
+        now = now or self.now()
         return self._vaccinator_run(
             "verify", vaccinator,
             [keys.appointment(ref), keys.vaccinator(vaccinator), keys.verify_failures(vaccinator),
@@ -181,10 +183,11 @@ class Store:
              WAITING_WINDOW, FAILURE_WINDOW],
         )
 
-    def record_dose(self, *, vaccinator: str, ref: str, batch: str = "") -> Outcome:
+    def record_dose(self, *, vaccinator: str, ref: str, batch: str = "",
+                    now: datetime | None = None) -> Outcome:
         """Record the dose after VERIFY; ok → value is JSON {name, by, cert};
         already_recorded → value is the certificate ID."""
-        now = self.now()
+        now = now or self.now()
         return self._vaccinator_run(
             "dose", vaccinator,
             [keys.appointment(ref), keys.vaccinator(vaccinator), keys.verify_failures(vaccinator),
@@ -203,10 +206,10 @@ class Store:
                         mask(vaccinator), FAILURE_LIMIT, FAILURE_WINDOW)
         return _as_outcome(reply[:2])
 
-    def waiting(self, vaccinator: str) -> list[dict]:
+    def waiting(self, vaccinator: str, now: datetime | None = None) -> list[dict]:
         """Bookings this number verified in the last 30 minutes and has not dosed, oldest
         first: [{ref, name, by}]."""
-        now = self.now()
+        now = now or self.now()
         return json.loads(self._scripts["waiting"](
             keys=[keys.vaccinator_waiting(vaccinator)],
             args=[keys.PREFIX, vaccinator, now.date().isoformat(),
@@ -411,13 +414,13 @@ class Store:
         slip = [self._present(row["ref"], row) for row in rows]
         return sorted(slip, key=lambda a: (a["date"], a["name"]))
 
-    def centre_today(self, centre_id: str) -> dict:
+    def centre_today(self, centre_id: str, now: datetime | None = None) -> dict:
         """Today's counts at a centre (booked, verified, vaccinated, and open places in the
         slots still to come) and its name."""
-        now = self.now()  # one reading: the day and the hour agree
+        now = now or self.now()  # one reading: the day and the hour agree
         today = now.date().isoformat()
         raw = self._scripts["centre_today"](
             keys=[keys.centre(centre_id), keys.day(centre_id, today),
                   keys.centre_sessions(centre_id)],
-            args=[keys.PREFIX, today.replace("-", ""), now.strftime("%H:%M")])
+            args=[keys.PREFIX, today.replace("-", ""), today, now.strftime("%H:%M")])
         return {"date": today, **json.loads(raw)}

@@ -1,8 +1,8 @@
 -- Read-only: a centre's name, today's counts and open capacity in one round trip, as JSON.
--- Only slots still to come count as open: a slot whose end (HH:MM) is not after now is over.
+-- Only slots still to come count as open (slot_over in common.lua: its end time has come).
 -- KEYS: centre, day(centre, today), centre sessions index
--- ARGV: prefix, today as yyyymmdd, now as HH:MM (in TIMEZONE)
-local prefix, score, now_hm = ARGV[1], ARGV[2], ARGV[3]
+-- ARGV: prefix, today as yyyymmdd, today as yyyy-mm-dd, now as HH:MM (in TIMEZONE)
+local prefix, score, today, now_hm = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local counts = hgetall(KEYS[2])
 local open = 0
 for _, sid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], score, score)) do
@@ -10,8 +10,7 @@ for _, sid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], score, score)) do
   local times = cjson.decode(s.slots or '[]')
   local i = 0
   while s['cap:' .. i] do
-    local ends = string.match(times[i + 1] or '', '-(%d%d:%d%d)$') or '24:00'
-    if ends > now_hm then
+    if not slot_over(today, times[i + 1], today, now_hm) then
       open = open + math.max(0, tonumber(s['cap:' .. i]) - tonumber(s['booked:' .. i] or '0'))
     end
     i = i + 1
