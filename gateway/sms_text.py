@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 
 from flows import messages
@@ -20,7 +21,9 @@ _GSM_EXTENDED = set("\f^{}\\[~]|€")
 USSD_TEXT = 156
 SMS_BUDGETS = {"sms.booked": (2, 3), "sms.slip": (3, 5)}
 CONVERSATION_BUDGET = (1, 3)
-NAME_KEEPS = (30, 20, 12)  # letters of a name kept, in turn, when a text is over its budget
+# What gives way, in turn, when a text is over its budget: (param, letters kept).
+REDUCTIONS = (("address", 40), ("address", 0), ("name", 30), ("name", 20), ("name", 12))
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def is_gsm7(text: str) -> bool:
@@ -67,13 +70,15 @@ def render_entry(fields: dict, secret: str) -> str:
 
 
 def render(template: str, lang: str, params: dict, secret: str) -> str:
-    """A filled template, kept to its budget: a name too long for it (people's names run to
-    50 letters) is shortened, more and more, until the text fits or is as short as it gets."""
+    """A filled template, kept to its budget: a centre's address is cut, then left out, then
+    a long name (they run to 50 letters) shortened, until the text fits or is as short as it
+    gets. An ISO ``date`` reads as the USSD screens show days (``Wed 02-12``)."""
     text = _fill(template, lang, params, secret)
-    for keep in NAME_KEEPS:
+    for key, keep in REDUCTIONS:
         if within_budget(template, text):
             break
-        text = _fill(template, lang, _shortened(params, "name", keep), secret)
+        params = _shortened(params, key, keep)
+        text = _fill(template, lang, params, secret)
     return text
 
 
@@ -82,6 +87,9 @@ def _fill(template: str, lang: str, params: dict, secret: str) -> str:
     ``{"t", "p"}`` (or a list of them, one per line) is rendered the same way, so one message
     can carry the codes of several bookings without any code being stored."""
     params = dict(params)
+    if _ISO_DATE.fullmatch(str(params.get("date", ""))):
+        params["date"] = messages.day(params["date"], lang)
+    params["address"] = f" ({params['address']})" if params.get("address") else ""
     if "ver" in params and "ref" in params:
         params["code"] = codes.derive_code(secret, params["ref"], int(params["ver"]))
     for name, value in params.items():

@@ -23,6 +23,7 @@ NAME_EN = "Aishwarya Venkataraman Iyengar Subramaniam Krishna"  # 50
 # 50 letters as a reader counts them (about twice as many code points).
 NAME_HI = "".join(graphemes("श्रीमती राधा कृष्णमूर्ति देवी शर्मा " * 3)[:50])
 CENTRE_EN = "Urban Primary Health Centre Malviya Nagr"  # 40
+ADDRESS = ("Plot 14, Near Shivalik Road Metro Gate 2, Malviya Nagar, New Delhi " * 3)[:160]
 CENTRE_HI = ("शहरी प्राथमिक स्वास्थ्य केंद्र मालवीय नगर दक्षिण" * 2)[:40]
 assert len(NAME_EN) == len(graphemes(NAME_HI)) == MAX_NAME and len(NAME_HI) > 80
 assert len(CENTRE_EN) == len(CENTRE_HI) == MAX_CENTRE_NAME
@@ -63,7 +64,7 @@ def worst_values(lang: str, devanagari: bool) -> dict:
         "verified": "9999", "vaccinated": "9999", "open": "9999", "waiting": "9999",
         "suggestion": "VERIFY 98765 43210 0000 AB-1234/5678...",
         "unverified": "9999", "state": state,
-        "typed": "9" * 24, "most": "4",
+        "typed": "9" * 24, "most": "4", "address": ADDRESS,
         # The shortest form the refusal falls back to: four first names of 3 letters.
         "names": ", ".join(["".join(words.graphemes(name.split()[0])[:3])] * 4),
         "year": "2027", "latest": "2008", "i": "4", "n": "4",
@@ -285,3 +286,14 @@ def test_the_four_people_refusal_fits_with_the_longest_names(client, store, r, s
     phone.dial()
     screen = phone.press("1", "Fifth Person")  # Phone checks CON/END and 160
     assert screen.splitlines()[0].count(",") == 3, screen
+
+
+@pytest.mark.parametrize("lang, devanagari", LANGS)
+def test_the_booking_sms_drops_or_cuts_the_address_to_stay_in_budget(lang, devanagari):
+    values = worst_values(lang, devanagari)
+    params = params_of("sms.booked", lang, values)
+    text = render("sms.booked", lang, params, "secret")
+    encoding, parts = segments(text)
+    assert parts <= (2 if encoding == "gsm7" else 3) and (encoding == "gsm7" or len(text) <= 201)
+    short = {**params, "name": "Asha Devi", "centre": "PHC Saket", "address": "J Block, Saket"}
+    assert "J Block, Saket" in render("sms.booked", lang, short, "secret")

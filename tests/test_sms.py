@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from flows import messages
 from gateway import codes, keys
 from gateway.sms_text import segments
 from tests.conversation_helpers import (
@@ -56,7 +57,8 @@ def test_booking_over_sms_one_question_at_a_time(client, sample, r, settings):
     assert confirm.endswith(" 14:00-16:00? Reply YES or NO")
     phone.sms("yes")
     booked = last_text(r, settings, phone.number)
-    assert booked.startswith("TikaLine: Asha Devi booked at PHC Saket on ")
+    assert booked.startswith("TikaLine: Asha Devi booked at PHC Saket (J Block, Saket, New "
+                             "Delhi) on ")
     ref, code = ref_and_code(booked)
     assert appointments(r)[ref]["slot"] == "2"  # the third slot, 14:00-16:00
     assert r.get(keys.conversation("sms", phone.number)) is None  # the conversation is over
@@ -228,7 +230,7 @@ def test_lang_hi_then_hindi_keywords_and_devanagari_digits(client, sample, r, se
     for text in ("बुक", "आशा देवी", "१९९०", "११००१७", "१", "१", "१", "हाँ"):
         phone.sms(text)
     booked = last_text(r, settings, phone.number)
-    assert booked.startswith("टीकालाइन: आशा देवी, PHC Saket, ")
+    assert booked.startswith("टीकालाइन: आशा देवी का टीका ")
     phone.sms("स्थिति")
     slip = last_text(r, settings, phone.number)
     assert slip.startswith("टीकालाइन बुकिंग:\nआशा देवी: PHC Saket, ")
@@ -543,3 +545,27 @@ def test_a_booking_made_when_redis_then_runs_out_of_memory_is_texted_once(
     assert [e["t"] for e in outbox(r)].count("sms.booked") == 1
     assert outbox(r)[-1]["t"] == "sms.booked"  # nothing said after it
     assert r.get(keys.conversation("sms", phone.number)) is None  # the conversation is over
+
+
+def test_the_booking_sms_has_a_readable_day_and_the_centres_address(client, sample, r,
+                                                                     settings, store):
+    phone = Phone(client)
+    sms_book(phone)
+    booked = last_text(r, settings, phone.number)
+    ref, _ = ref_and_code(booked)
+    day = messages.day(appointments(r)[ref]["date"], "en")  # e.g. "Wed 02-12"
+    assert booked.startswith(f"TikaLine: Asha Devi booked at PHC Saket (J Block, Saket, New "
+                             f"Delhi) on {day}, 09:00-11:00. Ref ")
+    phone.sms(f"CANCEL {ref}")
+    assert f" on {day} 09:00-11:00 is cancelled" in last_text(r, settings, phone.number)
+
+
+def test_the_hindi_booking_sms_says_the_day_in_hindi(client, sample, r, settings):
+    phone = Phone(client)
+    phone.sms("LANG HI")
+    sms_book(phone, "आशा देवी")
+    booked = last_text(r, settings, phone.number)
+    appt = next(iter(appointments(r).values()))
+    assert messages.day(appt["date"], "hi") in booked
+    assert appt["date"] not in booked and "J Block, Saket" in booked
+    assert segments(booked)[0] == "ucs2" and len(booked) <= 201

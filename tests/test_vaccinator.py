@@ -6,6 +6,7 @@ from datetime import date
 
 import pytest
 
+from flows import messages
 from gateway import codes, keys
 from tests.conversation_helpers import (
     OTHER_VACCINATOR,
@@ -49,7 +50,7 @@ def test_verify_then_dose_queues_the_confirmation_once(client, sample, r, settin
         "The citizen gets it by SMS.")
     final = [t for t in texts(r, settings, citizen.number) if "Certificate ID" in t]
     assert final == [f"TikaLine: Asha Devi got dose 1 of COVISHIELD at PHC Saket, "
-                     f"{appointments(r)[ref]['date']}. Certificate ID {cert}"]
+                     f"{messages.day(appointments(r)[ref]['date'])}. Certificate ID {cert}"]
     assert appointments(r)[ref]["batch"] == "4121Z015"
 
     queued = len(outbox(r))

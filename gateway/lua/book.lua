@@ -78,7 +78,8 @@ redis.call('HSET', appt_key, 'mobile', mobile, 'name', name, 'by', birth_year, '
 if lang ~= 'en' then redis.call('HSET', appt_key, 'lang', lang) end
 redis.call('HSET', benef_key, name_key, ref)
 redis.call('HINCRBY', prefix .. 'day:' .. s.centre_id .. ':' .. s.date, 'booked', 1)
-local centre_name = redis.call('HGET', prefix .. 'centre:' .. s.centre_id, 'name') or s.centre_id
+local centre = redis.call('HMGET', prefix .. 'centre:' .. s.centre_id, 'name', 'address')
 queue_sms(outbox, counts, 'book:' .. ref .. ':0', mobile, 'sms.booked', lang,
-          {name = name, centre = centre_name, date = s.date, time = time, ref = ref, ver = 0})
+          {name = name, centre = centre[1] or s.centre_id, address = centre[2] or '',
+           date = s.date, time = time, ref = ref, ver = 0})
 return {'ok', ref}

@@ -21,7 +21,8 @@ local version = tostring(tonumber(a.ver) + 1)
 redis.call('HSET', appt_key, 'state', 'booked', 'ver', version, 'check', check,
            'reissued_on', today, 'reissues', today_count + 1)
 local ref = string.sub(appt_key, #prefix + 6)
-local centre_name = redis.call('HGET', prefix .. 'centre:' .. a.centre, 'name') or a.centre
+local centre = redis.call('HMGET', prefix .. 'centre:' .. a.centre, 'name', 'address')
 queue_sms(outbox, counts, 'book:' .. ref .. ':' .. version, mobile, 'sms.booked', lang,
-          {name = a.name, centre = centre_name, date = a.date, time = a.time, ref = ref, ver = tonumber(version)})
+          {name = a.name, centre = centre[1] or a.centre, address = centre[2] or '',
+           date = a.date, time = a.time, ref = ref, ver = tonumber(version)})
 return {'ok', version}
