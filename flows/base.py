@@ -67,7 +67,7 @@ class Turn:
 
     def text(self, recipe: dict) -> str:
         """A recipe rendered in this turn's language (codes derived, in memory only)."""
-        return render(recipe["t"], self.lang, recipe["p"], self.store.settings.secret_key)
+        return render(recipe["t"], self.lang, recipe["p"], self.store.settings.keyring)
 
     def fits(self, recipe: dict) -> bool:
         """Whether a screen keeps to its channel's budget (see SPEC invariant 6)."""

@@ -74,7 +74,7 @@ class Status(Conversation):
                   "centre": a["centre_name"], "day": self.turn.day(a["date"]),
                   "time": a["time"], "more": more}
         if a["shown_state"] in WITH_CODE:
-            return recipe("ussd.status.open", ver=int(a["ver"]), **params)
+            return recipe("ussd.status.open", ver=int(a["ver"]), kid=a.get("k"), **params)
         return recipe("ussd.status.closed", state={"t": f"state.{a['shown_state']}", "p": {}},
                       **params)
 
@@ -89,7 +89,7 @@ def slip_line(turn: Turn, a: dict) -> dict:
     """One booking of the SMS slip, as an entry the sender renders (code derived then)."""
     params = {"name": a["name"], "ref": a["ref"], "day": turn.day(a["date"])}
     if a["shown_state"] in WITH_CODE:
-        return {"t": "sms.slip.open", "p": {**params, "ver": int(a["ver"]),
+        return {"t": "sms.slip.open", "p": {**params, "ver": int(a["ver"]), "kid": a.get("k"),
                                             "centre": a["centre_name"], "time": a["time"]}}
     if a["shown_state"] == "locked":
         return {"t": "sms.slip.locked", "p": params}

@@ -160,7 +160,7 @@ def _newest(path: str, conv: dict) -> str:
 
 def _replay(store: Store, conv: dict) -> Reply:
     screen = conv["scr"]
-    text = render(screen["t"], conv["l"], screen["p"], store.settings.secret_key)
+    text = render(screen["t"], conv["l"], screen["p"], store.settings.keyring)
     return Reply(text, end=screen["e"])
 
 

@@ -143,6 +143,16 @@ class Keyring:
         """The key with this id; no id is the current key (bookings from before key ids)."""
         return self._keys.get(kid) if kid else self.current
 
+    def code(self, ref: str, version: int, kid: str | None) -> str:
+        """A booking's code under the key it was made with; ``----`` if that key is retired
+        (then only a fresh code, ``CODE <ref>``, helps)."""
+        key = self.key(kid)
+        return derive_code(key, ref, version) if key else "-" * CODE_DIGITS
+
+    def checks(self, ref: str, code: str) -> str:
+        """``kid:check`` of an entered code under every key accepted, the current one first."""
+        return " ".join(f"{kid}:{code_check(key, ref, code)}" for kid, key in self._keys.items())
+
 
 @lru_cache(maxsize=8)
 def keyring(current: str, previous: tuple[str, ...] = ()) -> Keyring:

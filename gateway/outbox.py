@@ -480,7 +480,7 @@ class Worker:
     def _deliver(self, entry_id: str, entry: dict, attempt: int) -> None:
         k = entry["k"]
         try:
-            text = render_entry(entry, self.settings.secret_key)
+            text = render_entry(entry, self.settings.keyring)
         except Exception as exc:  # a template that cannot render never will
             self._dead(entry_id, entry, f"cannot render: {type(exc).__name__}: {exc}")
             return

@@ -36,7 +36,7 @@ from flask import (
     url_for,
 )
 
-from gateway import keys, sms_text
+from gateway import codes, keys, sms_text
 from gateway.phones import normalise
 from gateway.services import services
 
@@ -154,7 +154,7 @@ def inbox():
     # time, messages sent within one millisecond keep their order too.
     entries = [entry for entry in map(_decode, reversed(raw)) if entry is not None]
     entries.sort(key=_when)
-    messages = [_present(entry, svc.settings.secret_key) for entry in entries[-INBOX_LIMIT:]]
+    messages = [_present(entry, svc.settings.keyring) for entry in entries[-INBOX_LIMIT:]]
     return jsonify(phone=phone, messages=messages)
 
 
@@ -179,7 +179,7 @@ def _when(entry: dict) -> float:
         return 0.0
 
 
-def _present(entry: dict, secret: str) -> dict:
+def _present(entry: dict, secret: codes.Keyring) -> dict:
     fields = {"t": entry.get("t") or "", "l": entry.get("l") or "en", "p": entry.get("p")}
     if isinstance(fields["p"], dict):
         fields["p"] = json.dumps(fields["p"])

@@ -61,7 +61,7 @@ def _parts_ucs2(text: str) -> int:
     return parts
 
 
-def render_entry(fields: dict, secret: str) -> str:
+def render_entry(fields: dict, secret: str | codes.Keyring) -> str:
     """The text of a queued outbox entry (``t`` template, ``l`` language, ``p`` JSON params).
 
     Security codes are not stored: they are derived here from ``SECRET_KEY`` at send time."""
@@ -69,7 +69,7 @@ def render_entry(fields: dict, secret: str) -> str:
                   secret)
 
 
-def render(template: str, lang: str, params: dict, secret: str) -> str:
+def render(template: str, lang: str, params: dict, secret: str | codes.Keyring) -> str:
     """A filled template, kept to its budget: a centre's address is cut, then left out, then
     a long name (they run to 50 letters) shortened, until the text fits or is as short as it
     gets. An ISO ``date`` reads as the USSD screens show days (``Wed 02-12``)."""
@@ -82,16 +82,18 @@ def render(template: str, lang: str, params: dict, secret: str) -> str:
     return text
 
 
-def _fill(template: str, lang: str, params: dict, secret: str) -> str:
+def _fill(template: str, lang: str, params: dict, secret: str | codes.Keyring) -> str:
     """The template filled; ``ref`` + ``ver`` give ``code``, and a param that is itself an entry
     ``{"t", "p"}`` (or a list of them, one per line) is rendered the same way, so one message
-    can carry the codes of several bookings without any code being stored."""
+    can carry the codes of several bookings without any code being stored. ``kid`` names the
+    key the code was made with (``secret`` is the keyring, or one key)."""
     params = dict(params)
     if _ISO_DATE.fullmatch(str(params.get("date", ""))):
         params["date"] = messages.day(params["date"], lang)
     params["address"] = f" ({params['address']})" if params.get("address") else ""
     if "ver" in params and "ref" in params:
-        params["code"] = codes.derive_code(secret, params["ref"], int(params["ver"]))
+        ring = codes.as_keyring(secret)
+        params["code"] = ring.code(params["ref"], int(params["ver"]), params.pop("kid", None))
     for name, value in params.items():
         if _is_entry(value):
             params[name] = _fill(value["t"], lang, value.get("p") or {}, secret)

@@ -126,10 +126,10 @@ class Store:
         is refused as ``passed``. Asking again for the booking this beneficiary already holds
         is a replay: status ``replay`` with the same ref, nothing written or queued."""
         now = now or self.now()
+        ring = self.settings.keyring  # new codes: the current key, whose id the booking keeps
         for _ in range(5):  # a fresh reference on the (1 in 10^8) chance of a collision
             ref = codes.new_reference()
-            check = codes.code_check(self.settings.secret_key, ref,
-                                     codes.derive_code(self.settings.secret_key, ref, 0))
+            check = codes.code_check(ring.current, ref, codes.derive_code(ring.current, ref, 0))
             outcome = self._run(
                 "book",
                 [keys.session(session_id), keys.beneficiaries(mobile), keys.OUTBOX,
@@ -137,7 +137,7 @@ class Store:
                 [keys.PREFIX, ref, mobile, name, name_key(name), birth_year, slot,
                  now.date().isoformat(), int(now.timestamp()), check, lang, MAX_BENEFICIARIES,
                  ",".join(lifecycle.OPEN_STATES), f"{now:%H:%M}",
-                 ",".join(lifecycle.COUNTED_STATES)],
+                 ",".join(lifecycle.COUNTED_STATES), ring.current_id],
             )
             if outcome.status != "ref_taken":
                 return outcome
@@ -158,12 +158,13 @@ class Store:
         if version is None:
             return Outcome("not_found")
         version = int(version)
-        new_code = codes.derive_code(self.settings.secret_key, ref, version + 1)
+        ring = self.settings.keyring  # a fresh code is made with the current key
+        new_code = codes.derive_code(ring.current, ref, version + 1)
         return self._run(
             "reissue", [keys.appointment(ref), keys.OUTBOX, keys.SMS_COUNTS],
             [keys.PREFIX, mobile, (now or self.now()).date().isoformat(), version,
-             codes.code_check(self.settings.secret_key, ref, new_code), lang,
-             ",".join(lifecycle.sources("reissue")), MAX_REISSUES],
+             codes.code_check(ring.current, ref, new_code), lang,
+             ",".join(lifecycle.sources("reissue")), MAX_REISSUES, ring.current_id],
         )
 
     # -- vaccinator operations --------------------------------------------------------------
@@ -177,7 +178,7 @@ class Store:
             "verify", vaccinator,
             [keys.appointment(ref), keys.vaccinator(vaccinator), keys.verify_failures(vaccinator),
              keys.vaccinator_waiting(vaccinator), keys.OUTBOX, keys.SMS_COUNTS],
-            [keys.PREFIX, vaccinator, codes.code_check(self.settings.secret_key, ref, code),
+            [keys.PREFIX, vaccinator, self.settings.keyring.checks(ref, code),
              now.date().isoformat(), int(now.timestamp()), MAX_ATTEMPTS, FAILURE_LIMIT,
              ",".join(lifecycle.sources("verify")), ",".join(lifecycle.sources("lock")),
              WAITING_WINDOW, FAILURE_WINDOW],
@@ -249,7 +250,7 @@ class Store:
         appt["ref"] = ref
         appt["shown_state"] = lifecycle.shown_state(appt["state"], appt["date"], self.today())
         if appt["shown_state"] in ("booked", "verified"):
-            appt["code"] = codes.derive_code(self.settings.secret_key, ref, int(appt["ver"]))
+            appt["code"] = self.settings.keyring.code(ref, int(appt["ver"]), appt.get("k"))
         return appt
 
     def beneficiaries(self, mobile: str) -> list[dict]:

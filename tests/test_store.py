@@ -494,7 +494,7 @@ def test_outbox_entries_are_complete_json(store, r, sample):
     book(store)
     [entry] = outbox(r)
     params = json.loads(entry["p"])
-    assert set(params) == {"name", "centre", "address", "date", "time", "ref", "ver"}
+    assert set(params) == {"name", "centre", "address", "date", "time", "ref", "ver", "kid"}
     assert entry["l"] == "en"
 
 

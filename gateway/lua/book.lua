@@ -8,12 +8,12 @@
 -- KEYS: session, beneficiaries(mobile), outbox, sms counts
 -- ARGV: prefix, ref, mobile, name, name_key, birth_year, slot, today, now, check, lang,
 --       max_beneficiaries, open_states(csv), hm (the turn's local time, HH:MM),
---       counted_states(csv)
+--       counted_states(csv), key_id (of the key the check was made with)
 local session_key, benef_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, ref, mobile, name, name_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local birth_year, slot, today, now, check = tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local lang, max_benef, open_states, hm = ARGV[11], tonumber(ARGV[12]), ARGV[13], ARGV[14]
-local counted_states = ARGV[15]
+local counted_states, key_id = ARGV[15], ARGV[16]
 
 -- The session's slots still open, as JSON [[index, time], …], for the one who just missed.
 local function open_slots(s)
@@ -72,7 +72,7 @@ if stale_ref then redis.call('HSET', prefix .. 'appt:' .. stale_ref, 'state', 'm
 redis.call('HINCRBY', session_key, 'booked:' .. slot, 1)
 redis.call('HSET', appt_key, 'mobile', mobile, 'name', name, 'by', birth_year, 'sid', s.id,
            'centre', s.centre_id, 'date', s.date, 'slot', slot, 'state', 'booked', 'ver', '0',
-           'check', check, 'at', now)
+           'check', check, 'at', now, 'k', key_id)
 -- Absent fields have defaults (att 0, lang en, dose 1; time and vaccine come from the
 -- session, see appointment() in common.lua): every byte counts a hundred thousand times.
 if lang ~= 'en' then redis.call('HSET', appt_key, 'lang', lang) end
@@ -81,5 +81,5 @@ redis.call('HINCRBY', prefix .. 'day:' .. s.centre_id .. ':' .. s.date, 'booked'
 local centre = redis.call('HMGET', prefix .. 'centre:' .. s.centre_id, 'name', 'address')
 queue_sms(outbox, counts, 'book:' .. ref .. ':0', mobile, 'sms.booked', lang,
           {name = name, centre = centre[1] or s.centre_id, address = centre[2] or '',
-           date = s.date, time = time, ref = ref, ver = 0})
+           date = s.date, time = time, ref = ref, ver = 0, kid = key_id})
 return {'ok', ref}

@@ -4,10 +4,10 @@
 -- one, so re-issuing never buys more guesses than one per re-issue.
 -- KEYS: appointment, outbox, sms counts
 -- ARGV: prefix, mobile, today, expected_version, new_check, lang, reissuable_states(csv),
---       max_per_day
+--       max_per_day, key_id (of the key the new check was made with)
 local appt_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3]
 local prefix, mobile, today, expected, check, lang, reissuable = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local max_per_day = tonumber(ARGV[8])
+local max_per_day, key_id = tonumber(ARGV[8]), ARGV[9]
 
 local a = appointment(prefix, appt_key)
 if not a.state or a.mobile ~= mobile then return {'not_found', ''} end
@@ -19,10 +19,11 @@ if a.ver ~= expected then return {'conflict', a.ver} end
 
 local version = tostring(tonumber(a.ver) + 1)
 redis.call('HSET', appt_key, 'state', 'booked', 'ver', version, 'check', check,
-           'reissued_on', today, 'reissues', today_count + 1)
+           'reissued_on', today, 'reissues', today_count + 1, 'k', key_id)
 local ref = string.sub(appt_key, #prefix + 6)
 local centre = redis.call('HMGET', prefix .. 'centre:' .. a.centre, 'name', 'address')
 queue_sms(outbox, counts, 'book:' .. ref .. ':' .. version, mobile, 'sms.booked', lang,
           {name = a.name, centre = centre[1] or a.centre, address = centre[2] or '',
-           date = a.date, time = a.time, ref = ref, ver = tonumber(version)})
+           date = a.date, time = a.time, ref = ref, ver = tonumber(version),
+           kid = key_id})
 return {'ok', version}

@@ -5,13 +5,21 @@
 -- A booking verified joins the number's waiting set (scored by when), so DOSE alone can tell
 -- whether exactly one is waiting.
 -- KEYS: appointment, vaccinator, failures(number), waiting(number), outbox, sms counts
--- ARGV: prefix, vaccinator_phone, check(entered code), today, now, max_attempts, fail_limit,
+-- ARGV: prefix, vaccinator_phone, checks of the entered code ("kid:check …", one per key
+--       still accepted, the current key first), today, now, max_attempts, fail_limit,
 --       verifiable_states(csv), lockable_states(csv), waiting window (s), fail window (s)
 local appt_key, vacc_key, fail_key, wait_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local prefix, phone, check, today, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local max_attempts, fail_limit = tonumber(ARGV[6]), tonumber(ARGV[7])
 local verifiable, lockable, window = ARGV[8], ARGV[9], tonumber(ARGV[10])
 local fail_window = tonumber(ARGV[11])
+
+-- The check under the key the booking's code was made with (no key id: made before key ids,
+-- with the current key); nil when that key was retired, so no code matches.
+local function check_for(checks, kid)
+  if not kid then return string.match(checks, '^%x+:(%x+)') end
+  return string.match(' ' .. checks .. ' ', ' ' .. kid .. ':(%x+) ')
+end
 
 local function failed(reply)
   if count_failure(fail_key, now, fail_window, fail_limit) then reply[3] = 'limit' end
@@ -30,7 +38,7 @@ if a.state == 'vaccinated' then return failed({'already_vaccinated', ''}) end
 if not member(verifiable, a.state) then return failed({a.state, ''}) end  -- cancelled, locked, missed
 
 local ref = string.sub(appt_key, #prefix + 6)
-if a.check == check then
+if a.check == check_for(check, a.k) then
   if a.state ~= 'verified' then
     redis.call('HINCRBY', prefix .. 'day:' .. a.centre .. ':' .. a.date, 'verified', 1)
   end
