@@ -63,7 +63,7 @@ def test_gunicorn_without_a_webhook_token_refuses_to_start(tmp_path, redis_url):
     [line] = _refusals(output)
     assert "WEBHOOK_TOKEN is not set" in line
     # No traceback through our code (gunicorn's master may print its own while it halts).
-    assert 'gateway/config.py"' not in output and 'app.py", line' not in output
+    assert f'"{ROOT}/app.py"' not in output and f'"{ROOT}/gateway/' not in output
 
 
 def test_gunicorn_without_redis_url_refuses_instead_of_an_embedded_redis_per_worker(tmp_path):
