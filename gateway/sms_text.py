@@ -22,7 +22,8 @@ USSD_TEXT = 156
 SMS_BUDGETS = {"sms.booked": (2, 3), "sms.slip": (3, 5)}
 CONVERSATION_BUDGET = (1, 3)
 # What gives way, in turn, when a text is over its budget: (param, letters kept).
-REDUCTIONS = (("address", 40), ("address", 0), ("name", 30), ("name", 20), ("name", 12))
+REDUCTIONS = (("address", 40), ("address", 0), ("name", 30), ("name", 20), ("name", 12),
+              ("name", 8))
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 

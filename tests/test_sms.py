@@ -226,17 +226,18 @@ def test_lang_hi_then_hindi_keywords_and_devanagari_digits(client, sample, r, se
     assert last_text(r, settings, phone.number).startswith("टीकालाइन: अब से जवाब हिंदी में")
     assert r.get(keys.language(phone.number)) == b"hi"
     phone.sms("मदद")
-    assert last_text(r, settings, phone.number).startswith("टीकालाइन: बुक करने को BOOK")
+    assert last_text(r, settings, phone.number).startswith("टीकालाइन: टीका बुक करने के लिए BOOK")
     for text in ("बुक", "आशा देवी", "१९९०", "११००१७", "१", "१", "१", "हाँ"):
         phone.sms(text)
     booked = last_text(r, settings, phone.number)
     assert booked.startswith("टीकालाइन: आशा देवी का टीका ")
     phone.sms("स्थिति")
     slip = last_text(r, settings, phone.number)
-    assert slip.startswith("टीकालाइन बुकिंग:\nआशा देवी: PHC Saket, ")
+    assert slip.startswith("टीकालाइन, आपकी बुकिंग:\nआशा देवी: PHC Saket, ")
     ref = [a for a in appointments(r)][0]
     phone.sms(f"रद्द {ref}")
-    assert "रद्द, स्लॉट खाली" in last_text(r, settings, phone.number)
+    assert "वाली बुकिंग" in last_text(r, settings, phone.number)
+    assert "रद्द हो गई है" in last_text(r, settings, phone.number)
     phone.sms("lang en")
     assert last_text(r, settings, phone.number).startswith("TikaLine: replies in English")
 
