@@ -297,3 +297,12 @@ def test_the_booking_sms_drops_or_cuts_the_address_to_stay_in_budget(lang, devan
     assert parts <= (2 if encoding == "gsm7" else 3) and (encoding == "gsm7" or len(text) <= 201)
     short = {**params, "name": "Asha Devi", "centre": "PHC Saket", "address": "J Block, Saket"}
     assert "J Block, Saket" in render("sms.booked", lang, short, "secret")
+
+
+@pytest.mark.parametrize("stiff", [
+    "जन्म वर्ष", "टीकाकर्मी", "सत्र", "रोकी गई", "Ref ", "<ref>", "छूटी", "रद्द नहीं हो सकती",
+    "नए कोड को", "पिनकोड जहां", "रद्द, स्लॉट खाली",
+])
+def test_hindi_texts_avoid_the_phrasings_that_read_as_translated(stiff):
+    hi = messages.catalogue("hi")
+    assert not [k for k, v in hi.items() if stiff in v and not k.startswith("kw.")]
