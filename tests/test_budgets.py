@@ -17,7 +17,14 @@ from flows import messages, words
 from flows.words import MAX_NAME
 from gateway.reference import MAX_CENTRE_NAME
 from gateway.sms_text import graphemes, render, render_entry, segments
-from tests.conversation_helpers import Phone, last_text, load_data, outbox, ref_and_code
+from tests.conversation_helpers import (
+    Phone,
+    appointments,
+    last_text,
+    load_data,
+    outbox,
+    ref_and_code,
+)
 
 NAME_EN = "Aishwarya Venkataraman Iyengar Subramaniam Krishna"  # 50
 # 50 letters as a reader counts them (about twice as many code points).
@@ -201,7 +208,7 @@ def ussd_journey(phone: Phone, lang: str, names: list[str], pin: str) -> list[st
     for i, name in enumerate(names):
         screens += [phone.dial()]
         for answer in ("7", "1", "Asha 2", name, "12", "1990", "11", "999999", pin, "x",
-                       "9", "x", "9", "0", "1", "x", "2", "x", "9", "1", "x", "2", "1"):
+                       "9", "x", "9", "0", "1", "x", "2", "x", "9", "1", "x", "1"):
             screens.append(phone.press(answer))
         if i == 0:  # drop once mid-way: the resume offer
             phone.dial()
@@ -226,6 +233,7 @@ def test_ussd_screens_with_worst_case_data(client, store, r, lang, devanagari):
     screens = ussd_journey(phone, lang, names, "110018" if devanagari else "110017")
     assert all(len(s) <= USSD_LIMIT and s[:4] in ("CON ", "END ") for s in screens)
     assert sum(s.startswith("END ") for s in screens) >= 5  # four bookings and a cancel
+    assert len(appointments(r)) == 4
     assert max(len(s) for s in screens) > 120  # the data really was worst-case
 
 
