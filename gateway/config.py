@@ -74,17 +74,18 @@ class Settings:
     redis_url: str | None = None
     instance_path: Path = Path("instance")
     at_username: str | None = None
-    at_api_key: str | None = None
+    # Secrets stay out of repr: a Settings printed in a log or a traceback shows none.
+    at_api_key: str | None = field(default=None, repr=False)
     at_sender_id: str | None = None
     at_base_url: str | None = None
-    webhook_token: str | None = None
+    webhook_token: str | None = field(default=None, repr=False)
     default_region: str = "IN"
     timezone: str = "Asia/Kolkata"
-    secret_key: str = ""
-    secret_key_previous: tuple[str, ...] = ()
+    secret_key: str = field(default="", repr=False)
+    secret_key_previous: tuple[str, ...] = field(default=(), repr=False)
     dev: bool = False
     simulator_enabled: bool = True
-    simulator_password: str | None = None
+    simulator_password: str | None = field(default=None, repr=False)
     outbox_concurrency: int = 8
     outbox_rate: float = 50.0
     outbox_max_attempts: int = 8

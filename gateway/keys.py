@@ -106,3 +106,6 @@ def console_inbox(phone: str) -> str:
 
 
 SMS_COUNTS = f"{PREFIX}smscounts"  # hash: queued, sent, delivered, failed, dead
+
+
+SIMULATOR_LOGIN_FAILURES = f"{PREFIX}simlogin:failures"  # counter, TTL: the login's window

@@ -54,6 +54,7 @@ _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 's
 # What the page may post to, through /simulator/send/<webhook>.
 WEBHOOKS = {"ussd": "/ussd", "ussd/events": "/ussd/events", "sms/inbound": "/sms/inbound"}
 _OPEN = {"simulator.login", "simulator.static"}  # reachable before logging in
+LOGIN_FAILURES, LOGIN_WINDOW = 20, 15 * 60  # wrong passwords, then no login for the window
 
 bp = Blueprint("simulator", __name__, url_prefix="/simulator", template_folder="templates",
                static_folder="static")
@@ -96,17 +97,29 @@ def login():
     """The simulator's login (only with a webhook token): SIMULATOR_PASSWORD."""
     if not login_required():
         return redirect(url_for("simulator.page"))
-    wrong = False
-    if request.method == "POST":
-        password = services().settings.simulator_password or ""
-        given = request.form.get("password", "")
-        if password and hmac.compare_digest(given.encode(), password.encode()):
-            session.clear()
-            session["simulator"] = _password_id(password)
-            return redirect(url_for("simulator.page"))
-        log.warning("simulator: wrong password from %s", request.remote_addr)
-        wrong = True
-    return render_template("simulator_login.html", wrong=wrong), 401 if wrong else 200
+    if request.method == "GET":
+        return render_template("simulator_login.html", wrong=False)
+    r = services().redis
+    if int(r.get(keys.SIMULATOR_LOGIN_FAILURES) or 0) >= LOGIN_FAILURES:
+        wait = max(1, -(-r.ttl(keys.SIMULATOR_LOGIN_FAILURES) // 60))
+        return render_template("simulator_login.html", wait=wait), 429
+    password = services().settings.simulator_password or ""
+    if password and hmac.compare_digest(request.form.get("password", "").encode(),
+                                        password.encode()):
+        session.clear()
+        session["simulator"] = _password_id(password)
+        return redirect(url_for("simulator.page"))
+    _count_failure(r)
+    return render_template("simulator_login.html", wrong=True), 401
+
+
+def _count_failure(r) -> None:
+    """A wrong password counts for everyone: guessing is slow whoever spreads it out."""
+    with r.pipeline(transaction=True) as pipe:
+        pipe.incr(keys.SIMULATOR_LOGIN_FAILURES)
+        pipe.expire(keys.SIMULATOR_LOGIN_FAILURES, LOGIN_WINDOW, nx=True)
+        count, _ = pipe.execute()
+    log.warning("event=simulator_wrong_password from=%s failures=%s", request.remote_addr, count)
 
 
 @bp.post("/logout")

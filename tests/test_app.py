@@ -162,3 +162,13 @@ def test_the_first_runs_access_log_never_shows_the_webhook_token():
     assert redact_token(record)
     line = record.getMessage()
     assert "s3cret" not in line and "/sms/inbound?token=***&x=1" in line
+
+
+def test_settings_never_show_their_secrets(tmp_path):
+    settings = Settings.from_env(tmp_path, env={
+        "WEBHOOK_TOKEN": "tok-123", "SECRET_KEY": "s" * 32, "SECRET_KEY_PREVIOUS": "p" * 32,
+        "AT_API_KEY": "atkey-456", "SIMULATOR_ENABLED": "1",
+        "SIMULATOR_PASSWORD": "correct horse battery"})
+    shown = repr(settings)
+    assert all(secret not in shown for secret in
+               ("tok-123", "s" * 32, "p" * 32, "atkey-456", "correct horse"))

@@ -185,3 +185,15 @@ def test_enabling_the_simulator_with_a_token_needs_a_password(tmp_path):
     for password in (None, "short"):
         with pytest.raises(ConfigError, match="SIMULATOR_PASSWORD"):
             Settings.from_env(tmp_path, env={**env, "SIMULATOR_PASSWORD": password or ""})
+
+
+def test_guessing_the_simulator_password_is_stopped(deployed, r):
+    from gateway.simulator import LOGIN_FAILURES
+
+    for _ in range(LOGIN_FAILURES):
+        assert deployed.post("/simulator/login", data={"password": "guess"}).status_code == 401
+    stopped = deployed.post("/simulator/login", data={"password": PASSWORD})
+
+    assert stopped.status_code == 429 and b"Too many wrong passwords" in stopped.data
+    assert deployed.get("/simulator/inbox", query_string={"phone": CITIZEN}).status_code == 401
+    assert 0 < r.ttl(keys.SIMULATOR_LOGIN_FAILURES) <= 15 * 60
