@@ -570,3 +570,22 @@ def test_the_hindi_booking_sms_says_the_day_in_hindi(client, sample, r, settings
     assert messages.day(appt["date"], "hi") in booked
     assert appt["date"] not in booked and "J Block, Saket" in booked
     assert segments(booked)[0] == "ucs2" and len(booked) <= 201
+
+
+def test_a_slot_filled_while_confirming_by_sms_lists_the_slots_still_open(client, store, r,
+                                                                          settings):
+    data = tiny_data(store.now().date(), capacity=1)
+    data["sessions"][0]["slots"].append({"time": "11:00-13:00", "capacity": 1})
+    load_data(store, data)
+    asha, ravi = Phone(client, "+919811111111"), Phone(client, "+919822222222")
+    for phone, name in ((asha, "Asha Devi"), (ravi, "Ravi Kumar")):
+        for text in ("BOOK 110017", name, "1990", "1", "1", "1"):
+            phone.sms(text)
+    asha.sms("YES")
+    ravi.sms("YES")
+    late = last_text(r, settings, ravi.number)
+    assert late.startswith("That slot just filled up. Choose another. PHC Saket, ")
+    assert late.endswith("reply with a number:\n1 11:00-13:00")
+    ravi.sms("1")
+    ravi.sms("YES")
+    assert " booked at PHC Saket " in last_text(r, settings, ravi.number)
