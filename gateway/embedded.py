@@ -138,7 +138,9 @@ class EmbeddedRedis:
                 [redis_binary(), "--port", "0", "--unixsocket", str(self.socket),
                  "--unixsocketperm", "700", "--dir", str(self.dir), "--daemonize", "no",
                  "--appendonly", "yes", "--appendfsync", "everysec",
-                 "--dbfilename", "tikaline.rdb"],
+                 # No RDB snapshots: the AOF is the data, and a snapshot that cannot be
+                 # written (a full disk) would make the server refuse to stop on SIGTERM.
+                 "--save", "", "--dbfilename", "tikaline.rdb"],
                 stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
                 pass_fds=(self._lock_fd,), preexec_fn=_child_setup(os.getpid()))
         finally:

@@ -153,8 +153,12 @@ def test_processes_started_together_agree_on_one_development_key(tmp_path):
 
 
 def _embedded_server(app: AppProcess) -> psutil.Process:
-    [server] = [p for p in psutil.Process(app.proc.pid).children()
-                if "redis-server" in p.name()]
+    """The redis-server behind the banner's socket (found by its directory, whoever started
+    it), the one that is not a zombie."""
+    where = str(Path(app.banner("Redis").rsplit("socket ", 1)[1]).parent)
+    [server] = [p for p in psutil.process_iter(["name", "cmdline"])
+                if p.info["name"] == "redis-server" and not _gone(p)
+                and where in " ".join(p.info["cmdline"] or [])]
     return server
 
 
