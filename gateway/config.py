@@ -25,12 +25,16 @@ class ConfigError(ValueError):
 
 
 def private_dir(path: Path) -> Path:
-    """``path`` created (or tightened) to 0700: it holds the key and the data of citizens."""
+    """``path`` created (or tightened) to 0700, its files to 0600: it holds the key and the
+    data of citizens (an AOF written by an older version may still be 0644)."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         path.chmod(0o700)
+        for item in path.iterdir():
+            if item.is_file() and item.stat().st_mode & 0o077:
+                item.chmod(0o600)
     except PermissionError:  # not ours (a mounted volume): the operator decides
-        log.warning("cannot make %s private (0700)", path)
+        log.warning("cannot make %s private (0700, files 0600)", path)
     return path
 
 

@@ -149,7 +149,8 @@ def _banner(app: Flask, host: str, port: int, data_note: str) -> str:
         redis_note = (f"embedded redis-server{owner}, persisted (AOF) in "
                       f"{settings.instance_path}, socket {server.socket}")
     if settings.simulator_enabled:
-        simulator = f"{base}/simulator/"
+        login = " (log in with SIMULATOR_PASSWORD)" if settings.webhook_token else ""
+        simulator = f"{base}/simulator/{login}"
     else:
         simulator = "off (WEBHOOK_TOKEN is set; SIMULATOR_ENABLED=1 turns it on)"
     sms = (f"Africa's Talking, user {settings.at_username}" if settings.at_username else

@@ -226,3 +226,14 @@ def test_a_command_beside_the_first_run_uses_its_embedded_redis(first_run, tmp_p
     assert [p.pid for p in psutil.process_iter(["name"])
             if p.info["name"] == "redis-server" and str(tmp_path) in " ".join(p.cmdline())
             ] == [server.pid]
+
+
+def test_an_instance_from_an_older_version_is_made_private(tmp_path):
+    instance = tmp_path / "instance"
+    instance.mkdir(mode=0o755)
+    (instance / "appendonly.aof").write_text("*1\r\n$4\r\nPING\r\n")
+    (instance / "appendonly.aof").chmod(0o644)
+
+    Settings.from_env(instance, env={})
+
+    assert _mode(instance) == 0o700 and _mode(instance / "appendonly.aof") == 0o600
