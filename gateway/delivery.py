@@ -22,39 +22,12 @@ from gateway.http import check_token, form_fields
 from gateway.logs import clean
 from gateway.outbox import KEEP_SECONDS
 from gateway.providers.africastalking import delivery_status
+from gateway.scripts import scripts_for
 from gateway.services import services
 
 log = logging.getLogger(__name__)
 bp = Blueprint("delivery", __name__)
 
-# KEYS: provider id → message key, counters. ARGV: prefix, raw status, our status ('' when
-# unknown), failure reason, network code, retry count, now, ttl.
-_REPORT = """
-local k = redis.call('GET', KEYS[1])
-if not k then return {'unknown_id', ''} end
-local msg = ARGV[1] .. 'msg:' .. k
--- The last six distinct reports, as short digests in one field under 64 bytes: replays are
--- recognised, and however many reports arrive the status hash keeps the same few fields.
-local mark = string.sub(redis.sha1hex(ARGV[2] .. '|' .. ARGV[4] .. '|' .. ARGV[6]), 1, 8)
-local seen = redis.call('HGET', msg, 'seen') or ''
-if string.find(seen, mark, 1, true) then return {'replay', k} end
-local rank = {queued = 0, sent = 1, failed = 2, delivered = 3}
-local current = redis.call('HGET', msg, 'status') or 'sent'
-redis.call('HSET', msg, 'seen', string.sub(mark .. ' ' .. seen, 1, 53), 'report', ARGV[2],
-           'report_at', ARGV[7])
-redis.call('HINCRBY', msg, 'reports', 1)
-if ARGV[4] ~= '' then redis.call('HSET', msg, 'failure_reason', ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('HSET', msg, 'network', ARGV[5]) end
-redis.call('EXPIRE', msg, ARGV[8])
-local new = ARGV[3]
-if new == '' then return {'unknown_status', k} end
-if current == 'dead' or (rank[new] or 0) <= (rank[current] or 0) then return {'kept', k} end
-redis.call('HSET', msg, 'status', new, new .. '_at', ARGV[7])
-if new == 'delivered' then redis.call('HINCRBY', KEYS[2], 'delivered', 1) end
-if new == 'failed' then redis.call('HINCRBY', KEYS[2], 'failed', 1) end
-if current == 'failed' then redis.call('HINCRBY', KEYS[2], 'failed', -1) end
-return {'updated', k}
-"""
 _FIELDS = ("id", "status")
 _OPTIONAL = ("phoneNumber", "networkCode", "failureReason", "retryCount")
 
@@ -63,7 +36,7 @@ def apply_report(client, provider_id: str, status: str, failure_reason: str = ""
                  network: str = "", retry_count: str = "") -> tuple[str, str]:
     """Apply one delivery report; returns (what happened, message key or '')."""
     mapped = delivery_status(status) or ""
-    outcome, k = client.register_script(_REPORT)(
+    outcome, k = scripts_for(client)["delivery_report"](
         keys=[keys.provider_message(provider_id), keys.SMS_COUNTS],
         args=[keys.PREFIX, status, mapped, failure_reason, network, retry_count,
               datetime.now(UTC).isoformat(timespec="seconds"), KEEP_SECONDS])

@@ -60,6 +60,7 @@ from gateway.config import Settings
 from gateway.health import WorkerHealth
 from gateway.logs import clean
 from gateway.providers.result import CONFIG, REJECTED, RETRY, SENT, SendResult
+from gateway.scripts import scripts_for
 from gateway.sms_text import render_entry
 
 log = logging.getLogger(__name__)
@@ -70,142 +71,6 @@ KEEP_SECONDS = 30 * 24 * 3600  # how long a sent message's status is kept
 REPORT_SECONDS = 7 * 24 * 3600
 SMALL = 64  # bytes: Redis's hash-max-listpack-value; longer values make a hash a hashtable
 STATUSES = ("queued", "sent", "delivered", "failed", "dead")
-
-# Each script below is one atomic step. Scripts that build a message key from a stored
-# message key use keys.PREFIX + "msg:", which is how keys.message() spells it.
-_START = """
-local function start(stream, group, id, k, to, t, l, p, now, prefix)
-  if not to or to == '' or not t or t == '' then return -1 end
-  local msg = prefix .. 'msg:' .. k
-  local m = redis.call('HMGET', msg, 'status', 'attempts')
-  local status = m[1]
-  if status == 'sent' or status == 'delivered' or status == 'failed' or status == 'dead' then
-    redis.call('XACK', stream, group, id)
-    redis.call('XDEL', stream, id)
-    return 0
-  end
-  local n = (tonumber(m[2]) or 0) + 1
-  if status then
-    redis.call('HSET', msg, 'attempts', n, 'attempt_at', now)
-  else  -- the text's fields stay on the entry: copying them here would bloat the hash
-    redis.call('HSET', msg, 'status', 'queued', 'queued_at', now, 'attempts', n,
-               'attempt_at', now)
-  end
-  return n
-end
-"""
-# Read up to ARGV[3] new entries and start each: {id, fields, state}; state is the attempt
-# number to send, 0 for a message already sent (acknowledged here), -1 for a malformed entry.
-_TAKE = _START + """
-local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
-                       'STREAMS', KEYS[1], '>')
-if not got then return {} end
-local out = {}
-for i, e in ipairs(got[1][2]) do
-  local f = {}
-  for j = 1, #e[2], 2 do f[e[2][j]] = e[2][j + 1] end
-  local k = f.k
-  if not k or k == '' then k = 'entry:' .. e[1] end
-  out[i] = {e[1], e[2], start(KEYS[1], ARGV[1], e[1], k, f.to, f.t, f.l or 'en',
-                                f.p or '{}', ARGV[4], ARGV[5])}
-end
-return out
-"""
-# Start entries already read (a blocking read, a reclaim): six ARGV per entry after three.
-_BEGIN = _START + """
-local out = {}
-for i = 4, #ARGV, 6 do
-  out[#out + 1] = start(KEYS[1], ARGV[1], ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
-                        ARGV[i + 4], ARGV[i + 5], ARGV[2], ARGV[3])
-end
-return out
-"""
-# Record sends and acknowledge their entries, many at once: KEYS are the stream, the counters,
-# then a status hash and a provider-id key per message; ARGV the group, the status TTL, the
-# provider-id TTL, then five per message (entry id, provider id, sent at, message key, detail).
-# A sent message keeps no text fields, nor attempt_at (sent_at says when).
-_SENT = """
-local drop = {to = true, template = true, lang = true, params = true,
-              next_attempt_at = true, attempt_at = true}
-local ids = {}
-for i = 3, #KEYS, 2 do
-  local a = 4 + (i - 3) / 2 * 5
-  if redis.call('HEXISTS', KEYS[i], 'params') == 1 then
-    -- Retried or requeued, so the params once made it a hashtable, and Redis never turns a
-    -- hashtable back into a listpack: write it afresh, without the text's fields.
-    local all, kept = redis.call('HGETALL', KEYS[i]), {}
-    for j = 1, #all, 2 do
-      if not drop[all[j]] then kept[#kept + 1] = all[j]; kept[#kept + 1] = all[j + 1] end
-    end
-    redis.call('DEL', KEYS[i])
-    if #kept > 0 then redis.call('HSET', KEYS[i], unpack(kept)) end
-  else
-    redis.call('HDEL', KEYS[i], 'next_attempt_at', 'attempt_at')
-  end
-  redis.call('HSET', KEYS[i], 'status', 'sent', 'provider_id', ARGV[a + 1],
-             'sent_at', ARGV[a + 2], 'detail', ARGV[a + 4])
-  redis.call('EXPIRE', KEYS[i], ARGV[2])
-  if ARGV[a + 1] ~= '' then redis.call('SET', KEYS[i + 1], ARGV[a + 3], 'EX', ARGV[3]) end
-  ids[#ids + 1] = ARGV[a]
-end
--- Counted by what this call acknowledges, so a write retried after a lost reply counts once.
-local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
-redis.call('XDEL', KEYS[1], unpack(ids))
-if acked > 0 then redis.call('HINCRBY', KEYS[2], 'sent', acked) end
-return acked
-"""
-# The text's fields go into the hash here, for _PROMOTE to put the message back on the stream.
-_RETRY = """
-redis.call('HSET', KEYS[1], 'status', 'queued', 'last_error', ARGV[4],
-           'next_attempt_at', ARGV[5], 'to', ARGV[7], 'template', ARGV[8], 'lang', ARGV[9],
-           'params', ARGV[10])
-redis.call('ZADD', KEYS[2], ARGV[6], ARGV[3])
-redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[3], ARGV[2])
-return 1
-"""
-_DEAD = """
-local m = redis.call('HMGET', KEYS[1], 'attempts')
-redis.call('XADD', KEYS[2], '*', 'k', ARGV[3], 'to', ARGV[4], 't', ARGV[5], 'l', ARGV[6],
-           'p', ARGV[7], 'error', ARGV[8], 'attempts', m[1] or '0', 'at', ARGV[9])
-redis.call('HSET', KEYS[1], 'status', 'dead', 'last_error', ARGV[10], 'dead_at', ARGV[9],
-           'to', ARGV[4], 'template', ARGV[5], 'lang', ARGV[6], 'params', ARGV[7])
-redis.call('HDEL', KEYS[1], 'next_attempt_at')
-redis.call('PERSIST', KEYS[1])
-redis.call('HINCRBY', KEYS[4], 'dead', 1)
-if ARGV[2] ~= '' then
-  redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
-  redis.call('XDEL', KEYS[3], ARGV[2])
-end
-return 1
-"""
-_PROMOTE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, k in ipairs(due) do
-  local m = redis.call('HMGET', ARGV[3] .. 'msg:' .. k, 'to', 'template', 'lang', 'params',
-                       'status')
-  if m[1] and m[5] == 'queued' then
-    redis.call('XADD', KEYS[2], '*', 'k', k, 'to', m[1], 't', m[2], 'l', m[3], 'p', m[4])
-  end
-  redis.call('ZREM', KEYS[1], k)
-end
-return #due
-"""
-_REQUEUE = """
-local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
-if #found == 0 then return '' end
-local f = {}
-local flat = found[1][2]
-for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
-redis.call('XADD', KEYS[2], '*', 'k', f.k, 'to', f.to, 't', f.t, 'l', f.l, 'p', f.p)
-local msg = ARGV[2] .. 'msg:' .. f.k
-redis.call('HSET', msg, 'status', 'queued', 'attempts', 0, 'requeued_at', ARGV[3])
-redis.call('ZREM', KEYS[4], f.k)
-redis.call('XDEL', KEYS[1], ARGV[1])
-redis.call('HINCRBY', KEYS[3], 'dead', -1)
-return f.k
-"""
-
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
@@ -333,9 +198,7 @@ class Worker:
         self._in_flight: set[str] = set()
         self._lock = threading.Lock()
         self._claim_cursor = "0-0"
-        self._scripts = {name: client.register_script(src) for name, src in (
-            ("take", _TAKE), ("begin", _BEGIN), ("sent", _SENT), ("retry", _RETRY),
-            ("dead", _DEAD), ("promote", _PROMOTE))}
+        self._scripts = scripts_for(client)
         self._recorder = _GroupCommit(self._record_sent)
         self._health = WorkerHealth(client, self.name, redis_backoff)
 
@@ -417,7 +280,7 @@ class Worker:
     def _read(self, count: int) -> list:
         # Under load one script reads and starts a batch; only an empty stream costs a
         # blocking read and then a second script for what it brought.
-        taken = self._scripts["take"](
+        taken = self._scripts["outbox_take"](
             keys=[keys.OUTBOX], args=[keys.OUTBOX_GROUP, self.name, count, _now(), keys.PREFIX])
         if taken:
             return [(_text(i), _pairs(fields), int(state)) for i, fields, state in taken]
@@ -445,7 +308,7 @@ class Worker:
         for entry_id, entry in entries:
             args += [entry_id, entry.get("k") or f"entry:{entry_id}", entry.get("to", ""),
                      entry.get("t", ""), entry.get("l", "en"), entry.get("p", "{}")]
-        states = self._scripts["begin"](keys=[keys.OUTBOX], args=args)
+        states = self._scripts["outbox_begin"](keys=[keys.OUTBOX], args=args)
         return [(i, e, int(state)) for (i, e), state in zip(entries, states, strict=True)]
 
     def _started(self, entries: list) -> list:
@@ -462,7 +325,7 @@ class Worker:
         return ready
 
     def _promote(self) -> None:
-        self._scripts["promote"](keys=[keys.RETRY, keys.OUTBOX],
+        self._scripts["outbox_promote"](keys=[keys.RETRY, keys.OUTBOX],
                                  args=[int(time.time() * 1000), 100, keys.PREFIX])
 
     # -- one message --------------------------------------------------------------------------
@@ -509,7 +372,7 @@ class Worker:
             return
         delay = self.delay(attempt)
         due = time.time() + delay
-        self._scripts["retry"](
+        self._scripts["outbox_retry"](
             keys=[keys.message(k), keys.RETRY, keys.OUTBOX],
             args=[keys.OUTBOX_GROUP, entry_id, k, _short(result.detail),
                   datetime.fromtimestamp(due, UTC).isoformat(timespec="seconds"),
@@ -526,7 +389,7 @@ class Worker:
         for entry_id, k, message_id, sent_at, detail in records:
             keys_ += [keys.message(k), keys.provider_message(message_id or "-")]
             args += [entry_id, message_id, sent_at, k, detail]
-        self._scripts["sent"](keys=keys_, args=args)
+        self._scripts["outbox_sent"](keys=keys_, args=args)
 
     def _persist(self, record: tuple) -> None:
         # Sent but not recorded is the one state that becomes a duplicate SMS (reclaimed and
@@ -556,7 +419,7 @@ class Worker:
 
     def _dead(self, entry_id: str, entry: dict, error: str) -> None:
         k = entry["k"]
-        self._scripts["dead"](
+        self._scripts["outbox_dead"](
             keys=[keys.message(k), keys.DEAD, keys.OUTBOX, keys.SMS_COUNTS],
             args=[keys.OUTBOX_GROUP, entry_id, k, entry.get("to", ""), entry.get("t", ""),
                   entry.get("l", "en"), entry.get("p", "{}"), error, _now(), _short(error)])
@@ -632,7 +495,7 @@ def _all_dead(client: redis.Redis):
 
 
 def _requeue_ids(client: redis.Redis, ids: list[str]) -> list[str]:
-    script = client.register_script(_REQUEUE)
+    script = scripts_for(client)["outbox_requeue"]
     done = []
     for dead_id in ids:
         k = _text(script(keys=[keys.DEAD, keys.OUTBOX, keys.SMS_COUNTS, keys.RETRY],

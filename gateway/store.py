@@ -13,7 +13,6 @@ import logging
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import redis
 
@@ -21,6 +20,7 @@ from flows import lifecycle
 from gateway import codes, keys
 from gateway.config import Settings
 from gateway.phones import mask
+from gateway.scripts import scripts_for
 
 MAX_BENEFICIARIES = 4
 MAX_ATTEMPTS = 5
@@ -28,7 +28,6 @@ MAX_REISSUES = 3  # fresh codes a booking may get a day (CODE <ref>)
 FAILURE_LIMIT = 20  # refused VERIFY/DOSE attempts a vaccinator number may make…
 FAILURE_WINDOW = 3600  # …in any rolling window of this many seconds
 WAITING_WINDOW = 30 * 60  # a booking verified this long ago no longer waits for DOSE alone
-_LUA = Path(__file__).with_name("lua")
 LOAD_TRIES = 20  # bookings landing on sessions a load cuts, each time: give up, load again
 log = logging.getLogger("tikaline.store")
 
@@ -96,11 +95,7 @@ class Store:
     def __init__(self, client: redis.Redis, settings: Settings):
         self.r = client
         self.settings = settings
-        common = (_LUA / "common.lua").read_text()
-        self._scripts = {  # registering does not touch Redis; EVALSHA loads on first use
-            path.stem: client.register_script(common + path.read_text())
-            for path in sorted(_LUA.glob("*.lua")) if path.stem != "common"
-        }
+        self._scripts = scripts_for(client)
 
     # -- time -------------------------------------------------------------------------------
 

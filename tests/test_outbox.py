@@ -247,7 +247,7 @@ def test_a_lost_reply_while_recording_a_send_neither_resends_nor_double_counts(
         redis_url, r, at_settings, fake):
     client = _LosesOneReply.from_url(redis_url)
     with running(client, at_settings) as worker:
-        client.lose = worker._scripts["sent"].sha
+        client.lose = worker._scripts["outbox_sent"].sha
         queue_sms(r, "lock:lost", PHONE)
         wait_for(lambda: client.lose is None, "the lost reply")
         wait_for(lambda: r.xlen(keys.OUTBOX) == 0, "the send recorded")

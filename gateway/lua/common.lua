@@ -67,3 +67,25 @@ local function count_failure(fail_key, now, window, limit)
   redis.call('EXPIRE', fail_key, window)
   return n + 1 == limit
 end
+
+-- Start sending one outbox entry: the attempt number to send; 0 for a message already sent
+-- (its entry is acknowledged here), -1 for a malformed entry.
+local function start_send(stream, group, id, k, to, t, l, p, now, prefix)
+  if not to or to == '' or not t or t == '' then return -1 end
+  local msg = prefix .. 'msg:' .. k
+  local m = redis.call('HMGET', msg, 'status', 'attempts')
+  local status = m[1]
+  if status == 'sent' or status == 'delivered' or status == 'failed' or status == 'dead' then
+    redis.call('XACK', stream, group, id)
+    redis.call('XDEL', stream, id)
+    return 0
+  end
+  local n = (tonumber(m[2]) or 0) + 1
+  if status then
+    redis.call('HSET', msg, 'attempts', n, 'attempt_at', now)
+  else  -- the text's fields stay on the entry: copying them here would bloat the hash
+    redis.call('HSET', msg, 'status', 'queued', 'queued_at', now, 'attempts', n,
+               'attempt_at', now)
+  end
+  return n
+end
