@@ -104,7 +104,8 @@ class Gunicorn:
     def __enter__(self) -> Gunicorn:
         env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
+            [sys.executable, "-m", "gunicorn", "--no-control-socket",
+             "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(self.workers), "--worker-class", self.worker_class,
              "--threads", str(self.threads), "--backlog", "2048", "--log-level", "warning",
              "--chdir", str(ROOT), self.spec],

@@ -32,8 +32,8 @@ def _env(tmp_path, **env: str) -> dict:
 def _gunicorn(tmp_path, timeout: float = 60, **env: str) -> subprocess.Popen:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
-         "--chdir", str(ROOT), "app:create_app()"],
+        [sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", "2",
+         "--bind", f"127.0.0.1:{port}", "--chdir", str(ROOT), "app:create_app()"],
         cwd=ROOT, env=_env(tmp_path, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
     proc.port = port

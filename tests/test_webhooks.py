@@ -185,7 +185,7 @@ class Gunicorn:
                "SECRET_KEY": "k" * 40, "INSTANCE_PATH": str(instance), "LOG_LEVEL": "INFO",
                "PYTHONUNBUFFERED": "1", **env}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind",
+            [sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", "1", "--bind",
              f"127.0.0.1:{self.port}", "app:create_app()"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         threading.Thread(target=self._collect, daemon=True).start()
