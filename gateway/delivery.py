@@ -38,7 +38,7 @@ def apply_report(client, provider_id: str, status: str, failure_reason: str = ""
     mapped = delivery_status(status) or ""
     outcome, k = scripts_for(client)["delivery_report"](
         keys=[keys.provider_message(provider_id), keys.SMS_COUNTS],
-        args=[keys.PREFIX, status, mapped, failure_reason, network, retry_count,
+        args=[keys.template(keys.message), status, mapped, failure_reason, network, retry_count,
               datetime.now(UTC).isoformat(timespec="seconds"), KEEP_SECONDS])
     return outcome.decode(), k.decode()
 

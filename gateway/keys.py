@@ -9,7 +9,8 @@ partition (by centre, district or mobile) keeps a session and a mobile together 
 pair; and the outbox must sit beside both. Redis Cluster runs a script only when all its keys
 hash to one slot, so every key that a script touches carries the same tag. The scripts also
 build a few keys from stored values (an appointment's session, a beneficiary's appointment),
-as BullMQ does; they stay in the slot because they carry the tag too.
+as BullMQ does, from templates this module hands them (``template``); they stay in the
+slot because they carry the tag too.
 
 The trade is that one cluster slot, hence one Redis core, carries every write. Measured here
 (see the README), one core books thousands of appointments a second, far above a national
@@ -21,8 +22,18 @@ Ephemeral keys (conversation state, replay guards, rate counters) carry a TTL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
+
 TAG = "{tk}"
-PREFIX = f"tk:{TAG}:"  # handed to scripts that build keys from stored values
+PREFIX = f"tk:{TAG}:"
+
+
+@cache
+def template(build: Callable[..., str]) -> str:
+    """``build``'s key with ``%s`` for each part, handed to a script that must build that key
+    from a stored value (``string.format``), so that no key name is spelled in Lua."""
+    return build(*["%s"] * build.__code__.co_argcount)
 
 
 def centre(centre_id: str) -> str:

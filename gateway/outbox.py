@@ -281,7 +281,8 @@ class Worker:
         # Under load one script reads and starts a batch; only an empty stream costs a
         # blocking read and then a second script for what it brought.
         taken = self._scripts["outbox_take"](
-            keys=[keys.OUTBOX], args=[keys.OUTBOX_GROUP, self.name, count, _now(), keys.PREFIX])
+            keys=[keys.OUTBOX],
+            args=[keys.OUTBOX_GROUP, self.name, count, _now(), keys.template(keys.message)])
         if taken:
             return [(_text(i), _pairs(fields), int(state)) for i, fields, state in taken]
         answer = self.r.xreadgroup(keys.OUTBOX_GROUP, self.name, {keys.OUTBOX: ">"},
@@ -304,7 +305,7 @@ class Worker:
     def _begin(self, entries: list) -> list:
         if not entries:
             return []
-        args = [keys.OUTBOX_GROUP, _now(), keys.PREFIX]
+        args = [keys.OUTBOX_GROUP, _now(), keys.template(keys.message)]
         for entry_id, entry in entries:
             args += [entry_id, entry.get("k") or f"entry:{entry_id}", entry.get("to", ""),
                      entry.get("t", ""), entry.get("l", "en"), entry.get("p", "{}")]
@@ -326,7 +327,7 @@ class Worker:
 
     def _promote(self) -> None:
         self._scripts["outbox_promote"](keys=[keys.RETRY, keys.OUTBOX],
-                                 args=[int(time.time() * 1000), 100, keys.PREFIX])
+                                 args=[int(time.time() * 1000), 100, keys.template(keys.message)])
 
     # -- one message --------------------------------------------------------------------------
 
@@ -499,7 +500,7 @@ def _requeue_ids(client: redis.Redis, ids: list[str]) -> list[str]:
     done = []
     for dead_id in ids:
         k = _text(script(keys=[keys.DEAD, keys.OUTBOX, keys.SMS_COUNTS, keys.RETRY],
-                         args=[dead_id, keys.PREFIX, _now()]))
+                         args=[dead_id, keys.template(keys.message), _now()]))
         if k:
             done.append(k)
     return done

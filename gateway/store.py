@@ -128,11 +128,12 @@ class Store:
             outcome = self._run(
                 "book",
                 [keys.session(session_id), keys.beneficiaries(mobile), keys.OUTBOX,
-                 keys.SMS_COUNTS],
-                [keys.PREFIX, ref, mobile, name, name_key(name), birth_year, slot,
-                 now.date().isoformat(), int(now.timestamp()), check, lang, MAX_BENEFICIARIES,
-                 ",".join(lifecycle.OPEN_STATES), f"{now:%H:%M}",
-                 ",".join(lifecycle.COUNTED_STATES), ring.current_id],
+                 keys.SMS_COUNTS, keys.appointment(ref)],
+                [keys.template(keys.appointment), ref, mobile, name, name_key(name),
+                 birth_year, slot, now.date().isoformat(), int(now.timestamp()), check, lang,
+                 MAX_BENEFICIARIES, ",".join(lifecycle.OPEN_STATES), f"{now:%H:%M}",
+                 ",".join(lifecycle.COUNTED_STATES), ring.current_id,
+                 keys.template(keys.day), keys.template(keys.centre)],
             )
             if outcome.status != "ref_taken":
                 return outcome
@@ -141,8 +142,8 @@ class Store:
     def cancel(self, *, mobile: str, ref: str, lang: str = "en") -> Outcome:
         return self._run(
             "cancel", [keys.appointment(ref), keys.OUTBOX, keys.SMS_COUNTS],
-            [keys.PREFIX, mobile, self.today(), self.epoch(), lang,
-             ",".join(lifecycle.sources("cancel"))],
+            [keys.template(keys.session), keys.template(keys.day), ref, mobile, self.today(),
+             self.epoch(), lang, ",".join(lifecycle.sources("cancel"))],
         )
 
     def reissue(self, *, mobile: str, ref: str, lang: str = "en",
@@ -157,7 +158,8 @@ class Store:
         new_code = codes.derive_code(ring.current, ref, version + 1)
         return self._run(
             "reissue", [keys.appointment(ref), keys.OUTBOX, keys.SMS_COUNTS],
-            [keys.PREFIX, mobile, (now or self.now()).date().isoformat(), version,
+            [keys.template(keys.session), keys.template(keys.centre), ref, mobile,
+             (now or self.now()).date().isoformat(), version,
              codes.code_check(ring.current, ref, new_code), lang,
              ",".join(lifecycle.sources("reissue")), MAX_REISSUES, ring.current_id],
         )
@@ -173,7 +175,8 @@ class Store:
             "verify", vaccinator,
             [keys.appointment(ref), keys.vaccinator(vaccinator), keys.verify_failures(vaccinator),
              keys.vaccinator_waiting(vaccinator), keys.OUTBOX, keys.SMS_COUNTS],
-            [keys.PREFIX, vaccinator, self.settings.keyring.checks(ref, code),
+            [keys.template(keys.session), keys.template(keys.day), ref, vaccinator,
+             self.settings.keyring.checks(ref, code),
              now.date().isoformat(), int(now.timestamp()), MAX_ATTEMPTS, FAILURE_LIMIT,
              ",".join(lifecycle.sources("verify")), ",".join(lifecycle.sources("lock")),
              WAITING_WINDOW, FAILURE_WINDOW],
@@ -188,7 +191,8 @@ class Store:
             "dose", vaccinator,
             [keys.appointment(ref), keys.vaccinator(vaccinator), keys.verify_failures(vaccinator),
              keys.vaccinator_waiting(vaccinator), keys.OUTBOX, keys.SMS_COUNTS],
-            [keys.PREFIX, vaccinator, now.date().isoformat(), int(now.timestamp()), batch,
+            [keys.template(keys.session), keys.template(keys.day), keys.template(keys.centre),
+             ref, vaccinator, now.date().isoformat(), int(now.timestamp()), batch,
              codes.certificate_id(self.settings.secret_key, ref), FAILURE_LIMIT,
              FAILURE_WINDOW],
         )
@@ -208,7 +212,7 @@ class Store:
         now = now or self.now()
         return json.loads(self._scripts["waiting"](
             keys=[keys.vaccinator_waiting(vaccinator)],
-            args=[keys.PREFIX, vaccinator, now.date().isoformat(),
+            args=[keys.template(keys.appointment), vaccinator, now.date().isoformat(),
                   int(now.timestamp()) - WAITING_WINDOW]))
 
     # -- reads ------------------------------------------------------------------------------
@@ -222,7 +226,8 @@ class Store:
         last = first + timedelta(days=days - 1)
         raw = self._scripts["availability"](
             keys=[keys.pincode(pincode) if pincode else keys.CENTRES],
-            args=[keys.PREFIX, first.strftime("%Y%m%d"), last.strftime("%Y%m%d"),
+            args=[keys.template(keys.centre), keys.template(keys.centre_sessions),
+                  keys.template(keys.session), first.strftime("%Y%m%d"), last.strftime("%Y%m%d"),
                   first.isoformat(), f"{now:%H:%M}"],
         )
         centres = json.loads(raw) or []  # cjson writes an empty table as {}
@@ -238,7 +243,8 @@ class Store:
         return centres
 
     def appointment(self, ref: str) -> dict | None:
-        raw = self._scripts["appointment"](keys=[keys.appointment(ref)], args=[keys.PREFIX])
+        raw = self._scripts["appointment"](keys=[keys.appointment(ref)],
+                                             args=[keys.template(keys.session)])
         return self._present(ref, json.loads(raw)) if raw else None
 
     def _present(self, ref: str, appt: dict) -> dict:
@@ -405,8 +411,10 @@ class Store:
     def slip(self, mobile: str) -> list[dict]:
         """The slip in one round trip: each beneficiary's latest appointment, with the centre
         name, the shown state and, while open, the code (derived here, never stored)."""
-        rows = json.loads(self._scripts["slip"](keys=[keys.beneficiaries(mobile)],
-                                               args=[keys.PREFIX]))
+        rows = json.loads(self._scripts["slip"](
+            keys=[keys.beneficiaries(mobile)],
+            args=[keys.template(keys.appointment), keys.template(keys.session),
+                  keys.template(keys.centre)]))
         slip = [self._present(row["ref"], row) for row in rows]
         return sorted(slip, key=lambda a: (a["date"], a["name"]))
 
@@ -418,5 +426,6 @@ class Store:
         raw = self._scripts["centre_today"](
             keys=[keys.centre(centre_id), keys.day(centre_id, today),
                   keys.centre_sessions(centre_id)],
-            args=[keys.PREFIX, today.replace("-", ""), today, now.strftime("%H:%M")])
+            args=[keys.template(keys.session), today.replace("-", ""), today,
+                  now.strftime("%H:%M")])
         return {"date": today, **json.loads(raw)}

@@ -5,15 +5,17 @@
 -- A full slot gets {'full', the session's slots still open}; a slot whose end has come (today
 -- at `hm`, local time) gets {'passed', the same}, though a replay of a booking already made
 -- is still answered as one.
--- KEYS: session, beneficiaries(mobile), outbox, sms counts
--- ARGV: prefix, ref, mobile, name, name_key, birth_year, slot, today, now, check, lang,
---       max_beneficiaries, open_states(csv), hm (the turn's local time, HH:MM),
---       counted_states(csv), key_id (of the key the check was made with)
+-- KEYS: session, beneficiaries(mobile), outbox, sms counts, appointment(ref)
+-- ARGV: appointment template, ref, mobile, name, name_key, birth_year, slot, today, now,
+--       check, lang, max_beneficiaries, open_states(csv), hm (the turn's local time, HH:MM),
+--       counted_states(csv), key_id (of the key the check was made with), day template,
+--       centre template
 local session_key, benef_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local prefix, ref, mobile, name, name_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local appt_key = KEYS[5]
+local appt_t, ref, mobile, name, name_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local birth_year, slot, today, now, check = tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local lang, max_benef, open_states, hm = ARGV[11], tonumber(ARGV[12]), ARGV[13], ARGV[14]
-local counted_states, key_id = ARGV[15], ARGV[16]
+local counted_states, key_id, day_t, centre_t = ARGV[15], ARGV[16], ARGV[17], ARGV[18]
 
 -- The session's slots still open, as JSON [[index, time], …], for the one who just missed.
 local function open_slots(s)
@@ -40,7 +42,7 @@ if s.max_age ~= '' and age > tonumber(s.max_age) then return {'too_old', s.max_a
 local held, holds_one = 0, false
 local people = redis.call('HGETALL', benef_key)  -- name key -> that person's latest ref
 for i = 1, #people, 2 do
-  local a = redis.call('HMGET', prefix .. 'appt:' .. people[i + 1], 'state', 'date')
+  local a = redis.call('HMGET', string.format(appt_t, people[i + 1]), 'state', 'date')
   if a[1] and member(counted_states, a[1]) and (a[1] == 'vaccinated' or a[2] >= today) then
     held = held + 1
     if people[i] == name_key then holds_one = true end
@@ -51,7 +53,7 @@ if not holds_one and held >= max_benef then return {'too_many', tostring(max_ben
 local known = redis.call('HGET', benef_key, name_key)  -- the beneficiary's latest ref
 local stale_ref = nil
 if known then
-  local a = redis.call('HMGET', prefix .. 'appt:' .. known, 'state', 'date', 'sid', 'slot')
+  local a = redis.call('HMGET', string.format(appt_t, known), 'state', 'date', 'sid', 'slot')
   if a[1] and member(open_states, a[1]) then
     if a[2] >= today then
       if a[3] == s.id and a[4] == slot then return {'replay', known} end
@@ -64,11 +66,10 @@ local times = cjson.decode(s.slots)
 local time = times[tonumber(slot) + 1]
 if slot_over(s.date, time, today, hm) then return {'passed', open_slots(s)} end
 if tonumber(s['booked:' .. slot] or '0') >= cap then return {'full', open_slots(s)} end
-local appt_key = prefix .. 'appt:' .. ref
 if redis.call('EXISTS', appt_key) == 1 then return {'ref_taken', ref} end
 
 -- All checks passed: write.
-if stale_ref then redis.call('HSET', prefix .. 'appt:' .. stale_ref, 'state', 'missed') end
+if stale_ref then redis.call('HSET', string.format(appt_t, stale_ref), 'state', 'missed') end
 redis.call('HINCRBY', session_key, 'booked:' .. slot, 1)
 redis.call('HSET', appt_key, 'mobile', mobile, 'name', name, 'by', birth_year, 'sid', s.id,
            'centre', s.centre_id, 'date', s.date, 'slot', slot, 'state', 'booked', 'ver', '0',
@@ -77,8 +78,8 @@ redis.call('HSET', appt_key, 'mobile', mobile, 'name', name, 'by', birth_year, '
 -- session, see appointment() in common.lua): every byte counts a hundred thousand times.
 if lang ~= 'en' then redis.call('HSET', appt_key, 'lang', lang) end
 redis.call('HSET', benef_key, name_key, ref)
-redis.call('HINCRBY', prefix .. 'day:' .. s.centre_id .. ':' .. s.date, 'booked', 1)
-local centre = redis.call('HMGET', prefix .. 'centre:' .. s.centre_id, 'name', 'address')
+redis.call('HINCRBY', string.format(day_t, s.centre_id, s.date), 'booked', 1)
+local centre = redis.call('HMGET', string.format(centre_t, s.centre_id), 'name', 'address')
 queue_sms(outbox, counts, 'book:' .. ref .. ':0', mobile, 'sms.booked', lang,
           {name = name, centre = centre[1] or s.centre_id, address = centre[2] or '',
            date = s.date, time = time, ref = ref, ver = 0, kid = key_id})

@@ -1,12 +1,12 @@
 -- Read-only: a centre's name, today's counts and open capacity in one round trip, as JSON.
 -- Only slots still to come count as open (slot_over in common.lua: its end time has come).
 -- KEYS: centre, day(centre, today), centre sessions index
--- ARGV: prefix, today as yyyymmdd, today as yyyy-mm-dd, now as HH:MM (in TIMEZONE)
-local prefix, score, today, now_hm = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- ARGV: session template, today as yyyymmdd, today as yyyy-mm-dd, now as HH:MM (in TIMEZONE)
+local session_t, score, today, now_hm = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local counts = hgetall(KEYS[2])
 local open = 0
 for _, sid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], score, score)) do
-  local s = hgetall(prefix .. 'session:' .. sid)
+  local s = hgetall(string.format(session_t, sid))
   local times = cjson.decode(s.slots or '[]')
   local i = 0
   while s['cap:' .. i] do

@@ -1,5 +1,9 @@
 -- Shared by every TikaLine script (prepended by gateway/scripts.py).
 -- Rule for all scripts: validate everything first, return a refusal before the first write.
+-- Keys: a script gets the keys it can name up front in KEYS. A key it must build from a
+-- stored value (an appointment's session, a retried message) it builds from a template that
+-- gateway/keys.py passes in ARGV (`…_t`, '%s' for each part, see keys.template), so no key
+-- name is ever spelled in Lua.
 
 local function member(list_csv, value)
   for item in string.gmatch(list_csv, '[^,]+') do
@@ -35,10 +39,10 @@ end
 -- An appointment with the fields it shares with its session filled in: the slot's time and
 -- the vaccine live once in the session, not in each of its hundreds of appointments; the dose
 -- number is stored only when it is not the first.
-local function appointment(prefix, key)
+local function appointment(session_t, key)
   local a = hgetall(key)
   if a.state then
-    local s = redis.call('HMGET', prefix .. 'session:' .. a.sid, 'slots', 'vaccine')
+    local s = redis.call('HMGET', string.format(session_t, a.sid), 'slots', 'vaccine')
     a.time = a.time or (s[1] and cjson.decode(s[1])[tonumber(a.slot) + 1]) or ''
     a.vaccine = a.vaccine or s[2] or ''
     a.dose = a.dose or '1'
@@ -70,9 +74,9 @@ end
 
 -- Start sending one outbox entry: the attempt number to send; 0 for a message already sent
 -- (its entry is acknowledged here), -1 for a malformed entry.
-local function start_send(stream, group, id, k, to, t, l, p, now, prefix)
+local function start_send(stream, group, id, k, to, t, l, p, now, message_t)
   if not to or to == '' or not t or t == '' then return -1 end
-  local msg = prefix .. 'msg:' .. k
+  local msg = string.format(message_t, k)
   local m = redis.call('HMGET', msg, 'status', 'attempts')
   local status = m[1]
   if status == 'sent' or status == 'delivered' or status == 'failed' or status == 'dead' then

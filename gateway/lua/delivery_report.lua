@@ -1,10 +1,10 @@
 -- Apply one delivery report to its message's status hash (see gateway/delivery.py).
 -- KEYS: provider id -> message key, sms counts
--- ARGV: prefix, raw status, our status ('' when unknown), failure reason, network code,
+-- ARGV: message template, raw status, our status ('' when unknown), failure reason, network code,
 --       retry count, now, ttl
 local k = redis.call('GET', KEYS[1])
 if not k then return {'unknown_id', ''} end
-local msg = ARGV[1] .. 'msg:' .. k
+local msg = string.format(ARGV[1], k)
 -- The last six distinct reports, as short digests in one field under 64 bytes: replays are
 -- recognised, and however many reports arrive the status hash keeps the same few fields.
 local mark = string.sub(redis.sha1hex(ARGV[2] .. '|' .. ARGV[4] .. '|' .. ARGV[6]), 1, 8)

@@ -4,10 +4,12 @@
 -- A refusal counts against the number as in verify.lua ("already recorded" is not one: it
 -- answers a repeat with what was done).
 -- KEYS: appointment, vaccinator, failures(number), waiting(number), outbox, sms counts
--- ARGV: prefix, vaccinator_phone, today, now, batch, certificate_id, fail_limit, fail_window
+-- ARGV: session, day and centre templates, ref, vaccinator_phone, today, now, batch,
+--       certificate_id, fail_limit, fail_window
 local appt_key, vacc_key, fail_key, wait_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local prefix, phone, today, now, batch, cert = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local fail_limit, fail_window = tonumber(ARGV[7]), tonumber(ARGV[8])
+local session_t, day_t, centre_t, ref = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local phone, today, now, batch, cert = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local fail_limit, fail_window = tonumber(ARGV[10]), tonumber(ARGV[11])
 
 local function failed(reply)
   if count_failure(fail_key, now, fail_window, fail_limit) then reply[3] = 'limit' end
@@ -18,7 +20,7 @@ local centre = redis.call('HGET', vacc_key, 'centre_id')
 if not centre then return {'not_vaccinator', ''} end
 local wait = blocked_for(fail_key, now, fail_window, fail_limit)
 if wait then return {'blocked', tostring(wait)} end
-local a = appointment(prefix, appt_key)
+local a = appointment(session_t, appt_key)
 if not a.state then return failed({'not_found', ''}) end
 if a.centre ~= centre then return failed({'wrong_centre', ''}) end
 if a.state == 'vaccinated' then return {'already_recorded', a.cert} end
@@ -29,10 +31,9 @@ end
 
 redis.call('HSET', appt_key, 'state', 'vaccinated', 'batch', batch, 'cert', cert,
            'vaccinated_at', now, 'vaccinated_by', phone)
-redis.call('HINCRBY', prefix .. 'day:' .. a.centre .. ':' .. a.date, 'vaccinated', 1)
-local ref = string.sub(appt_key, #prefix + 6)
+redis.call('HINCRBY', string.format(day_t, a.centre, a.date), 'vaccinated', 1)
 redis.call('ZREM', wait_key, ref)
-local centre_name = redis.call('HGET', prefix .. 'centre:' .. a.centre, 'name') or a.centre
+local centre_name = redis.call('HGET', string.format(centre_t, a.centre), 'name') or a.centre
 queue_sms(outbox, counts, 'dose:' .. ref, a.mobile, 'sms.vaccinated', a.lang or 'en',
           {name = a.name, vaccine = a.vaccine, dose = a.dose, centre = centre_name,
            date = a.date, cert = cert, ref = ref})

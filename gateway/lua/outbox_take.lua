@@ -2,7 +2,7 @@
 -- attempt number to send, 0 for a message already sent (acknowledged here), -1 for a
 -- malformed entry (see start_send in common.lua).
 -- KEYS: outbox
--- ARGV: group, consumer, count, now, prefix
+-- ARGV: group, consumer, count, now, message template
 local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
                        'STREAMS', KEYS[1], '>')
 if not got then return {} end

@@ -3,13 +3,15 @@
 -- wrong-code count (att) is kept: a booking that had 5 wrong codes locks again at the next
 -- one, so re-issuing never buys more guesses than one per re-issue.
 -- KEYS: appointment, outbox, sms counts
--- ARGV: prefix, mobile, today, expected_version, new_check, lang, reissuable_states(csv),
---       max_per_day, key_id (of the key the new check was made with)
+-- ARGV: session template, centre template, ref, mobile, today, expected_version, new_check,
+--       lang, reissuable_states(csv), max_per_day, key_id (of the key the new check was made
+--       with)
 local appt_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3]
-local prefix, mobile, today, expected, check, lang, reissuable = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local max_per_day, key_id = tonumber(ARGV[8]), ARGV[9]
+local session_t, centre_t, ref = ARGV[1], ARGV[2], ARGV[3]
+local mobile, today, expected, check, lang, reissuable = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local max_per_day, key_id = tonumber(ARGV[10]), ARGV[11]
 
-local a = appointment(prefix, appt_key)
+local a = appointment(session_t, appt_key)
 if not a.state or a.mobile ~= mobile then return {'not_found', ''} end
 if not member(reissuable, a.state) then return {'state', a.state} end
 if a.date < today then return {'past', a.date} end
@@ -20,8 +22,7 @@ if a.ver ~= expected then return {'conflict', a.ver} end
 local version = tostring(tonumber(a.ver) + 1)
 redis.call('HSET', appt_key, 'state', 'booked', 'ver', version, 'check', check,
            'reissued_on', today, 'reissues', today_count + 1, 'k', key_id)
-local ref = string.sub(appt_key, #prefix + 6)
-local centre = redis.call('HMGET', prefix .. 'centre:' .. a.centre, 'name', 'address')
+local centre = redis.call('HMGET', string.format(centre_t, a.centre), 'name', 'address')
 queue_sms(outbox, counts, 'book:' .. ref .. ':' .. version, mobile, 'sms.booked', lang,
           {name = a.name, centre = centre[1] or a.centre, address = centre[2] or '',
            date = a.date, time = a.time, ref = ref, ver = tonumber(version),

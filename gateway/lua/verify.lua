@@ -5,14 +5,16 @@
 -- A booking verified joins the number's waiting set (scored by when), so DOSE alone can tell
 -- whether exactly one is waiting.
 -- KEYS: appointment, vaccinator, failures(number), waiting(number), outbox, sms counts
--- ARGV: prefix, vaccinator_phone, checks of the entered code ("kid:check …", one per key
---       still accepted, the current key first), today, now, max_attempts, fail_limit,
---       verifiable_states(csv), lockable_states(csv), waiting window (s), fail window (s)
+-- ARGV: session template, day template, ref, vaccinator_phone, checks of the entered code
+--       ("kid:check …", one per key still accepted, the current key first), today, now,
+--       max_attempts, fail_limit, verifiable_states(csv), lockable_states(csv),
+--       waiting window (s), fail window (s)
 local appt_key, vacc_key, fail_key, wait_key, outbox, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local prefix, phone, check, today, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local max_attempts, fail_limit = tonumber(ARGV[6]), tonumber(ARGV[7])
-local verifiable, lockable, window = ARGV[8], ARGV[9], tonumber(ARGV[10])
-local fail_window = tonumber(ARGV[11])
+local session_t, day_t, ref = ARGV[1], ARGV[2], ARGV[3]
+local phone, check, today, now = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+local max_attempts, fail_limit = tonumber(ARGV[8]), tonumber(ARGV[9])
+local verifiable, lockable, window = ARGV[10], ARGV[11], tonumber(ARGV[12])
+local fail_window = tonumber(ARGV[13])
 
 -- The check under the key the booking's code was made with (no key id: made before key ids,
 -- with the current key); nil when that key was retired, so no code matches.
@@ -30,17 +32,16 @@ local centre = redis.call('HGET', vacc_key, 'centre_id')
 if not centre then return {'not_vaccinator', ''} end
 local wait = blocked_for(fail_key, now, fail_window, fail_limit)
 if wait then return {'blocked', tostring(wait)} end
-local a = appointment(prefix, appt_key)
+local a = appointment(session_t, appt_key)
 if not a.state then return failed({'not_found', ''}) end
 if a.centre ~= centre then return failed({'wrong_centre', ''}) end
 if a.date ~= today then return failed({'wrong_day', a.date}) end
 if a.state == 'vaccinated' then return failed({'already_vaccinated', ''}) end
 if not member(verifiable, a.state) then return failed({a.state, ''}) end  -- cancelled, locked, missed
 
-local ref = string.sub(appt_key, #prefix + 6)
 if a.check == check_for(check, a.k) then
   if a.state ~= 'verified' then
-    redis.call('HINCRBY', prefix .. 'day:' .. a.centre .. ':' .. a.date, 'verified', 1)
+    redis.call('HINCRBY', string.format(day_t, a.centre, a.date), 'verified', 1)
   end
   redis.call('HSET', appt_key, 'state', 'verified', 'att', '0', 'verified_at', now,
              'verified_by', phone, 'verified_on', today)
@@ -55,7 +56,7 @@ local attempts = redis.call('HINCRBY', appt_key, 'att', 1)
 if attempts >= max_attempts and member(lockable, a.state) then
   redis.call('HSET', appt_key, 'state', 'locked', 'locked_at', now)
   if a.state == 'verified' then  -- a locked booking no longer counts as verified today
-    redis.call('HINCRBY', prefix .. 'day:' .. a.centre .. ':' .. a.date, 'verified', -1)
+    redis.call('HINCRBY', string.format(day_t, a.centre, a.date), 'verified', -1)
   end
   queue_sms(outbox, counts, 'lock:' .. ref .. ':' .. a.ver, a.mobile, 'sms.locked', a.lang or 'en',
             {name = a.name, ref = ref})
