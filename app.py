@@ -12,11 +12,13 @@ from pathlib import Path
 import click
 from flask import Flask
 
-from gateway import cli, logs, simulator, sms_cli, webhooks
+from gateway import logs
+from gateway.cli import data, sms
 from gateway.config import ConfigError, Settings, check_server
-from gateway.redisconn import connect
 from gateway.services import Services
 from gateway.store import Store
+from gateway.store.redisconn import connect
+from gateway.web import simulator, webhooks
 
 HERE = Path(__file__).resolve().parent
 # Gunicorn's "App failed to load" status: its master stops instead of forking workers again.
@@ -36,9 +38,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.logger.warning("WEBHOOK_TOKEN unset: webhooks accept requests from anyone")
     client = connect(settings.redis_url, settings.instance_path)
     app.extensions["tikaline"] = Services(settings, client, Store(client, settings))
-    cli.init_app(app)
+    data.init_app(app)
     simulator.init_app(app)
-    sms_cli.init_app(app)
+    sms.init_app(app)
     webhooks.init_app(app)
     return app
 

@@ -21,10 +21,9 @@ import redis
 
 from bench.common import SECRET_KEY, RedisSnapshot, RoundTrips, log
 from bench.data import BIRTH_YEAR
-from gateway import keys
 from gateway.config import Settings
 from gateway.providers.result import SENT, SendResult
-from gateway.store import Store, name_key
+from gateway.store import Store, keys, name_key
 
 FIRST = ["Asha", "Ravi", "Sunita", "Mohammed", "Priya", "Arjun", "Kavita", "Imran", "Lakshmi",
          "Vikram", "Meena", "Suresh", "Fatima", "Rahul", "Anita", "Deepak"]

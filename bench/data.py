@@ -1,7 +1,7 @@
 """The demo data scaled up for load: more capacity, more centres and vaccinators, and a
 dedicated centre of few slots for the contended-booking race.
 
-Built on ``gateway.sample.sample_data`` and loaded through ``gateway.reference.load``, the
+Built on ``gateway.sample.sample_data`` and loaded through ``gateway.store.reference.load``, the
 same path an operator's ``load-data`` takes.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from gateway.reference import load
 from gateway.sample import sample_data
+from gateway.store.reference import load
 
 # Pincodes the journeys ask for; each has centres open to a beneficiary born in BIRTH_YEAR.
 JOURNEY_PINCODES = ["110017", "226018"]

@@ -38,9 +38,9 @@ from bench.common import (
     own_cpu_seconds,
     process_cpu_seconds,
 )
-from gateway import keys
 from gateway.config import Settings
 from gateway.outbox import Worker, make_provider
+from gateway.store import keys
 
 LEVELS = (1, 8, 32)
 PARAMS = json.dumps({"name": "Asha Devi", "centre": "PHC Saket", "date": "2026-12-01",

@@ -237,7 +237,7 @@ def cpu_ratio(levels: list[dict]) -> float | None:
 
 def sms_effects(client: redis.Redis) -> dict:
     """What the SMS load really changed: bookings made by SMS, doses recorded."""
-    from gateway import keys
+    from gateway.store import keys
 
     booked = sum(1 for _ in client.scan_iter(match=keys.beneficiaries("+919*"), count=5000))
     vaccinated = 0

@@ -13,10 +13,9 @@ import logging
 
 from flows import booking, cancel, commands, status, vaccinator, words
 from flows.base import Turn
-from gateway import keys
 from gateway.inbound import SMS, InboundMessage
 from gateway.phones import mask
-from gateway.store import Store
+from gateway.store import Store, keys
 
 GUARD_TTL = 48 * 3600  # the provider retries an unanswered callback for minutes, not days
 CONVERSATION_TTL = 2 * 3600  # an unanswered booking question is forgotten after this

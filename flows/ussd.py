@@ -20,11 +20,10 @@ import redis
 
 from flows import booking, cancel, menu, messages, status, words
 from flows.base import Turn
-from gateway import keys
 from gateway.inbound import USSD, InboundMessage, Reply
 from gateway.phones import mask
 from gateway.sms_text import render
-from gateway.store import Store
+from gateway.store import Store, keys
 
 SESSION_TTL = 10 * 60  # the network ends a session after 3 minutes; replays come within that
 RESUME_TTL = 30 * 60  # how long a dropped booking is offered on the next dial

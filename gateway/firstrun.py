@@ -15,11 +15,12 @@ import redis
 from flask import Flask
 from werkzeug.serving import make_server
 
-from gateway import embedded, keys
+from gateway import embedded
 from gateway.outbox import start_background
 from gateway.phones import mask
-from gateway.reference import load
 from gateway.sample import sample_data
+from gateway.store import keys
+from gateway.store.reference import load
 
 log = logging.getLogger("tikaline.firstrun")
 

@@ -74,8 +74,8 @@ def store(r, settings) -> Store:
 @pytest.fixture
 def sample(store):
     """The demo data loaded for the current week (today in TIMEZONE first)."""
-    from gateway.reference import load
     from gateway.sample import sample_data
+    from gateway.store.reference import load
 
     data = sample_data(store.now().date())
     load(store, data)

@@ -10,10 +10,10 @@ from contextlib import contextmanager
 
 import redis
 
-from gateway import codes, keys
-from gateway.reference import load
+from gateway import codes
 from gateway.sms_text import render_entry
-from gateway.store import Store
+from gateway.store import Store, keys
+from gateway.store.reference import load
 
 _ids = itertools.count(1)
 VACCINATOR = "+919800000001"  # A. Kumar, PHC Saket (C100) in the sample data

@@ -12,14 +12,14 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from gateway import keys
 from gateway.outbox import Worker
+from gateway.store import keys
 from tests.servers import free_port, redis_binary
 
 
 def queue_sms(r, message_key: str, to: str, template: str = "sms.locked",
               params: dict | None = None, lang: str = "en") -> None:
-    """Append an outbox entry exactly as ``queue_sms`` in gateway/lua/common.lua does."""
+    """Append an outbox entry exactly as ``queue_sms`` in gateway/store/lua/common.lua does."""
     params = {"name": "Asha Devi", "ref": "123456782"} if params is None else params
     with r.pipeline(transaction=True) as pipe:
         pipe.xadd(keys.OUTBOX, {"k": message_key, "to": to, "t": template, "l": lang,

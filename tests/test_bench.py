@@ -10,7 +10,7 @@ import pytest
 from bench import booking, data
 from bench.common import RoundTrips, Table
 from bench.targets import evaluate
-from gateway import keys
+from gateway.store import keys
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import pytest
 
 from flows import messages, words
 from flows.words import MAX_NAME
-from gateway.reference import MAX_CENTRE_NAME
 from gateway.sms_text import graphemes, render, render_entry, segments
+from gateway.store.reference import MAX_CENTRE_NAME
 from tests.conversation_helpers import (
     Phone,
     appointments,

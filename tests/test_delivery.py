@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from gateway import keys
+from gateway.store import keys
 from tests.outbox_helpers import (
     assert_compact,
     counts,
@@ -118,7 +118,7 @@ def test_success_after_a_failure_counts_as_delivered(r, app, sent):
 
 def test_an_unknown_status_is_kept_and_logged(r, app, sent, caplog):
     key, provider_id = sent
-    with caplog.at_level(logging.WARNING, "gateway.delivery"):
+    with caplog.at_level(logging.WARNING, "gateway.web.delivery"):
         answer = report(app.test_client(), provider_id, "Throttled")
     assert answer.status_code == 200
     message = status(r, key)
@@ -128,7 +128,7 @@ def test_an_unknown_status_is_kept_and_logged(r, app, sent, caplog):
 
 def test_a_report_for_an_unknown_message_is_logged_and_acknowledged(r, app, sent, caplog):
     before = sorted(r.keys("*"))
-    with caplog.at_level(logging.WARNING, "gateway.delivery"):
+    with caplog.at_level(logging.WARNING, "gateway.web.delivery"):
         answer = report(app.test_client(), "ATXid_never_sent", "Success")
     assert answer.status_code == 200
     assert sorted(r.keys("*")) == before
@@ -176,7 +176,7 @@ def test_report_values_reach_the_log_on_one_clean_line(r, app, sent, caplog, fie
     key, provider_id = sent
     form = {"status": "Throttled", "id": provider_id, "failureReason": "x"}
     form[field] += "\nINFO forged\x1b[2J\r\x00"  # within the length limits: not a 400
-    with caplog.at_level(logging.INFO, "gateway.delivery"):
+    with caplog.at_level(logging.INFO, "gateway.web.delivery"):
         answer = report(app.test_client(), form.pop("id"), form.pop("status"), **form)
     assert answer.status_code == 200 and caplog.records
     for record in caplog.records:

@@ -19,7 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from app import create_app
-from gateway import codes, keys
+from gateway import codes
 from gateway.config import Settings
 from gateway.outbox import (
     KEEP_SECONDS,
@@ -33,6 +33,7 @@ from gateway.providers.africastalking import SMSClient, reduce_answer
 from gateway.providers.console import kept_messages
 from gateway.providers.result import RETRY, SENT, SendResult
 from gateway.sms_text import render_entry
+from gateway.store import keys
 from tests.fake_at import (
     BLACKLISTED,
     DND,

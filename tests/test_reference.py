@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
-from gateway import keys
 from gateway.errors import DataError
-from gateway.reference import load, load_files
 from gateway.sample import sample_data
+from gateway.store import keys
+from gateway.store.reference import load, load_files
 from tests.test_store import snapshot
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,9 +8,10 @@ from datetime import date
 
 import pytest
 
-from gateway import keys, outbox
-from gateway.delivery import apply_report
-from gateway.scripts import LUA, sources
+from gateway import outbox
+from gateway.store import keys
+from gateway.store.scripts import LUA, sources
+from gateway.web.delivery import apply_report
 from tests.outbox_helpers import queue_sms, running, status, wait_for
 
 PHONE = "+919811111111"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
-from gateway import codes, keys
+from gateway import codes
 from gateway.providers.console import ConsoleProvider
+from gateway.store import keys
 
 CITIZEN = "+919811111111"
 
@@ -188,7 +189,7 @@ def test_enabling_the_simulator_with_a_token_needs_a_password(tmp_path):
 
 
 def test_guessing_the_simulator_password_is_stopped(deployed, r):
-    from gateway.simulator import LOGIN_FAILURES
+    from gateway.web.simulator import LOGIN_FAILURES
 
     for _ in range(LOGIN_FAILURES):
         assert deployed.post("/simulator/login", data={"password": "guess"}).status_code == 401

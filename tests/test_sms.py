@@ -9,8 +9,9 @@ import threading
 import pytest
 
 from flows import messages
-from gateway import codes, keys
+from gateway import codes
 from gateway.sms_text import segments
+from gateway.store import keys
 from tests.conversation_helpers import (
     VACCINATOR,
     Phone,

@@ -10,10 +10,10 @@ from datetime import date, datetime, timedelta
 import pytest
 import redis
 
-from gateway import codes, keys
-from gateway.reference import load
+from gateway import codes
 from gateway.sms_text import render_entry
-from gateway.store import Outcome, Store
+from gateway.store import Outcome, Store, keys
+from gateway.store.reference import load
 
 CITIZEN = "+919811111111"
 VACCINATOR = "+919800000001"  # C100

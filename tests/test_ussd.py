@@ -10,9 +10,9 @@ from datetime import timedelta
 
 import pytest
 
-from gateway import codes, keys
+from gateway import codes
 from gateway.sms_text import render_entry
-from gateway.store import Store
+from gateway.store import Store, keys
 from tests.conversation_helpers import (
     Phone,
     all_values,

@@ -7,7 +7,8 @@ from datetime import date
 import pytest
 
 from flows import messages
-from gateway import codes, keys
+from gateway import codes
+from gateway.store import keys
 from tests.conversation_helpers import (
     OTHER_VACCINATOR,
     VACCINATOR,

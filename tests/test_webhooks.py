@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from gateway import keys
 from gateway.config import Settings
+from gateway.store import keys
 from tests.conversation_helpers import Phone, outbox
 from tests.outbox_helpers import wait_for
 from tests.servers import free_port

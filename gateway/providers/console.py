@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 
 import redis
 
-from gateway import keys
 from gateway.phones import mask
 from gateway.providers.result import SENT, SendResult
+from gateway.store import keys
 
 log = logging.getLogger(__name__)
 KEEP = 50  # messages kept per phone

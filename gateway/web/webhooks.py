@@ -10,11 +10,11 @@ from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from flows import router, ussd
-from gateway import health
 from gateway.errors import BadRequest
-from gateway.http import check_token
+from gateway.outbox import health
 from gateway.providers import africastalking as at
 from gateway.services import services
+from gateway.web.http import check_token
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger("tikaline.webhooks")

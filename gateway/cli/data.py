@@ -12,9 +12,9 @@ from flask.cli import with_appcontext
 
 from gateway.errors import DataError
 from gateway.phones import normalise
-from gateway.reference import load_files
 from gateway.sample import sample_data
 from gateway.services import services
+from gateway.store.reference import load_files
 
 
 @click.command("load-data")

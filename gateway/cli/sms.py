@@ -8,9 +8,11 @@ import click
 from flask import Flask
 from flask.cli import with_appcontext
 
-from gateway import delivery, health, outbox
+from gateway import outbox
 from gateway.errors import ConfigurationError
+from gateway.outbox import health
 from gateway.services import services
+from gateway.web import delivery
 
 
 @click.command("outbox-worker")

@@ -16,8 +16,8 @@ import time
 
 import redis
 
-from gateway import keys
 from gateway.logs import clean
+from gateway.store import keys
 
 log = logging.getLogger(__name__)
 PREFIX = "tikaline-outbox|"

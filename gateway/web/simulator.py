@@ -36,9 +36,10 @@ from flask import (
     url_for,
 )
 
-from gateway import codes, keys, sms_text
+from gateway import codes, sms_text
 from gateway.phones import normalise
 from gateway.services import services
+from gateway.store import keys
 
 log = logging.getLogger(__name__)
 

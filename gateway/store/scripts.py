@@ -1,4 +1,4 @@
-"""Every Lua script of ``gateway/lua/``, registered once per Redis client, common.lua first.
+"""Every Lua script of ``gateway/store/lua/``, registered once per Redis client, common.lua first.
 
 A script is one atomic step; keeping them all as files in one folder, behind one loader, means
 the store, the outbox worker and the delivery reports share the helpers of common.lua and a

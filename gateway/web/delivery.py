@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, request
 
-from gateway import keys
 from gateway.errors import BadRequest
-from gateway.http import check_token, form_fields
 from gateway.logs import clean
 from gateway.outbox import KEEP_SECONDS
 from gateway.providers.africastalking import delivery_status
-from gateway.scripts import scripts_for
 from gateway.services import services
+from gateway.store import keys
+from gateway.store.scripts import scripts_for
+from gateway.web.http import check_token, form_fields
 
 log = logging.getLogger(__name__)
 bp = Blueprint("delivery", __name__)

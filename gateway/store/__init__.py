@@ -2,7 +2,7 @@
 
 Redis is passed in (``Store(redis, settings)``), never global. Each script validates
 everything before its first write and queues the SMS it promises on the outbox stream in the
-same step (see ``gateway/lua/``). Outcomes are returned as ``Outcome(status, value)``; the
+same step (see ``gateway/store/lua/``). Outcomes are returned as ``Outcome(status, value)``; the
 statuses are the ones the scripts return and the flows translate into replies.
 """
 
@@ -17,10 +17,11 @@ from datetime import datetime, timedelta
 import redis
 
 from flows import lifecycle
-from gateway import codes, keys
+from gateway import codes
 from gateway.config import Settings
 from gateway.phones import mask
-from gateway.scripts import scripts_for
+from gateway.store import keys
+from gateway.store.scripts import scripts_for
 
 MAX_BENEFICIARIES = 4
 MAX_ATTEMPTS = 5

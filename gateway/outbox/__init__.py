@@ -28,7 +28,7 @@ derived, never stored) and hands it to the provider. Per message it keeps a stat
 - **Redis trouble** (away, out of memory, ``MISCONF``, read-only, ``NOGROUP``) never ends the
   worker: each round that fails is logged and tried again after a capped backoff, and the
   worker says it is stuck, and why, where ``flask sms stats`` and ``/healthz`` read it
-  (``gateway.health``). A send the API took is recorded however long Redis takes to come back,
+  (``health.py`` here). A send the API took is recorded however long Redis takes to come back,
   unless the worker is stopped meanwhile: only that would leave it to be sent again.
 - **Retries.** A failed attempt is acknowledged and parked in the ``keys.RETRY`` sorted set,
   scored by when it is due (exponential backoff with jitter), and put back on the stream when
@@ -55,13 +55,13 @@ from datetime import UTC, datetime
 
 import redis
 
-from gateway import keys
 from gateway.config import Settings
-from gateway.health import WorkerHealth
 from gateway.logs import clean
+from gateway.outbox.health import WorkerHealth
 from gateway.providers.result import CONFIG, REJECTED, RETRY, SENT, SendResult
-from gateway.scripts import scripts_for
 from gateway.sms_text import render_entry
+from gateway.store import keys
+from gateway.store.scripts import scripts_for
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The HTTP edge: Africa's Talking webhooks, delivery reports, the simulator."""
