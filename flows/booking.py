@@ -62,7 +62,6 @@ REFUSALS = {"already_booked": "already_booked", "too_many": "too_many", "too_you
 SLOT_LOST = {"full": "hint.slot_full", "passed": "hint.slot_passed"}
 FRESH = 60  # seconds a kept list of dates and slots is shown without reading it again
 OLDEST = 120
-MIN_AGE = 18  # the programme's: no session is for younger people, so say it at once
 
 
 def _age_fits(session: dict, birth_year: int) -> bool:
@@ -146,7 +145,7 @@ class Booking(Conversation):
         return hint
 
     def valid_birth_year(self, text: str) -> bool:
-        """Guard: a 4-digit year within the last 120, of someone old enough to book; kept."""
+        """Guard: a 4-digit year within the last 120, of someone some session takes; kept."""
         year = words.number(text, 4)
         this_year = self.turn.now.year
         if year and int(year) > this_year:
@@ -154,8 +153,10 @@ class Booking(Conversation):
         if not year or int(year) < this_year - OLDEST:
             return self.refuse("hint.birth_year")
         # Ages are counted in years, as the sessions' limits are: 18 during this year.
-        if this_year - int(year) < MIN_AGE:
-            return self.refuse("hint.too_young", most=MIN_AGE, latest=this_year - MIN_AGE)
+        # Said at once when no session takes someone this young, not as "no open slots" later.
+        youngest = self.turn.store.too_young(this_year - int(year))
+        if youngest is not None:
+            return self.refuse("hint.too_young", most=youngest, latest=this_year - youngest)
         self.data["by"] = int(year)
         return True
 

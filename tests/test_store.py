@@ -535,3 +535,45 @@ def test_four_people_per_mobile_counts_open_and_vaccinated_not_cancelled_or_miss
         assert book(store, name=name).ok, name
     assert book(store, name="Ninth Person").status == "too_many"
     assert book(store, name="Asha Devi", offset=1).ok  # one of the four may book again
+
+
+# -- the youngest age any session takes -----------------------------------------------------
+
+def _children(today, min_age=12, max_age=14, sid="K1") -> dict:
+    """One centre near 110017 with one session for children of ``min_age``-``max_age``."""
+    return {"centres": [{"id": "C9", "name": "School Camp", "district": "South Delhi",
+                         "state": "Delhi", "pincode": "110017", "address": ""}],
+            "sessions": [{"id": sid, "centre_id": "C9", "date": today.isoformat(),
+                          "vaccine": "COVAXIN", "min_age": min_age, "max_age": max_age,
+                          "slots": [{"time": "15:00-17:00", "capacity": 10}]}],
+            "vaccinators": []}
+
+
+def test_with_nothing_loaded_only_the_programme_age_is_refused(store):
+    assert store.too_young(17) == 18
+    assert store.too_young(18) is None
+
+
+def test_the_refusal_age_is_the_lowest_minimum_of_the_sessions_loaded(store, sample):
+    assert store.too_young(17) == 18
+    load(store, _children(store.now().date()))
+    assert store.too_young(11) == 12  # a refusal reads Redis again: never from an old copy
+    assert store.too_young(12) is None
+    assert store.too_young(17) is None
+
+
+def test_a_session_with_no_minimum_age_lets_anyone_past_the_age_question(store):
+    load(store, _children(store.now().date(), min_age=None, max_age=None))
+    assert store.too_young(0) is None
+
+
+def test_a_session_reloaded_for_older_people_raises_the_age_within_a_minute(
+        store, r, clock):
+    today = store.now().date()
+    load(store, _children(today))
+    assert store.too_young(13) is None
+    other = Store(r, store.settings)  # another process loads the same session for 18+
+    load(other, _children(today, min_age=18, max_age=None))
+    assert other.too_young(13) == 18
+    clock.advance(61)  # this process's copy is over a minute old
+    assert store.too_young(13) == 18

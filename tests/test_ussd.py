@@ -384,6 +384,33 @@ def test_someone_under_eighteen_is_told_right_after_the_birth_year(client, sampl
     assert phone.press(adult).startswith("CON Pincode where Chhotu Kumar")
 
 
+def test_a_child_can_book_a_session_for_children_and_sees_only_those(client, sample, store):
+    from tests.test_store import _children
+
+    adult = Phone(client, "+919833333333")
+    adult.dial()
+    adult.press("1", "Asha Devi", "1990")  # the age question answered once before the load
+    load_data(store, _children(store.now().date()))
+    phone = Phone(client)
+    phone.dial()
+    phone.press("1", "Chhotu Kumar")
+    too_young = phone.press(str(store.now().year - 8))
+    assert too_young.startswith("CON Only people aged 12 or more can book")
+    assert phone.press(str(store.now().year - 13)).startswith("CON Pincode where Chhotu")
+    assert phone.press("110017") == "CON Centres near 110017\n1 School Camp\n0 Back"
+    assert "15:00-17:00" in phone.press("1", "1")
+
+
+def test_the_age_question_costs_no_extra_round_trip(client, sample, monkeypatch):
+    book(Phone(client, "+919833333333"))  # load the scripts once: NOSCRIPT costs extra once
+    phone = Phone(client)
+    phone.dial()
+    phone.press("1", "Asha Devi")
+    with counting_round_trips(monkeypatch) as sent:
+        assert phone.press("1990").startswith("CON Pincode where Asha Devi")
+    assert len(sent) == 2  # the hop's read and its commit
+
+
 def test_a_birth_year_still_to_come_is_called_that(client, sample, store):
     phone = Phone(client)
     phone.dial()

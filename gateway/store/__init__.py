@@ -29,6 +29,8 @@ MAX_REISSUES = 3  # fresh codes a booking may get a day (CODE <ref>)
 FAILURE_LIMIT = 20  # refused VERIFY/DOSE attempts a vaccinator number may make…
 FAILURE_WINDOW = 3600  # …in any rolling window of this many seconds
 WAITING_WINDOW = 30 * 60  # a booking verified this long ago no longer waits for DOSE alone
+PROGRAMME_AGE = 18  # the youngest who may book while no session says otherwise
+AGE_FRESH = 60  # seconds a process's copy of the youngest age may let someone through
 LOAD_TRIES = 20  # bookings landing on sessions a load cuts, each time: give up, load again
 log = logging.getLogger("tikaline.store")
 
@@ -97,6 +99,7 @@ class Store:
         self.r = client
         self.settings = settings
         self._scripts = scripts_for(client)
+        self._youngest: tuple[int, float] | None = None  # (age, when read) of the sessions
 
     # -- time -------------------------------------------------------------------------------
 
@@ -243,6 +246,24 @@ class Store:
         centres.sort(key=lambda c: c["id"])
         return centres
 
+    def too_young(self, age: int) -> int | None:
+        """The lowest minimum age of the loaded sessions when ``age`` is below it, else None."""
+        # The age question is on every booking: a copy under a minute old lets people through
+        # without a round trip. A refusal always reads Redis, so sessions just loaded for
+        # younger people are never refused from an old copy; someone let through by one is
+        # still held to each session's own range in the centre list and the book script.
+        kept = self._youngest
+        if kept and self.settings.clock() - kept[1] < AGE_FRESH and age >= kept[0]:
+            return None
+        youngest = self._read_youngest()
+        return youngest if age < youngest else None
+
+    def _read_youngest(self) -> int:
+        lowest = self.r.zrange(keys.MIN_AGES, 0, 0, withscores=True)
+        youngest = int(lowest[0][1]) if lowest else PROGRAMME_AGE
+        self._youngest = (youngest, self.settings.clock())
+        return youngest
+
     def appointment(self, ref: str) -> dict | None:
         raw = self._scripts["appointment"](keys=[keys.appointment(ref)],
                                              args=[keys.template(keys.session)])
@@ -317,6 +338,7 @@ class Store:
         for vaccinator in data["vaccinators"]:
             self._queue_vaccinator(pipe, vaccinator)
         done = [_as_outcome(r) for r in pipe.execute() if isinstance(r, list)]
+        self._youngest = None  # this process reads the new youngest age at once
         return {}, {"created": sum(o.value == "created" for o in done),
                     "updated": sum(o.value == "updated" for o in done)}
 
@@ -354,6 +376,8 @@ class Store:
                   "" if session.get("max_age") is None else session["max_age"],
                   json.dumps([s["time"] for s in slots]), *[s["capacity"] for s in slots]],
             client=pipe)
+        # Kept beside the session, in the same transaction: the youngest age any session takes.
+        pipe.zadd(keys.MIN_AGES, {session["id"]: session.get("min_age") or 0})
 
     @staticmethod
     def _queue_vaccinator(pipe, vaccinator: dict) -> None:

@@ -51,6 +51,9 @@ def session(session_id: str) -> str:
     return f"{PREFIX}session:{session_id}"  # hash: fields + cap:<i>, booked:<i>
 
 
+MIN_AGES = f"{PREFIX}minages"  # zset: session id scored by its minimum age (0: none)
+
+
 def centre_sessions(centre_id: str) -> str:
     return f"{PREFIX}csessions:{centre_id}"  # zset of session ids scored yyyymmdd
 
