@@ -44,10 +44,11 @@ class Status(Conversation):
         return self._slip
 
     def wants_next(self, text: str) -> bool:
-        """Guard: 1 while a next booking exists."""
-        if words.normal(text) == "1" and self.data.get("i", 0) + 1 < self.data.get("n", 0):
+        """Guard: 1 while a next booking exists; else the hint names the keys on screen."""
+        has_next = self.data.get("i", 0) + 1 < self.data.get("n", 0)
+        if words.normal(text) == "1" and has_next:
             return True
-        return self.refuse("hint.next_back" if self.data.get("n", 0) > 1 else "hint.back")
+        return self.refuse("hint.next_back" if has_next else "hint.back")
 
     def next_one(self, *_) -> None:
         """Show the next booking."""

@@ -456,6 +456,22 @@ def test_devanagari_zero_goes_back_and_double_zero_to_the_main_menu(client, samp
     assert phone.press("००") == MENU
 
 
+def test_the_last_of_my_appointments_hints_only_the_key_it_offers(client, sample):
+    phone = Phone(client)
+    book(phone, "Asha Devi")
+    book(phone, "Ravi Kumar", "1985")
+    phone.dial()
+    first = phone.press("2")
+    assert phone.press("7") == f"CON Reply 1 or 0.\n{first[4:]}"  # "1 Next" is offered here
+    last = phone.press("1")
+    for junk in ("7", "1"):
+        assert phone.press(junk) == f"CON Reply 0.\n{last[4:]}"
+    phone.press("0", "0", "4", "2")  # हिन्दी
+    phone.dial()
+    phone.press("2", "1")
+    assert phone.press("1").startswith("CON 0 दबाएँ।\n2/2 ")
+
+
 def test_my_appointments_shows_open_bookings_before_cancelled_ones(client, sample, r):
     phone = Phone(client)
     book(phone, "Asha Devi")
