@@ -356,6 +356,17 @@ FLOW = Flow("booking", Booking, STATES, TRANSITIONS, exits={"menu": ("menu", "ma
             final=FINAL)
 
 
+def is_over(state: str) -> bool:
+    """Whether a booking at ``state`` has ended: booked, stopped or refused."""
+    return state in FINAL
+
+
+def resumable(state: str) -> bool:
+    """Whether a booking dropped at ``state`` is offered on the next dial: once it has a name
+    and until it is over."""
+    return not is_over(state) and state != "name"
+
+
 def resumed(data: dict) -> dict:
     """A dropped booking's data, taken up again: its kept dates and slots are read anew."""
     return {k: v for k, v in data.items() if k != "at"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from flows import words
 from flows.base import Conversation, Flow, recipe
+from gateway.store.conversations import flow_from_stored
 
 STATES = ["main", "resume", "language", "help", "book", "appointments", "cancel", "resumed"]
 MENU = {"1": "book", "2": "appointments", "3": "cancel", "4": "language", "5": "help"}
@@ -83,7 +84,8 @@ class Menu(Conversation):
         return recipe("ussd.menu")
 
     def screen_resume(self):
-        return recipe("ussd.resume", name=self.data["pointer"]["d"].get("name", ""))
+        offered = flow_from_stored(self.data["pointer"])
+        return recipe("ussd.resume", name=offered.data.get("name", ""))
 
     def screen_language(self):
         return recipe("ussd.language")

@@ -8,14 +8,14 @@ guard is already there. Replies leave through the outbox, never from the request
 
 from __future__ import annotations
 
-import json
 import logging
 
 from flows import booking, cancel, commands, status, vaccinator, words
 from flows.base import Turn
 from gateway.inbound import SMS, InboundMessage
 from gateway.phones import mask
-from gateway.store import Store, keys
+from gateway.store import Store
+from gateway.store.conversations import DELETE, KEEP, FlowState, Mark, Sms, SmsTurnState
 
 GUARD_TTL = 48 * 3600  # the provider retries an unanswered callback for minutes, not days
 CONVERSATION_TTL = 2 * 3600  # an unanswered booking question is forgotten after this
@@ -29,33 +29,27 @@ def handle(store: Store, msg: InboundMessage) -> bool:
     False when another copy of the same message is being applied right now: the caller asks
     the provider to retry it (by then it is a replay, or the other copy failed and left it)."""
     mobile = msg.sender
-    guard, claim = keys.inbound(msg.message_id), keys.inbound_claim(msg.message_id)
-    conv_key = keys.conversation(SMS, mobile)
-    lang_key = keys.language(mobile)
-    snap = store.snapshot(strings=[guard, conv_key, lang_key],
-                          hashes=[keys.vaccinator(mobile)], claim=(claim, CLAIM_TTL))
-    if snap[guard] is not None:
+    state = store.load_sms_turn(msg.message_id, mobile, CLAIM_TTL)
+    if state.replay:
         log.info("event=sms_replay id=%s from=%s", msg.message_id, mask(mobile))
         return True
-    if not snap["claimed"]:
+    if not state.claimed:
         log.info("event=sms_in_flight id=%s from=%s", msg.message_id, mask(mobile))
         return False
     try:
-        _turn(store, msg, snap, guard, conv_key, lang_key)
+        _turn(store, msg, state)
     except Exception:
-        store.r.delete(claim)  # let the provider's retry apply it
+        store.release_claim(msg.message_id)  # let the provider's retry apply it
         raise
     return True
 
 
-def _turn(store: Store, msg: InboundMessage, snap: dict, guard: str, conv_key: str,
-          lang_key: str) -> None:
+def _turn(store: Store, msg: InboundMessage, state: SmsTurnState) -> None:
     command, rest = words.command(msg.text)
     mobile = msg.sender
-    turn = Turn(store, mobile, SMS, snap[lang_key] or "en",
-                vaccinator=snap[keys.vaccinator(mobile)] or None)
-    conv = _load(snap[conv_key])
-    key, ttl, state = conv_key, CONVERSATION_TTL, "="
+    turn = Turn(store, mobile, SMS, state.lang or "en", vaccinator=state.vaccinator)
+    conv = state.conversation
+    kept: FlowState | Mark = KEEP
 
     if command in words.VACCINATOR_COMMANDS:
         if turn.vaccinator:
@@ -66,11 +60,11 @@ def _turn(store: Store, msg: InboundMessage, snap: dict, guard: str, conv_key: s
         vaccinator.near_miss(turn, *meant)  # never an answer to a booking question
     elif command == "book":
         model, _ = booking.start(turn, rest)
-        state = _ask(turn, model)
+        kept = _ask(turn, model)
     elif command == "status":
         status.sms_slip(turn)
     elif command == "cancel" and not rest and conv:
-        state = ""  # CANCEL on its own during a booking stops the booking
+        kept = DELETE  # CANCEL on its own during a booking stops the booking
         turn.say("sms.book.stopped")
     elif command == "cancel":
         cancel.sms_cancel(turn, rest)
@@ -81,29 +75,25 @@ def _turn(store: Store, msg: InboundMessage, snap: dict, guard: str, conv_key: s
     elif command == "help" or not conv:
         commands.help_text(turn)
     else:
-        model, moved = booking.FLOW.run(turn, conv["s"], conv["d"], "answer", msg.text)
+        model, moved = booking.FLOW.run(turn, conv.state, conv.data, "answer", msg.text)
         if not moved and model.hint is None:
             model.hint = ("hint.choose", {})
-        state = _ask(turn, model)
+        kept = _ask(turn, model)
 
-    written = store.commit_turn(
-        mobile=mobile, conversation=key, state=state, ttl=ttl, guard=guard,
-        guard_ttl=GUARD_TTL, lang=turn.new_lang,
-        messages=[{"k": f"reply:{msg.message_id}:{i}", "t": t, "l": turn.lang, "p": p}
-                  for i, (t, p) in enumerate(turn.replies)])
+    written = store.save_sms_turn(
+        message_id=msg.message_id, mobile=mobile, conversation=kept, ttl=CONVERSATION_TTL,
+        guard_ttl=GUARD_TTL, chosen_lang=turn.new_lang or None,
+        replies=[Sms(f"reply:{msg.message_id}:{i}", t, turn.lang, p)
+                 for i, (t, p) in enumerate(turn.replies)])
     log.info("event=sms_turn id=%s from=%s command=%s replies=%d written=%s", msg.message_id,
              mask(mobile), command or ("answer" if conv else "none"), len(turn.replies), written)
 
 
-def _ask(turn: Turn, model) -> str:
-    """Queue the booking's next question; the conversation to keep ('' once it is over)."""
+def _ask(turn: Turn, model) -> FlowState | Mark:
+    """Queue the booking's next question; the conversation to keep (deleted once it is over)."""
     screen = model.screen()
     if screen:
         turn.say(screen["t"], **screen["p"])
-    if model.state in booking.FINAL:
-        return ""
-    return json.dumps({"s": model.state, "d": model.data}, ensure_ascii=False)
-
-
-def _load(raw: str | None) -> dict | None:
-    return json.loads(raw) if raw else None
+    if booking.is_over(model.state):
+        return DELETE
+    return FlowState(booking.FLOW.name, model.state, model.data)

@@ -13,7 +13,6 @@ stays in the answer. ``0`` is back, ``00`` the main menu (``०`` and ``००``
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 
 import redis
@@ -23,7 +22,17 @@ from flows.base import Turn
 from gateway.inbound import USSD, InboundMessage, Reply
 from gateway.phones import mask
 from gateway.sms_text import render
-from gateway.store import Store, keys
+from gateway.store import Store
+from gateway.store.conversations import (
+    DELETE,
+    KEEP,
+    FlowState,
+    Mark,
+    Screen,
+    UssdSession,
+    flow_from_stored,
+    flow_to_stored,
+)
 
 SESSION_TTL = 10 * 60  # the network ends a session after 3 minutes; replays come within that
 RESUME_TTL = 30 * 60  # how long a dropped booking is offered on the next dial
@@ -41,58 +50,55 @@ def handle(store: Store, msg: InboundMessage) -> Reply:
 
 
 def _hop(store: Store, msg: InboundMessage) -> Reply:
-    conv_key = keys.conversation(USSD, msg.session_id)
-    pointer_key = keys.conversation("resume", msg.sender)
-    lang_key = keys.language(msg.sender)
-    snap = store.snapshot(strings=[conv_key, pointer_key, lang_key])
-    conv, pointer = _load(snap[conv_key]), _load(snap[pointer_key])
-    turn = Turn(store, msg.sender, USSD, snap[lang_key] or messages.DEFAULT)
+    read = store.load_ussd_turn(msg.session_id, msg.sender)
+    session = read.session
+    turn = Turn(store, msg.sender, USSD, read.lang or messages.DEFAULT)
     path = msg.text
 
-    if conv is None:
-        offer = pointer and pointer.get("f") == booking.FLOW.name
-        flow, state, data = ("menu", "resume", {"pointer": pointer}) if offer \
-            else ("menu", "main", {})
+    if session is None:
+        offer = read.resume is not None and read.resume.flow == booking.FLOW.name
+        flow, state, data = ("menu", "resume", {"pointer": flow_to_stored(read.resume)}) \
+            if offer else ("menu", "main", {})
         model, _ = FLOWS[flow].run(turn, state, data)
-    elif conv["m"] != msg.sender:
+    elif session.mobile != msg.sender:
         log.warning("event=ussd_session_mismatch session=%s from=%s", msg.session_id,
                     mask(msg.sender))
         return Reply(messages.text("ussd.busy", turn.lang), end=True)
-    elif len(path) <= conv["pl"] or conv["scr"]["e"]:
+    elif len(path) <= session.path_len or session.screen.end:
         log.info("event=ussd_replay session=%s from=%s", msg.session_id, mask(msg.sender))
-        return _replay(store, conv)
+        return _replay(store, session)
     else:
-        flow, model = _step(turn, conv, _newest(path, conv).strip())
+        flow, model = _step(turn, session.at, _newest(path, session).strip())
 
     while model.state in FLOWS[flow].exits:  # the flow hands the caller to another one
         flow, state = FLOWS[flow].exits[model.state]
         data = {}
         if flow == "resumed":
-            resumed = model.data["pointer"]
-            flow, state, data = resumed["f"], resumed["s"], booking.resumed(resumed["d"])
+            resumed = flow_from_stored(model.data["pointer"])
+            flow, state, data = resumed.flow, resumed.state, booking.resumed(resumed.data)
         model, _ = FLOWS[flow].run(turn, state, data)
     screen = model.screen()
 
-    rev = conv["rev"] if conv else 0
+    rev = session.rev if session else 0
+    at = FlowState(flow, model.state, model.data)
     written = _commit(
-        store, turn, conversation=conv_key, ttl=SESSION_TTL, expect_rev=rev,
-        state=json.dumps({"rev": rev + 1, "f": flow, "s": model.state, "d": model.data,
-                          "m": msg.sender, "l": turn.lang, "pl": len(path),
-                          "ph": _digest(path), "scr": screen}, ensure_ascii=False),
-        pointer=_pointer(flow, model, conv), pointer_ttl=RESUME_TTL, lang=turn.new_lang)
+        store, turn, session_id=msg.session_id, ttl=SESSION_TTL, expect_rev=rev,
+        session=UssdSession(at, msg.sender, turn.lang, len(path), _digest(path),
+                            Screen(screen["t"], screen["p"], screen["e"]), rev=rev + 1),
+        resume=_resume(at), resume_ttl=RESUME_TTL, chosen_lang=turn.new_lang or None)
     log.info("event=ussd_hop session=%s from=%s flow=%s state=%s end=%s", msg.session_id,
              mask(msg.sender), flow, model.state, screen["e"])
     if not written:  # a duplicate of this hop committed first: answer what it answered
-        again = _load(store.snapshot(strings=[conv_key])[conv_key])
+        again = store.ussd_session(msg.session_id)
         return _replay(store, again) if again else Reply(messages.text("ussd.busy"), end=True)
     return Reply(turn.text(screen), end=screen["e"])
 
 
 def _commit(store: Store, turn: Turn, **hop) -> bool:
-    """Save the hop (see ``Store.commit_turn``); a failure after the store made a booking
+    """Save the hop (see ``Store.save_ussd_turn``); a failure after the store made a booking
     counts as saved, so the caller is told of the booking rather than "busy"."""
     try:
-        return store.commit_turn(mobile=turn.mobile, **hop)
+        return store.save_ussd_turn(mobile=turn.mobile, **hop)
     except redis.RedisError:
         if not turn.stored:
             raise
@@ -102,32 +108,33 @@ def _commit(store: Store, turn: Turn, **hop) -> bool:
         return True
 
 
-def _step(turn: Turn, conv: dict, answer: str):
+def _step(turn: Turn, at: FlowState, answer: str):
     """The caller's answer applied to the stored flow: ``00`` menu, ``0`` back, else answer."""
-    flow, state, data = conv["f"], conv["s"], conv["d"]
     key = words.normal(answer)  # ० and ०० (Devanagari keypads) mean what 0 and 00 do
     if key == "00":
-        flow = "menu"
-        model, _ = FLOWS[flow].run(turn, "main", {"left": conv["f"]})
-        return flow, model
+        model, _ = FLOWS["menu"].run(turn, "main", {"left": at.flow})
+        return "menu", model
     if key == "0":
-        model, moved = FLOWS[flow].run(turn, state, data, "back")
+        model, moved = FLOWS[at.flow].run(turn, at.state, at.data, "back")
     else:
-        model, moved = FLOWS[flow].run(turn, state, data, "answer", answer)
+        model, moved = FLOWS[at.flow].run(turn, at.state, at.data, "answer", answer)
     if not moved and model.hint is None:
         model.hint = ("hint.choose", {})
-    return flow, model
+    return at.flow, model
 
 
-def _pointer(flow: str, model, conv: dict | None) -> str:
+def _resume(at: FlowState) -> FlowState | Mark:
     """What to keep for a caller who drops now: the booking in progress, or nothing."""
-    if flow == booking.FLOW.name:
-        if model.state in booking.FINAL or model.state == "name":
-            return ""
-        return json.dumps({"f": flow, "s": model.state, "d": model.data}, ensure_ascii=False)
-    if model.data.get("forget") or model.data.get("left") == booking.FLOW.name:
-        return ""  # the caller chose to start over, or left the booking for the menu
-    return "="
+    if at.flow == booking.FLOW.name:
+        return at if _resumable(at) else DELETE
+    if at.data.get("forget") or at.data.get("left") == booking.FLOW.name:
+        return DELETE  # the caller chose to start over, or left the booking for the menu
+    return KEEP
+
+
+def _resumable(at: FlowState) -> bool:
+    """Whether a caller dropped at ``at`` is offered it on the next dial."""
+    return at.flow == booking.FLOW.name and booking.resumable(at.state)
 
 
 def close(store: Store, msg: InboundMessage) -> None:
@@ -137,35 +144,26 @@ def close(store: Store, msg: InboundMessage) -> None:
              mask(msg.sender), status_, msg.meta.get("hops", ""))
     if status_ == "Success":
         return
-    conv_key = keys.conversation(USSD, msg.session_id)
-    conv = _load(store.snapshot(strings=[conv_key])[conv_key])
-    if not conv or conv["m"] != msg.sender or conv["f"] != booking.FLOW.name:
-        return
-    if conv["s"] in booking.FINAL or conv["s"] == "name":
-        return
-    store.commit_turn(mobile=msg.sender, conversation=conv_key, state="=", pointer=json.dumps(
-        {"f": conv["f"], "s": conv["s"], "d": conv["d"]}, ensure_ascii=False),
-        pointer_ttl=RESUME_TTL)
+    session = store.ussd_session(msg.session_id)
+    if session and session.mobile == msg.sender and _resumable(session.at):
+        store.save_ussd_turn(session_id=msg.session_id, mobile=msg.sender, session=KEEP,
+                             resume=session.at, resume_ttl=RESUME_TTL)
 
 
-def _newest(path: str, conv: dict) -> str:
-    seen = conv["pl"]
+def _newest(path: str, session: UssdSession) -> str:
+    seen = session.path_len
     if seen == 0:
         return path
-    if path[seen] == "*" and _digest(path[:seen]) == conv["ph"]:
+    if path[seen] == "*" and _digest(path[:seen]) == session.path_digest:
         return path[seen + 1:]
     return path.rsplit("*", 1)[-1]  # the path changed under us: trust only its last input
 
 
-def _replay(store: Store, conv: dict) -> Reply:
-    screen = conv["scr"]
-    text = render(screen["t"], conv["l"], screen["p"], store.settings.keyring)
-    return Reply(text, end=screen["e"])
+def _replay(store: Store, session: UssdSession) -> Reply:
+    screen = session.screen
+    text = render(screen.template, session.lang, screen.params, store.settings.keyring)
+    return Reply(text, end=screen.end)
 
 
 def _digest(path: str) -> str:
     return hashlib.sha1(path.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
-def _load(raw: str | None) -> dict | None:
-    return json.loads(raw) if raw else None

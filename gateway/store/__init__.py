@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,8 +20,18 @@ import redis
 from flows import lifecycle
 from gateway import codes
 from gateway.config import Settings
+from gateway.inbound import SMS, USSD
 from gateway.phones import mask
-from gateway.store import keys
+from gateway.store import conversations, keys
+from gateway.store.conversations import (
+    KEEP,
+    FlowState,
+    Mark,
+    Sms,
+    SmsTurnState,
+    UssdSession,
+    UssdTurnState,
+)
 from gateway.store.scripts import scripts_for
 
 MAX_BENEFICIARIES = 4
@@ -63,6 +74,11 @@ def _text(value) -> str:
 
 def _hash(raw: dict) -> dict:
     return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _session(text: str | None) -> UssdSession | None:
+    stored = conversations.loads(text)
+    return conversations.session_from_stored(stored) if stored else None
 
 
 def _new_caps(old: dict, session: dict):
@@ -399,36 +415,75 @@ class Store:
 
     # -- conversations (flows/): one read, one commit per turn -------------------------------
 
-    def snapshot(self, strings=(), hashes=(), claim: tuple[str, int] | None = None) -> dict:
-        """Several keys in one round trip: GET of each of ``strings``, HGETALL of ``hashes``;
-        with ``claim`` (key, ttl) also SET NX of that key, answered as ``out["claimed"]``."""
+    def load_sms_turn(self, message_id: str, mobile: str, claim_ttl: int) -> SmsTurnState:
+        """An SMS turn's state in one round trip; claims the message id for ``claim_ttl`` s."""
         with self.r.pipeline(transaction=False) as pipe:
-            if claim:
-                pipe.set(claim[0], "1", nx=True, ex=claim[1])
-            for key in strings:
+            pipe.set(keys.inbound_claim(message_id), "1", nx=True, ex=claim_ttl)
+            for key in (keys.inbound(message_id), keys.conversation(SMS, mobile),
+                        keys.language(mobile)):
                 pipe.get(key)
-            for key in hashes:
-                pipe.hgetall(key)
-            values = pipe.execute()
-        claimed = bool(values.pop(0)) if claim else None
-        out = {key: _text(v) if v is not None else None
-               for key, v in zip(strings, values[:len(strings)], strict=True)}
-        out.update({key: _hash(v) for key, v in zip(hashes, values[len(strings):], strict=True)})
-        if claim:
-            out["claimed"] = claimed
-        return out
+            pipe.hgetall(keys.vaccinator(mobile))
+            claimed, guard, conv, lang, vaccinator = pipe.execute()
+        stored = conversations.loads(_text(conv))
+        return SmsTurnState(
+            replay=guard is not None, claimed=bool(claimed),
+            conversation=conversations.flow_from_stored(stored) if stored else None,
+            vaccinator=_hash(vaccinator) or None, lang=_text(lang))
 
-    def commit_turn(self, *, mobile: str, conversation: str, state: str = "=", ttl: int = 0,
-                    guard: str = "", guard_ttl: int = 0, expect_rev: int | None = None,
-                    pointer: str = "=", pointer_ttl: int = 0, lang: str = "",
-                    messages=()) -> bool:
+    def release_claim(self, message_id: str) -> None:
+        """Give up applying an inbound SMS, so the provider's retry applies it."""
+        self.r.delete(keys.inbound_claim(message_id))
+
+    def save_sms_turn(self, *, message_id: str, mobile: str, conversation: FlowState | Mark,
+                      ttl: int, guard_ttl: int, chosen_lang: str | None = None,
+                      replies: Sequence[Sms] = ()) -> bool:
+        """Write an SMS turn atomically with its replay guard; False when it was a replay."""
+        return self._commit_turn(
+            mobile=mobile, conversation=keys.conversation(SMS, mobile),
+            state=conversations.change(conversation, conversations.sms_to_stored), ttl=ttl,
+            guard=keys.inbound(message_id), guard_ttl=guard_ttl,
+            lang=chosen_lang or "", messages=replies)
+
+    def load_ussd_turn(self, session_id: str, mobile: str) -> UssdTurnState:
+        """A USSD hop's state in one round trip: the session, the dropped booking, the language."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for key in (keys.conversation(USSD, session_id), keys.resume(mobile),
+                        keys.language(mobile)):
+                pipe.get(key)
+            session, resume, lang = (_text(v) for v in pipe.execute())
+        pointer = conversations.loads(resume)
+        return UssdTurnState(
+            session=_session(session),
+            resume=conversations.flow_from_stored(pointer) if pointer else None,
+            lang=lang)
+
+    def ussd_session(self, session_id: str) -> UssdSession | None:
+        """A USSD session as its last hop saved it."""
+        return _session(_text(self.r.get(keys.conversation(USSD, session_id))))
+
+    def save_ussd_turn(self, *, session_id: str, mobile: str, session: UssdSession | Mark,
+                       ttl: int = 0, expect_rev: int | None = None,
+                       resume: FlowState | Mark = KEEP, resume_ttl: int = 0,
+                       chosen_lang: str | None = None) -> bool:
+        """Write a hop atomically; False when the session moved past ``expect_rev`` first."""
+        return self._commit_turn(
+            mobile=mobile, conversation=keys.conversation(USSD, session_id),
+            state=conversations.change(session, conversations.session_to_stored), ttl=ttl,
+            expect_rev=expect_rev,
+            pointer=conversations.change(resume, conversations.pointer_to_stored),
+            pointer_ttl=resume_ttl, lang=chosen_lang or "")
+
+    def _commit_turn(self, *, mobile: str, conversation: str, state: str, ttl: int,
+                     guard: str = "", guard_ttl: int = 0, expect_rev: int | None = None,
+                     pointer: str = "=", pointer_ttl: int = 0, lang: str = "",
+                     messages: Sequence[Sms] = ()) -> bool:
         """Write a turn atomically (see converse.lua); False when a replay or a race lost."""
         args = [guard_ttl if guard else 0, "" if expect_rev is None else expect_rev,
                 state, ttl, pointer, pointer_ttl, lang]
         for m in messages:
-            args += [m["k"], mobile, m["t"], m["l"], json.dumps(m["p"], ensure_ascii=False)]
+            args += [m.key, mobile, m.template, m.lang, conversations.dumps(m.params)]
         written = self._scripts["converse"](
-            keys=[guard or keys.inbound("-"), conversation, keys.conversation("resume", mobile),
+            keys=[guard or keys.inbound("-"), conversation, keys.resume(mobile),
                   keys.language(mobile), keys.OUTBOX, keys.SMS_COUNTS],
             args=args)
         return written == 1

@@ -93,6 +93,10 @@ def conversation(channel: str, ident: str) -> str:
     return f"{PREFIX}conv:{channel}:{ident}"  # flow state, TTL
 
 
+def resume(mobile: str) -> str:
+    return conversation("resume", mobile)  # a USSD booking dropped mid-way, TTL
+
+
 def inbound(message_id: str) -> str:
     return f"{PREFIX}inbound:{message_id}"  # replay guard for an inbound SMS id, TTL
 
