@@ -107,6 +107,8 @@ class Conversation:
     Subclasses name their guards after the rule they check and render each state with a
     ``screen_<state>`` method (``None`` for a state that hands over to another flow)."""
 
+    state: str  # set by the flow's machine
+
     def __init__(self, turn: Turn, data: dict):
         self.turn = turn
         self.data = data

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from flows import booking, cancel, commands, status, vaccinator, words
-from flows.base import Turn
+from flows.base import Conversation, Turn
 from gateway.inbound import SMS, InboundMessage
 from gateway.phones import mask
 from gateway.store import Store
@@ -89,7 +89,7 @@ def _turn(store: Store, msg: InboundMessage, state: SmsTurnState) -> None:
              mask(mobile), command or ("answer" if conv else "none"), len(turn.replies), written)
 
 
-def _ask(turn: Turn, model) -> FlowState | Mark:
+def _ask(turn: Turn, model: Conversation) -> FlowState | Mark:
     """Queue the booking's next question; the conversation to keep (deleted once it is over)."""
     screen = model.screen()
     if screen:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from typing import Any
 
 import redis
 
 from flows import booking, cancel, menu, messages, status, words
-from flows.base import Turn
+from flows.base import Conversation, Turn
 from gateway.inbound import USSD, InboundMessage, Reply
 from gateway.phones import mask
 from gateway.sms_text import render
@@ -56,8 +57,8 @@ def _hop(store: Store, msg: InboundMessage) -> Reply:
     path = msg.text
 
     if session is None:
-        offer = read.resume is not None and read.resume.flow == booking.FLOW.name
-        flow, state, data = ("menu", "resume", {"pointer": flow_to_stored(read.resume)}) \
+        offer = read.resume if read.resume and read.resume.flow == booking.FLOW.name else None
+        flow, state, data = ("menu", "resume", {"pointer": flow_to_stored(offer)}) \
             if offer else ("menu", "main", {})
         model, _ = FLOWS[flow].run(turn, state, data)
     elif session.mobile != msg.sender:
@@ -94,7 +95,7 @@ def _hop(store: Store, msg: InboundMessage) -> Reply:
     return Reply(turn.text(screen), end=screen["e"])
 
 
-def _commit(store: Store, turn: Turn, **hop) -> bool:
+def _commit(store: Store, turn: Turn, **hop: Any) -> bool:
     """Save the hop (see ``Store.save_ussd_turn``); a failure after the store made a booking
     counts as saved, so the caller is told of the booking rather than "busy"."""
     try:
@@ -108,7 +109,7 @@ def _commit(store: Store, turn: Turn, **hop) -> bool:
         return True
 
 
-def _step(turn: Turn, at: FlowState, answer: str):
+def _step(turn: Turn, at: FlowState, answer: str) -> tuple[str, Conversation]:
     """The caller's answer applied to the stored flow: ``00`` menu, ``0`` back, else answer."""
     key = words.normal(answer)  # ० and ०० (Devanagari keypads) mean what 0 and 00 do
     if key == "00":

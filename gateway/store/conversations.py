@@ -9,9 +9,12 @@ dropped booking kept for the next dial is ``{"f", "s", "d"}`` and an SMS convers
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 SMS_FLOW = "booking"  # the one conversation SMS holds, so its stored form leaves it unnamed
 
@@ -134,6 +137,6 @@ def loads(text: str | None) -> dict[str, Any] | None:
     return json.loads(text) if text else None
 
 
-def change(value: Any, encode) -> str:
+def change(value: T | Mark, encode: Callable[[T], str]) -> str:
     """A value to write, ``encode``d, or a mark as the commit script spells it."""
     return value.value if isinstance(value, Mark) else encode(value)
