@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import inspect
 import re
 from datetime import date
 
 import pytest
+import redis
 
 from gateway import outbox
 from gateway.store import keys
@@ -73,20 +76,55 @@ def test_what_is_not_a_key_name_passes():
     assert key_literals(lua) == []
 
 
-def test_every_key_the_scripts_write_is_in_the_key_map(r, store, sample, at_settings, fake):
-    _journey(store)
-    queue_sms(r, "lock:k1", PHONE)
-    r.xadd(keys.OUTBOX, {"k": "lock:bad", "t": "sms.locked"})  # no phone: a dead letter
-    with running(r, at_settings):
-        wait_for(lambda: status(r, "lock:k1").get("status") == "sent", "the SMS")
-        wait_for(lambda: status(r, "lock:bad").get("status") == "dead", "the dead letter")
-    assert apply_report(r, status(r, "lock:k1")["provider_id"], "Success")[0] == "updated"
-    assert outbox.requeue(r, "lock:bad") == ["lock:bad"]
+def test_every_key_the_scripts_touch_is_in_the_key_map(r, store, sample, at_settings, fake):
+    with _watching(r) as touched:
+        _journey(store)
+        queue_sms(r, "lock:k1", PHONE)
+        r.xadd(keys.OUTBOX, {"k": "lock:bad", "t": "sms.locked"})  # no phone: a dead letter
+        with running(r, at_settings):
+            wait_for(lambda: status(r, "lock:k1").get("status") == "sent", "the SMS")
+            wait_for(lambda: status(r, "lock:bad").get("status") == "dead", "the dead letter")
+        assert apply_report(r, status(r, "lock:k1")["provider_id"], "Success")[0] == "updated"
+        assert outbox.requeue(r, "lock:bad") == ["lock:bad"]
     patterns = [_pattern(keys.template(f)) for f in _builders()] + [
         re.compile(re.escape(c)) for c in _constants()]
-    stored = {k.decode() for k in r.scan_iter(count=1000)}
-    assert keys.message("lock:k1") in stored and keys.day("C100", store.today()) in stored
-    assert {k for k in stored if not any(p.fullmatch(k) for p in patterns)} == set()
+    in_lua = {k for lua, k in touched if lua}
+    assert keys.message("lock:k1") in in_lua and keys.day("C100", store.today()) in in_lua
+    assert {k for _, k in touched if not any(p.fullmatch(k) for p in patterns)} == set()
+
+
+@contextlib.contextmanager
+def _watching(r):
+    """The keys of every command Redis runs meanwhile (MONITOR), as (from a script, key)."""
+    monitor = redis.Redis(connection_pool=r.connection_pool).monitor()
+    touched: set[tuple[bool, str]] = set()
+    with monitor:
+        yield touched
+        r.echo(_END)
+        while (line := monitor.connection.read_response()) is not None:
+            source, args = _monitored(line.decode("utf-8", "replace"))
+            if args == ["ECHO", _END]:
+                break
+            touched.update((source == "lua", k) for k in _keys_of(r, args))
+
+
+_END = "watching-ends"
+_ARG = re.compile(r'"((?:\\.|[^"\\])*)"')
+
+
+def _monitored(line: str) -> tuple[str, list[str]]:
+    """(client, arguments) of a MONITOR line: '<time> [<db> <client>] "ARG" "ARG" …'."""
+    source = line.split("[", 1)[1].split("]", 1)[0].split(" ", 1)[1]
+    args = [codecs.escape_decode(a.encode())[0].decode("utf-8", "replace")
+            for a in _ARG.findall(line.split("]", 1)[1])]
+    return source, args
+
+
+def _keys_of(r, args: list[str]) -> list[str]:
+    try:
+        return [_text(k) for k in r.command_getkeys(*args)]
+    except redis.ResponseError:  # a command without keys
+        return []
 
 
 def _journey(store) -> None:
@@ -101,3 +139,7 @@ def _journey(store) -> None:
     assert store.record_dose(vaccinator=VACCINATOR, ref=refs[0]).ok
     assert store.cancel(mobile=PHONE, ref=refs[1]).ok
     assert store.slip(PHONE) and store.availability() and store.centre_today("C100")
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
