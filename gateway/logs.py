@@ -54,8 +54,8 @@ def level_from(value: str | None) -> int | None:
 
 
 def configure() -> None:
-    """Log every record to stderr at ``LOG_LEVEL`` (INFO when unset), one line each; calling
-    it again replaces its own handler rather than adding a second."""
+    """Log every record to stderr at ``LOG_LEVEL`` (INFO when unset), one line each, the state
+    machines' own only at DEBUG; calling it again replaces its handler, never adds one."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _Stderr)]:
         root.removeHandler(handler)
@@ -65,6 +65,9 @@ def configure() -> None:
     wanted = os.environ.get("LOG_LEVEL")
     level = level_from(wanted)
     root.setLevel(level or logging.INFO)
+    # ``transitions`` says at INFO how each callback ran, two lines a hop: detail for DEBUG.
+    chatty = logging.NOTSET if level is not None and level <= logging.DEBUG else logging.WARNING
+    logging.getLogger("transitions").setLevel(chatty)
     if level is None:  # a typo must not keep the gateway from starting
         logging.getLogger(__name__).warning("LOG_LEVEL=%r is not a level: logging at INFO",
                                             wanted)

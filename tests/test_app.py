@@ -172,3 +172,31 @@ def test_settings_never_show_their_secrets(tmp_path):
     shown = repr(settings)
     assert all(secret not in shown for secret in
                ("tok-123", "s" * 32, "p" * 32, "atkey-456", "correct horse"))
+
+
+def _hop_log(client, capsys) -> str:
+    from tests.conversation_helpers import Phone
+
+    capsys.readouterr()
+    phone = Phone(client)
+    phone.dial()
+    phone.press("1")  # the menu's machine leaves main, the booking's enters name
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("level", [None, "INFO", "warning"])
+def test_a_ussd_hop_logs_one_line_and_no_state_machine_chatter(settings, r, monkeypatch,
+                                                               capsys, level):
+    if level:
+        monkeypatch.setenv("LOG_LEVEL", level)
+    else:
+        monkeypatch.delenv("LOG_LEVEL", raising=False)
+    log = _hop_log(create_app({"SETTINGS": settings}).test_client(), capsys)
+    assert "transitions" not in log
+    assert log.count("event=ussd_hop") == (0 if level == "warning" else 2)
+
+
+def test_at_debug_the_state_machines_say_what_they_do(settings, r, monkeypatch, capsys):
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    log = _hop_log(create_app({"SETTINGS": settings}).test_client(), capsys)
+    assert "transitions.core: Finished processing state main exit callbacks." in log
