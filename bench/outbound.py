@@ -28,6 +28,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis
+from africastalking.SMS import SMSService
 
 from bench.common import (
     SECRET_KEY,
@@ -40,6 +41,7 @@ from bench.common import (
 )
 from gateway.config import Settings
 from gateway.outbox import Worker, make_provider
+from gateway.providers.africastalking import SMSClient
 from gateway.store import keys
 
 LEVELS = (1, 8, 32)
@@ -78,6 +80,18 @@ def _queue(client: redis.Redis, count: int, tag: str) -> None:
         pipe.execute()
 
 
+
+class SDKTransportClient(SMSClient):
+    """The gateway's SMS client over the SDK's own transport (a new connection per SMS), only
+    for comparison: the gateway always sends over its keep-alive pool."""
+
+    def __init__(self, username: str, api_key: str, *, base_url: str | None = None,
+                 **options):
+        super().__init__(username, api_key, base_url=base_url, **options)
+        self._service = SMSService(username, api_key)
+        if base_url:
+            self._service._baseUrl = base_url.rstrip("/")
+
 def _level(url: str, settings: Settings, count: int, concurrency: int, rate: float,
            limit_s: float, fake_pid: int, keep_alive: bool = True) -> dict:
     client = redis.Redis.from_url(url)
@@ -86,8 +100,8 @@ def _level(url: str, settings: Settings, count: int, concurrency: int, rate: flo
     # Only the worker's own requests are counted, not this loop's polling.
     worker_client = redis.Redis.from_url(url, socket_timeout=30,
                                          connection_class=_CountingConnection)
-    provider = make_provider(settings, worker_client, pool_size=concurrency,
-                             keep_alive=keep_alive)
+    provider = (make_provider(settings, worker_client, pool_size=concurrency) if keep_alive
+                else SDKTransportClient.from_settings(settings))
     worker = Worker(worker_client, settings, provider, concurrency=concurrency, rate=rate,
                     block_ms=100)
     thread = threading.Thread(target=worker.run, daemon=True)

@@ -19,6 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from app import create_app
+from bench.outbound import SDKTransportClient
 from gateway import codes
 from gateway.config import Settings
 from gateway.outbox import (
@@ -426,6 +427,11 @@ def test_an_answer_with_a_charset_is_still_read():
     assert reduce_answer("<html>bad gateway</html>").outcome == RETRY
 
 
+def _client(keep_alive: bool) -> type[SMSClient]:
+    """The gateway's client, or the bench's one over the SDK's own transport."""
+    return SMSClient if keep_alive else SDKTransportClient
+
+
 @pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "sdk-transport"])
 @pytest.mark.parametrize("answer, outcome, says", [
     (None, "sent", "101 Success"), (http(500), "retry", "Internal Server Error"),
@@ -437,7 +443,7 @@ def test_each_answer_is_reduced_the_same_over_either_transport(fake, keep_alive,
     if answer and answer != "bad key":
         fake.script(answer)
     key = "wrong" if answer == "bad key" else fake.api_key
-    client = SMSClient(fake.username, key, base_url=fake.base_url, keep_alive=keep_alive)
+    client = _client(keep_alive)(fake.username, key, base_url=fake.base_url)
     result = client.send(PHONE, "hello")
     assert result.outcome == outcome and says in result.detail
     assert result.message_id.startswith("ATXid_") == (outcome == "sent")
@@ -447,7 +453,7 @@ def test_each_answer_is_reduced_the_same_over_either_transport(fake, keep_alive,
 def test_a_garbled_answer_is_retried_not_rejected(fake, keep_alive):
     # The SDK's JSON error is also a ValueError, its own phone check's type: never confused.
     fake.script(GARBLED)
-    client = SMSClient(fake.username, fake.api_key, base_url=fake.base_url, keep_alive=keep_alive)
+    client = _client(keep_alive)(fake.username, fake.api_key, base_url=fake.base_url)
     result = client.send(PHONE, "hello")
     assert result.outcome == "retry" and "unreadable answer" in result.detail
 
@@ -455,7 +461,7 @@ def test_a_garbled_answer_is_retried_not_rejected(fake, keep_alive):
 @pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "sdk-transport"])
 def test_an_api_that_refuses_connections_is_retried(keep_alive):
     down = f"http://127.0.0.1:{free_port()}/version1"
-    result = SMSClient("sandbox", "key", base_url=down, keep_alive=keep_alive).send(PHONE, "hi")
+    result = _client(keep_alive)("sandbox", "key", base_url=down).send(PHONE, "hi")
     assert result.outcome == "retry" and result.detail == "network (ConnectionError)"
 
 

@@ -285,16 +285,11 @@ class SMSClient:
     """The SDK's SMS service, built and kept here (``initialize()`` rebinds module globals)."""
 
     def __init__(self, username: str, api_key: str, *, sender_id: str | None = None,
-                 base_url: str | None = None, timeout=DEFAULT_TIMEOUT, pool_size: int = 8,
-                 keep_alive: bool = True):
-        if keep_alive:
-            self._service = _PooledSMSService(username, api_key, pool_size)
-        else:  # the SDK's own transport, kept for comparison in bench/outbound.py
-            self._service = SMSService(username, api_key)
+                 base_url: str | None = None, timeout=DEFAULT_TIMEOUT, pool_size: int = 8):
+        self._service = _PooledSMSService(username, api_key, pool_size)
         if base_url:
             self._service._baseUrl = base_url.rstrip("/")
-        if keep_alive:
-            self._service.use_environment()
+        self._service.use_environment()
         self.sender_id = sender_id
         self.timeout = timeout
 
