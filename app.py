@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from flask import Flask
 
+from flows import lifecycle
 from gateway import logs
 from gateway.cli import data, sms
 from gateway.config import ConfigError, Settings, check_server
@@ -37,7 +38,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not settings.webhook_token:
         app.logger.warning("WEBHOOK_TOKEN unset: webhooks accept requests from anyone")
     client = connect(settings.redis_url, settings.instance_path)
-    app.extensions["tikaline"] = Services(settings, client, Store(client, settings))
+    app.extensions["tikaline"] = Services(settings, client, Store(client, settings, lifecycle))
     data.init_app(app)
     simulator.init_app(app)
     sms.init_app(app)

@@ -21,6 +21,7 @@ import redis
 
 from bench.common import SECRET_KEY, RedisSnapshot, RoundTrips, log
 from bench.data import BIRTH_YEAR
+from flows import lifecycle
 from gateway.config import Settings
 from gateway.providers.result import SENT, SendResult
 from gateway.store import Store, keys, name_key
@@ -58,7 +59,7 @@ def _store(url: str) -> Store:
     settings = Settings(redis_url=url, secret_key=SECRET_KEY, timezone="Asia/Kolkata",
                         clock=_morning)
     return Store(redis.Redis.from_url(url, socket_timeout=30,
-                                      max_connections=None), settings)
+                                      max_connections=None), settings, lifecycle)
 
 
 # -- the race -----------------------------------------------------------------------------------

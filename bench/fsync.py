@@ -32,6 +32,7 @@ import redis
 from bench.booking import mobile, person
 from bench.common import SECRET_KEY
 from bench.data import BIRTH_YEAR, load_all, race
+from flows import lifecycle
 from gateway.config import Settings
 from gateway.store import Store
 from tests.servers import free_port, redis_binary
@@ -97,7 +98,8 @@ def run(bookings: int, rounds: int, workdir: str) -> dict:
     """Alternate the modes for ``rounds`` rounds; the median of each figure per mode."""
     proc, client = start_redis(workdir)
     try:
-        store = Store(client, Settings(secret_key=SECRET_KEY, timezone="Asia/Kolkata"))
+        store = Store(client, Settings(secret_key=SECRET_KEY, timezone="Asia/Kolkata"),
+                      lifecycle)
         data = race(store.now().date() + timedelta(days=1), sessions=7, slots=2,
                     capacity=10 * bookings * rounds)
         load_all(store, data)

@@ -6,7 +6,7 @@ carrying the stored state name and a small data dict) is set to its state and on
 machine's events is fired on it; only the state name and the data are stored.
 
 A screen (a USSD page, or an SMS prompt) is a recipe ``{"t": template, "p": params, "e": end}``
-that ``gateway.sms_text.render`` fills; it never holds a security code, only ``ref`` + ``ver``
+that ``flows.messages.sms.render`` fills; it never holds a security code, only ``ref`` + ``ver``
 to derive one, so it can be stored for replays.
 """
 
@@ -18,9 +18,9 @@ from datetime import datetime
 from transitions import Machine
 
 from flows import messages, words
+from flows.messages.sms import render, segments
 from gateway.codes import parse_reference
 from gateway.inbound import USSD
-from gateway.sms_text import render, segments
 from gateway.store import Store
 
 USSD_SCREEN = 160  # characters, "CON "/"END " included

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flows import words
 from flows.base import Conversation, Flow, Turn, recipe
-from gateway.sms_text import segments
+from flows.messages.sms import segments
 
 STATES = ["list", "menu"]
 TRANSITIONS = [

@@ -20,9 +20,9 @@ import redis
 
 from flows import booking, cancel, menu, messages, status, words
 from flows.base import Conversation, Turn
+from flows.messages.sms import render
 from gateway.inbound import USSD, InboundMessage, Reply
 from gateway.phones import mask
-from gateway.sms_text import render
 from gateway.store import Store
 from gateway.store.conversations import (
     DELETE,

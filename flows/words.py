@@ -11,8 +11,8 @@ import unicodedata
 from functools import cache
 
 from flows import messages
+from flows.messages.sms import graphemes
 from gateway.codes import ascii_digits
-from gateway.sms_text import graphemes
 
 COMMANDS = ("book", "status", "cancel", "code", "lang", "help", "verify", "dose", "today")
 VACCINATOR_COMMANDS = ("verify", "dose", "today")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from flows import lifecycle
 from gateway.config import Settings
 from gateway.store import Store
 from tests.clock import Clock
@@ -68,7 +69,7 @@ def settings(redis_url, tmp_path: Path, clock) -> Settings:
 
 @pytest.fixture
 def store(r, settings) -> Store:
-    return Store(r, settings)
+    return Store(r, settings, lifecycle)
 
 
 @pytest.fixture

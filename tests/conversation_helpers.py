@@ -10,8 +10,8 @@ from contextlib import contextmanager
 
 import redis
 
+from flows.messages.sms import render_entry
 from gateway import codes
-from gateway.sms_text import render_entry
 from gateway.store import Store, keys
 from gateway.store.reference import load
 

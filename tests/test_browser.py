@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from flows import lifecycle
 from gateway.config import Settings
 from gateway.sample import sample_data
 from gateway.store import Store
@@ -61,7 +62,7 @@ def _open_until_midnight(r) -> None:
     today = datetime.now(ZoneInfo("Asia/Kolkata")).date()
     session = next(s for s in sample_data(today, days=1)["sessions"] if s["centre_id"] == "C100")
     session["slots"].append({"time": "00:00-24:00", "capacity": 5})
-    refused, _ = Store(r, Settings(secret_key="unused")).load_reference(
+    refused, _ = Store(r, Settings(secret_key="unused"), lifecycle).load_reference(
         {"centres": [], "sessions": [session], "vaccinators": []})
     assert not refused
 

@@ -14,8 +14,8 @@ from datetime import timedelta
 import pytest
 
 from flows import messages, words
+from flows.messages.sms import graphemes, render, render_entry, segments
 from flows.words import MAX_NAME
-from gateway.sms_text import graphemes, render, render_entry, segments
 from gateway.store.reference import MAX_CENTRE_NAME
 from tests.conversation_helpers import (
     Phone,

@@ -106,7 +106,7 @@ def _app(settings, key: str, previous: tuple[str, ...] = ()):
 
 
 def _rendered(r, settings, to: str, template: str = "") -> list[str]:
-    from gateway.sms_text import render_entry
+    from flows.messages.sms import render_entry
     from tests.conversation_helpers import outbox
 
     return [render_entry(e, settings.keyring) for e in outbox(r)

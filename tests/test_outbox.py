@@ -20,6 +20,7 @@ from redis.retry import Retry
 
 from app import create_app
 from bench.outbound import SDKTransportClient
+from flows.messages.sms import render_entry
 from gateway import codes
 from gateway.config import Settings
 from gateway.outbox import (
@@ -33,7 +34,6 @@ from gateway.outbox import (
 from gateway.providers.africastalking import SMSClient, reduce_answer
 from gateway.providers.console import kept_messages
 from gateway.providers.result import RETRY, SENT, SendResult
-from gateway.sms_text import render_entry
 from gateway.store import keys
 from tests.fake_at import (
     BLACKLISTED,

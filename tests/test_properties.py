@@ -9,7 +9,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.sms_text import render_entry
+from flows.messages.sms import render_entry
 from tests.conversation_helpers import (
     VACCINATOR,
     Phone,

@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from flows import messages
+from flows.messages.sms import segments
 from gateway import codes
-from gateway.sms_text import segments
 from gateway.store import keys
 from tests.conversation_helpers import (
     VACCINATOR,

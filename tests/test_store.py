@@ -10,8 +10,8 @@ from datetime import date, datetime, timedelta
 import pytest
 import redis
 
+from flows.messages.sms import render_entry
 from gateway import codes
-from gateway.sms_text import render_entry
 from gateway.store import Outcome, Store, keys
 from gateway.store.reference import load
 
@@ -78,7 +78,8 @@ def _race(store, n, make_args):
     barrier = threading.Barrier(n, timeout=30)
 
     def worker(i):
-        own = Store(redis.Redis.from_url(store.settings.redis_url), store.settings)
+        own = Store(redis.Redis.from_url(store.settings.redis_url), store.settings,
+                    store.lifecycle)
         barrier.wait()
         results[i] = own.book(**make_args(i))
         own.r.close()
@@ -572,7 +573,8 @@ def test_a_session_reloaded_for_older_people_raises_the_age_within_a_minute(
     today = store.now().date()
     load(store, _children(today))
     assert store.too_young(13) is None
-    other = Store(r, store.settings)  # another process loads the same session for 18+
+    # another process loads the same session for 18+
+    other = Store(r, store.settings, store.lifecycle)
     load(other, _children(today, min_age=18, max_age=None))
     assert other.too_young(13) == 18
     clock.advance(61)  # this process's copy is over a minute old

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import pytest
 
+from flows.messages.sms import render_entry
 from gateway import codes
-from gateway.sms_text import render_entry
 from gateway.store import Store, keys
 from tests.conversation_helpers import (
     Phone,

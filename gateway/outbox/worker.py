@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
+from flows.messages.sms import render_entry
 from gateway.config import Settings
 from gateway.logs import clean
 from gateway.outbox import records
@@ -21,7 +22,6 @@ from gateway.outbox.batch import GroupCommit
 from gateway.outbox.health import WorkerHealth
 from gateway.outbox.ratelimit import RateLimiter
 from gateway.providers.result import CONFIG, REJECTED, RETRY, SENT, SendResult
-from gateway.sms_text import render_entry
 from gateway.store import keys
 from gateway.store.scripts import scripts_for
 

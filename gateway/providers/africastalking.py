@@ -59,8 +59,8 @@ from africastalking.SMS import SMSService
 from gateway.errors import BadRequest, ConfigurationError
 from gateway.inbound import CLOSE, NEW, RESUME, SMS, USSD, InboundMessage, Reply
 from gateway.phones import normalise
+from gateway.providers.forms import form_fields
 from gateway.providers.result import CONFIG, REJECTED, RETRY, SENT, SendResult
-from gateway.web.http import form_fields
 
 # ---- Inbound: USSD callback, end-of-session notice, inbound SMS -----------------------------
 

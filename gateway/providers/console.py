@@ -5,7 +5,7 @@ logged (phone masked, message key, template and length: never the text, whose na
 years, certificate IDs and codes are the citizen's) and kept on a short per-phone list that
 the simulator and the operator read. The list holds the outbox entry
 (template, language, params), never the rendered text, so no code is written to Redis; a
-reader renders it with ``gateway.sms_text.render_entry``.
+reader renders it with ``flows.messages.sms.render_entry``.
 """
 
 from __future__ import annotations

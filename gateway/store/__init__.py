@@ -1,6 +1,6 @@
 """The appointment store: every change is one Lua script, every read one round trip.
 
-Redis is passed in (``Store(redis, settings)``), never global. Each script validates
+Redis is passed in (``Store(redis, settings, lifecycle)``), never global. Each script validates
 everything before its first write and queues the SMS it promises on the outbox stream in the
 same step (see ``gateway/store/lua/``). Outcomes are returned as ``Outcome(status, value)``; the
 statuses are the ones the scripts return and the flows translate into replies.
@@ -14,10 +14,10 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import redis
 
-from flows import lifecycle
 from gateway import codes
 from gateway.config import Settings
 from gateway.inbound import SMS, USSD
@@ -108,12 +108,25 @@ def _session_refusal(old: dict, session: dict) -> Outcome | None:
     return None
 
 
+class Lifecycle(Protocol):
+    """The appointment rules the scripts are handed, e.g. the module ``flows.lifecycle``: the
+    store applies them atomically but does not decide them, so it imports no flow."""
+
+    OPEN_STATES: list[str]
+    COUNTED_STATES: list[str]
+
+    def sources(self, trigger: str) -> list[str]: ...
+
+    def shown_state(self, state: str, date: str, today: str) -> str: ...
+
+
 class Store:
     """Appointments, reference data and the outbox in one Redis."""
 
-    def __init__(self, client: redis.Redis, settings: Settings):
+    def __init__(self, client: redis.Redis, settings: Settings, lifecycle: Lifecycle):
         self.r = client
         self.settings = settings
+        self.lifecycle = lifecycle
         self._scripts = scripts_for(client)
         self._youngest: tuple[int, float] | None = None  # (age, when read) of the sessions
 
@@ -151,8 +164,8 @@ class Store:
                  keys.SMS_COUNTS, keys.appointment(ref)],
                 [keys.template(keys.appointment), ref, mobile, name, name_key(name),
                  birth_year, slot, now.date().isoformat(), int(now.timestamp()), check, lang,
-                 MAX_BENEFICIARIES, ",".join(lifecycle.OPEN_STATES), f"{now:%H:%M}",
-                 ",".join(lifecycle.COUNTED_STATES), ring.current_id,
+                 MAX_BENEFICIARIES, ",".join(self.lifecycle.OPEN_STATES), f"{now:%H:%M}",
+                 ",".join(self.lifecycle.COUNTED_STATES), ring.current_id,
                  keys.template(keys.day), keys.template(keys.centre)],
             )
             if outcome.status != "ref_taken":
@@ -163,7 +176,7 @@ class Store:
         return self._run(
             "cancel", [keys.appointment(ref), keys.OUTBOX, keys.SMS_COUNTS],
             [keys.template(keys.session), keys.template(keys.day), ref, mobile, self.today(),
-             self.epoch(), lang, ",".join(lifecycle.sources("cancel"))],
+             self.epoch(), lang, ",".join(self.lifecycle.sources("cancel"))],
         )
 
     def reissue(self, *, mobile: str, ref: str, lang: str = "en",
@@ -181,7 +194,7 @@ class Store:
             [keys.template(keys.session), keys.template(keys.centre), ref, mobile,
              (now or self.now()).date().isoformat(), version,
              codes.code_check(ring.current, ref, new_code), lang,
-             ",".join(lifecycle.sources("reissue")), MAX_REISSUES, ring.current_id],
+             ",".join(self.lifecycle.sources("reissue")), MAX_REISSUES, ring.current_id],
         )
 
     # -- vaccinator operations --------------------------------------------------------------
@@ -198,7 +211,7 @@ class Store:
             [keys.template(keys.session), keys.template(keys.day), ref, vaccinator,
              self.settings.keyring.checks(ref, code),
              now.date().isoformat(), int(now.timestamp()), MAX_ATTEMPTS, FAILURE_LIMIT,
-             ",".join(lifecycle.sources("verify")), ",".join(lifecycle.sources("lock")),
+             ",".join(self.lifecycle.sources("verify")), ",".join(self.lifecycle.sources("lock")),
              WAITING_WINDOW, FAILURE_WINDOW],
         )
 
@@ -287,7 +300,7 @@ class Store:
 
     def _present(self, ref: str, appt: dict) -> dict:
         appt["ref"] = ref
-        appt["shown_state"] = lifecycle.shown_state(appt["state"], appt["date"], self.today())
+        appt["shown_state"] = self.lifecycle.shown_state(appt["state"], appt["date"], self.today())
         if appt["shown_state"] in ("booked", "verified"):
             appt["code"] = self.settings.keyring.code(ref, int(appt["ver"]), appt.get("k"))
         return appt

@@ -20,10 +20,11 @@ from gateway.errors import BadRequest
 from gateway.logs import clean
 from gateway.outbox import KEEP_SECONDS
 from gateway.providers.africastalking import delivery_status
+from gateway.providers.forms import form_fields
 from gateway.services import services
 from gateway.store import keys
 from gateway.store.scripts import scripts_for
-from gateway.web.http import check_token, form_fields
+from gateway.web.http import check_token
 
 log = logging.getLogger(__name__)
 bp = Blueprint("delivery", __name__)

@@ -36,7 +36,8 @@ from flask import (
     url_for,
 )
 
-from gateway import codes, sms_text
+from flows.messages import sms
+from gateway import codes
 from gateway.phones import normalise
 from gateway.services import services
 from gateway.store import keys
@@ -198,12 +199,12 @@ def _present(entry: dict, secret: codes.Keyring) -> dict:
     if isinstance(fields["p"], dict):
         fields["p"] = json.dumps(fields["p"])
     try:
-        text = sms_text.render_entry(fields, secret)
+        text = sms.render_entry(fields, secret)
     except (KeyError, IndexError, ValueError) as exc:
         # A template the catalogue lacks must not hide the other messages.
         log.warning("console inbox: cannot render %s: %r", fields["t"], exc)
         text = f"(message {fields['t']} could not be rendered)"
-    encoding, parts = sms_text.segments(text)
+    encoding, parts = sms.segments(text)
     return {"id": str(entry.get("id") or ""), "at": entry.get("at"), "template": fields["t"],
             "lang": fields["l"], "text": text, "encoding": encoding, "segments": parts}
 

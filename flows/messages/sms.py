@@ -1,4 +1,8 @@
-"""SMS text: real segment counts (GSM-7 / UCS-2) and rendering of queued outbox entries."""
+"""SMS text: real segment counts (GSM-7 / UCS-2) and rendering of queued outbox entries.
+
+A leaf beside the catalogue it fills: the flows render at reply time and the outbox at send
+time, so both import it and it imports neither.
+"""
 
 from __future__ import annotations
 
