@@ -195,8 +195,8 @@ class _PooledSMSService(SMSService):
     settings re-read from the environment each time, and the HTTP status dropped from errors.
     Here requests' own adapter picks the urllib3 pool, proxy and CA bundle once per URL, and
     each SMS goes straight to that pool. A requests session redoes the merging of settings,
-    cookies, hooks and redirects per SMS: 0.6-0.8 ms of CPU, over half of each send and about
-    40% of the worker's CPU per message, which held one worker process near 300-460 SMS/s.
+    cookies, hooks and redirects per SMS, CPU that bounded a worker process's sends a second
+    (bench/outbound.py compares the SDK's own transport).
     """
 
     def __init__(self, username: str, api_key: str, pool_size: int):
