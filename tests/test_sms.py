@@ -4,6 +4,7 @@ outbox exactly as the sender will render them."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import pytest
@@ -175,12 +176,30 @@ def test_new_code_after_a_lock(client, sample, r, settings, store):
     locked = last_text(r, settings, citizen.number)
     assert locked.endswith(f"For a new code send CODE {ref}")
     citizen.sms(f"CODE {ref}")
-    new_ref, new_code = ref_and_code(last_text(r, settings, citizen.number))
+    fresh = last_text(r, settings, citizen.number)
+    # Its own text: a second "booked" SMS would read as a second booking.
+    assert fresh.startswith("TikaLine: new code for Asha Devi's booking at PHC Saket, ")
+    assert " booked " not in fresh
+    new_ref, new_code = ref_and_code(fresh)
     assert new_ref == ref
     assert appointments(r)[ref]["state"] == "booked" and appointments(r)[ref]["ver"] == "1"
     assert new_code == codes.derive_code(settings.secret_key, ref, 1)
     vaccinator.sms(f"VERIFY {ref} {new_code}")
     assert last_text(r, settings, vaccinator.number).startswith("Code OK.")
+
+
+def test_a_new_code_in_hindi_is_not_told_as_a_booking(client, sample, r, settings):
+    citizen = Phone(client)
+    citizen.sms("LANG HI")
+    sms_book(citizen, pin="110017")
+    booked = last_text(r, settings, citizen.number)
+    assert "बुक हुआ" in booked
+    ref = re.search(r"बुकिंग नंबर (\d{5} \d{5})", booked).group(1).replace(" ", "")
+    citizen.sms(f"CODE {ref}")
+    fresh = last_text(r, settings, citizen.number)
+    assert fresh.startswith("टीकालाइन: Asha Devi की ") and "बुक हुआ" not in fresh
+    code = codes.derive_code(settings.secret_key, ref, 1)
+    assert f"नया कोड {code}" in fresh and codes.format_reference(ref) in fresh
 
 
 def test_a_fourth_new_code_in_a_day_is_refused_and_wrong_codes_still_lock(

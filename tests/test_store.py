@@ -232,7 +232,7 @@ def test_a_fresh_code_unlocks_and_the_old_code_no_longer_works(store, r, sample)
     appt = store.appointment(ref)
     assert appt["state"] == "booked"
     new = appt["code"]
-    resent = [e for e in outbox(r) if e["t"] == "sms.booked"][-1]
+    resent = [e for e in outbox(r) if e["t"] == "sms.code.new"][-1]
     assert f"Code {new}" in render_entry(resent, store.settings.secret_key)
     assert store.verify(vaccinator=VACCINATOR, ref=ref, code=new).ok
     assert store.appointment(ref)["att"] == "0"  # the right code clears the wrong ones

@@ -22,9 +22,9 @@ if a.ver ~= expected then return {'conflict', a.ver} end
 local version = tostring(tonumber(a.ver) + 1)
 redis.call('HSET', appt_key, 'state', 'booked', 'ver', version, 'check', check,
            'reissued_on', today, 'reissues', today_count + 1, 'k', key_id)
-local centre = redis.call('HMGET', string.format(centre_t, a.centre), 'name', 'address')
-queue_sms(outbox, counts, 'book:' .. ref .. ':' .. version, mobile, 'sms.booked', lang,
-          {name = a.name, centre = centre[1] or a.centre, address = centre[2] or '',
-           date = a.date, time = a.time, ref = ref, ver = tonumber(version),
-           kid = key_id})
+-- Its own text, not the booking's again: a second "booked" SMS reads as a second booking.
+local centre = redis.call('HGET', string.format(centre_t, a.centre), 'name')
+queue_sms(outbox, counts, 'book:' .. ref .. ':' .. version, mobile, 'sms.code.new', lang,
+          {name = a.name, centre = centre or a.centre, date = a.date, time = a.time,
+           ref = ref, ver = tonumber(version), kid = key_id})
 return {'ok', version}
