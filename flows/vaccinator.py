@@ -48,6 +48,11 @@ def split_reference(rest: str) -> tuple[str | None, str]:
     return None, rest.strip()
 
 
+def _places(n: int) -> dict:
+    """The open places as an entry the sender renders: "1 place", "5 places"."""
+    return {"t": "vacc.open_one" if n == 1 else "vacc.open", "p": {"n": n}}
+
+
 class Vaccinator(Conversation):
     """One vaccinator number's turn; nothing is kept between turns but in the store."""
 
@@ -121,7 +126,7 @@ class Vaccinator(Conversation):
                       day=self.turn.day(counts["date"]), booked=booked,
                       vaccinated=counts["vaccinated"],
                       waiting=verified - counts["vaccinated"],
-                      unverified=max(0, booked - verified), open=counts["open"])
+                      unverified=max(0, booked - verified), open=_places(counts["open"]))
 
     def _usage(self, rest: str, ref: str | None, usage: str) -> None:
         if not ref and any(c.isdigit() for c in rest):

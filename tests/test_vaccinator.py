@@ -351,3 +351,19 @@ def test_today_counts_each_person_once_and_only_slots_still_to_come(
     clock.at("16:30")  # every slot is over
     vaccinator.sms("TODAY")
     assert last_text(r, settings, VACCINATOR).endswith(" 0 places open.")
+
+
+def test_today_says_one_place_in_the_singular(client, store, r, settings):
+    from tests.conversation_helpers import load_data, tiny_data
+
+    load_data(store, tiny_data(store.now().date()))
+    vaccinator = Phone(client, VACCINATOR)
+    vaccinator.sms("TODAY")
+    assert last_text(r, settings, VACCINATOR).endswith("not verified. 1 place open.")
+    vaccinator.sms("LANG HI")
+    vaccinator.sms("TODAY")
+    assert last_text(r, settings, VACCINATOR).endswith("की जांच बाकी। 1 जगह अभी खाली।")
+    store.book(mobile="+919811111111", name="Asha Devi", birth_year=1990,
+               session_id=f"S1-{store.now().toordinal()}", slot=0)
+    vaccinator.sms("TODAY")
+    assert last_text(r, settings, VACCINATOR).endswith("की जांच बाकी। 0 जगहें अभी खाली।")
