@@ -8,6 +8,7 @@ the webhooks with worst-case data and wrong answers at every screen, every reply
 
 from __future__ import annotations
 
+import re
 import string
 from datetime import timedelta
 
@@ -310,8 +311,33 @@ def test_the_booking_sms_drops_or_cuts_the_address_to_stay_in_budget(lang, devan
 
 @pytest.mark.parametrize("stiff", [
     "जन्म वर्ष", "टीकाकर्मी", "सत्र", "रोकी गई", "Ref ", "<ref>", "छूटी", "रद्द नहीं हो सकती",
-    "नए कोड को", "पिनकोड जहां", "रद्द, स्लॉट खाली",
+    "नए कोड को", "पिनकोड जहां", "रद्द, स्लॉट खाली", "स्लॉट",
 ])
 def test_hindi_texts_avoid_the_phrasings_that_read_as_translated(stiff):
     hi = messages.catalogue("hi")
     assert not [k for k, v in hi.items() if stiff in v and not k.startswith("kw.")]
+
+
+# A full stop that ends a sentence: after a word or a placeholder, before a space or the end.
+_FULL_STOP = re.compile(r"(?<=[\w}])\.(?=\s|$)")
+_LATIN_SENTENCE = re.compile(r"\b[A-Za-z][A-Za-z ]*[A-Za-z]\.(?=\s|$)")
+
+
+def full_stops(text: str) -> list[str]:
+    """The sentences of a Hindi text ended with "." rather than "।", English ones left out
+    (a command such as "For English send LANG EN." is English)."""
+    hindi = _LATIN_SENTENCE.sub("", text)
+    return [hindi[max(0, m.start() - 20):m.end()] for m in _FULL_STOP.finditer(hindi)]
+
+
+def test_the_full_stop_check_tells_a_code_from_a_sentence():
+    assert full_stops("प्रमाणपत्र {cert}. नागरिक को मिलेगा।") == ["प्रमाणपत्र {cert}."]
+    assert full_stops("खुराक दर्ज हुई. नागरिक") == ["खुराक दर्ज हुई."]
+    assert not full_stops("For English send LANG EN.")
+    assert not full_stops("बैच AB-123/45.6 और A.Kumar, कोड {code}। 12.30 बजे")
+
+
+def test_hindi_sentences_end_with_a_danda():
+    hi = messages.catalogue("hi")
+    found = {k: full_stops(v) for k, v in hi.items() if not k.startswith("kw.")}
+    assert {k: v for k, v in found.items() if v} == {}

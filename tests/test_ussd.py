@@ -510,7 +510,7 @@ def test_at_2347_today_is_not_offered_and_at_1030_its_slots_not_yet_over_are(cli
 
 @pytest.mark.parametrize("lang, hint", [
     ("en", "CON That slot has passed. Choose another.\n"),
-    ("hi", "CON उस स्लॉट का समय निकल चुका है। कोई दूसरा चुनें।\n"),
+    ("hi", "CON वह समय निकल चुका है। कोई दूसरा समय चुनें।\n"),
 ])
 def test_a_slot_that_ends_while_confirming_is_refused_and_the_others_offered(
         client, sample, r, clock, lang, hint):
