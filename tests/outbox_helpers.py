@@ -87,7 +87,9 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
             [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--dir", self.workdir], stdout=subprocess.DEVNULL)
+             "--appendonly", "yes", "--dir", self.workdir,
+             # A test may move ``dir`` (CONFIG SET) to make snapshots fail.
+             "--enable-protected-configs", "yes"], stdout=subprocess.DEVNULL)
         probe = self.client()
         wait_for(lambda: _answers(probe), "redis-server to start")
         probe.close()
@@ -105,7 +107,11 @@ class RedisServer:
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()  # SIGTERM: the AOF is flushed, as on a clean restart
-            self.proc.wait(10)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:  # a shutdown whose snapshot fails is refused
+                self.proc.kill()
+                self.proc.wait(10)
 
 
 def _answers(client) -> bool:

@@ -625,8 +625,40 @@ def test_the_worker_logs_at_log_level_one_line_per_event(r, redis_url, fake, tmp
                for line in told.lines), told.lines
 
 
+class DiskFails:
+    """A snapshot that cannot be written (its directory gone, as a full or failed disk fails
+    it): with ``stop-writes-on-bgsave-error yes`` Redis answers every write with MISCONF until
+    a snapshot is written again."""
+
+    def __init__(self):
+        self.dir = ""
+
+    def breaks(self, client) -> None:
+        self.dir = client.config_get("dir")["dir"]
+        gone = os.path.join(self.dir, "gone")
+        os.mkdir(gone)
+        client.config_set("dir", gone)
+        os.rmdir(gone)
+        client.config_set("save", "3600 1")
+        client.config_set("stop-writes-on-bgsave-error", "yes")
+        self._snapshot(client, "err")
+
+    def mends(self, client) -> None:
+        client.config_set("dir", self.dir)  # the disk has room again
+        self._snapshot(client, "ok")
+
+    @staticmethod
+    def _snapshot(client, outcome: str) -> None:
+        client.bgsave(schedule=True)
+        wait_for(lambda: (lambda p: p["rdb_bgsave_in_progress"] == 0
+                          and p["rdb_last_bgsave_status"] == outcome)(
+                     client.info("persistence")), f"a snapshot to end {outcome}")
+
+
+_DISK = DiskFails()
 # Ways to make Redis refuse every write, and to mend it.
 FAULTS = {
+    "failed disk": (_DISK.breaks, _DISK.mends, "MISCONF"),
     "out of memory": (lambda c: c.config_set("maxmemory", 1),
                       lambda c: c.config_set("maxmemory", 0), "OutOfMemoryError"),
     "read-only replica": (lambda c: c.replicaof("127.0.0.1", free_port()),

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from flows import router, ussd
 from gateway.errors import BadRequest
+from gateway.logs import clean
 from gateway.outbox import health
 from gateway.providers import africastalking as at
 from gateway.services import services
@@ -70,15 +71,24 @@ def sms_inbound():
 
 @bp.get("/healthz")
 def healthz():
-    """200 while Redis answers, 503 otherwise; under "ok", a line for each outbox trouble
-    (a stuck worker and why, SMS waiting long), which the web itself can serve through."""
+    """200 while Redis answers, 503 otherwise; under "ok", a line for each trouble (Redis
+    refusing commands, a stuck worker and why, SMS waiting long)."""
     client = services().redis
     try:
-        client.ping()
+        refusing = _refusal(client)
         troubles = health.problems(client)
     except redis.RedisError:
         return _text("redis unreachable", 503)
-    return _text("\n".join(["ok", *troubles]))
+    return _text("\n".join(["ok", *refusing, *troubles]))
+
+
+def _refusal(client) -> list[str]:
+    """Why Redis refuses PING though it answers, e.g. MISCONF after a failed snapshot."""
+    try:
+        client.ping()
+    except redis.ResponseError as exc:  # an answer: reachable, and the reason is worth saying
+        return [f"redis refuses: {clean(str(exc), 120)}"]
+    return []
 
 
 @bp.app_errorhandler(BadRequest)
