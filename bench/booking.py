@@ -26,8 +26,24 @@ from gateway.config import Settings
 from gateway.providers.result import SENT, SendResult
 from gateway.store import Store, keys, name_key
 
-FIRST = ["Asha", "Ravi", "Sunita", "Mohammed", "Priya", "Arjun", "Kavita", "Imran", "Lakshmi",
-         "Vikram", "Meena", "Suresh", "Fatima", "Rahul", "Anita", "Deepak"]
+FIRST = [
+    "Asha",
+    "Ravi",
+    "Sunita",
+    "Mohammed",
+    "Priya",
+    "Arjun",
+    "Kavita",
+    "Imran",
+    "Lakshmi",
+    "Vikram",
+    "Meena",
+    "Suresh",
+    "Fatima",
+    "Rahul",
+    "Anita",
+    "Deepak",
+]
 LAST = ["Devi", "Kumar", "Sharma", "Khan", "Verma", "Singh", "Yadav", "Gupta", "Iyer", "Das"]
 
 
@@ -56,13 +72,16 @@ def _morning() -> float:
 
 
 def _store(url: str) -> Store:
-    settings = Settings(redis_url=url, secret_key=SECRET_KEY, timezone="Asia/Kolkata",
-                        clock=_morning)
-    return Store(redis.Redis.from_url(url, socket_timeout=30,
-                                      max_connections=None), settings, lifecycle)
+    settings = Settings(
+        redis_url=url, secret_key=SECRET_KEY, timezone="Asia/Kolkata", clock=_morning
+    )
+    return Store(
+        redis.Redis.from_url(url, socket_timeout=30, max_connections=None), settings, lifecycle
+    )
 
 
 # -- the race -----------------------------------------------------------------------------------
+
 
 def _race_worker(url, slots, clients, threads, tries, barrier, out) -> None:
     store = _store(url)
@@ -81,8 +100,13 @@ def _race_worker(url, slots, clients, threads, tries, barrier, out) -> None:
             # A person tries a preferred slot, then the next ones, as a full screen invites.
             for k in range(tries):
                 sid, slot = slots[(n + k) % len(slots)]
-                result = store.book(mobile=mobile(n), name=person(n), birth_year=BIRTH_YEAR,
-                                    session_id=sid, slot=slot)
+                result = store.book(
+                    mobile=mobile(n),
+                    name=person(n),
+                    birth_year=BIRTH_YEAR,
+                    session_id=sid,
+                    slot=slot,
+                )
                 with lock:
                     outcomes[result.status] += 1
                     if result.ok:
@@ -91,8 +115,14 @@ def _race_worker(url, slots, clients, threads, tries, barrier, out) -> None:
                     break
 
     started = _run_threads(client_loop, threads, barrier)
-    out.put({"started": started, "ended": time.time(), "outcomes": dict(outcomes),
-             "last_booking": max(booked_at, default=started)})
+    out.put(
+        {
+            "started": started,
+            "ended": time.time(),
+            "outcomes": dict(outcomes),
+            "last_booking": max(booked_at, default=started),
+        }
+    )
 
 
 def _run_threads(target, threads: int, barrier) -> float:
@@ -135,9 +165,17 @@ def _spawn(target, per_process_args: list[tuple]) -> list[dict]:
     return results
 
 
-def race(url: str, client: redis.Redis, race_data: dict, *, clients: int = 2000,
-         processes: int = 4, threads: int = 25, tries: int = 3,
-         double_tap: float = 0.1) -> dict:
+def race(
+    url: str,
+    client: redis.Redis,
+    race_data: dict,
+    *,
+    clients: int = 2000,
+    processes: int = 4,
+    threads: int = 25,
+    tries: int = 3,
+    double_tap: float = 0.1,
+) -> dict:
     """``clients`` people race for the race centre's slots from ``processes`` processes, each
     trying up to ``tries`` slots; a ``double_tap`` share of them sends the same requests from
     two processes at once, as a telco or Africa's Talking retry would. Then audit what was
@@ -172,10 +210,17 @@ def race(url: str, client: redis.Redis, race_data: dict, *, clients: int = 2000,
     bare_seconds = max(r["ended"] for r in bare) - min(r["started"] for r in bare)
     bare_rate = sum(r["calls"] for r in bare) / bare_seconds
     return {
-        "clients": clients, "double_taps": taps, "processes": processes,
-        "threads_per_process": threads, "slots": len(slots), "capacity": capacity,
-        "attempts": attempts, "outcomes": dict(outcomes), "seconds": round(seconds, 3),
-        "bookings": audit["booked"], "seconds_to_fill": round(fill, 3),
+        "clients": clients,
+        "double_taps": taps,
+        "processes": processes,
+        "threads_per_process": threads,
+        "slots": len(slots),
+        "capacity": capacity,
+        "attempts": attempts,
+        "outcomes": dict(outcomes),
+        "seconds": round(seconds, 3),
+        "bookings": audit["booked"],
+        "seconds_to_fill": round(fill, 3),
         # Bookings happen until the slots are full; refusals after that are timed apart.
         "bookings_per_s": round(audit["booked"] / fill, 1) if fill > 0 else None,
         "attempts_per_s": round(attempts / seconds, 1),
@@ -232,6 +277,7 @@ def audit_race(client: redis.Redis, race_data: dict, since: str = "0-0") -> dict
 
 # -- the bulk run: memory and Redis cost per appointment ------------------------------------------
 
+
 def bulk_plan(data: dict, today: date) -> list[tuple[str, int]]:
     """Every (session, slot) a beneficiary born in BIRTH_YEAR may book, round-robin order."""
     plan = []
@@ -255,19 +301,34 @@ def _bulk_worker(url, plan, numbers, barrier, out) -> None:
         for n in numbers:
             # 1, 2, 3 or 4 beneficiaries per mobile (2.5 on average), as families book.
             group, member = divmod(n, 10)
-            member_mobile = mobile(group * 4 + (0 if member < 1 else 1 if member < 3 else
-                                                2 if member < 6 else 3), series=80)
+            member_mobile = mobile(
+                group * 4 + (0 if member < 1 else 1 if member < 3 else 2 if member < 6 else 3),
+                series=80,
+            )
             sid, slot = plan[n % len(plan)]
-            result = store.book(mobile=member_mobile, name=person(n), birth_year=BIRTH_YEAR,
-                                session_id=sid, slot=slot)
+            result = store.book(
+                mobile=member_mobile,
+                name=person(n),
+                birth_year=BIRTH_YEAR,
+                session_id=sid,
+                slot=slot,
+            )
             if not result.ok:
                 refused[result.status] += 1
-    out.put({"started": started, "ended": time.time(), "round_trips": trips.count,
-             "refused": dict(refused), "count": len(numbers)})
+    out.put(
+        {
+            "started": started,
+            "ended": time.time(),
+            "round_trips": trips.count,
+            "refused": dict(refused),
+            "count": len(numbers),
+        }
+    )
 
 
-def bulk(url: str, client: redis.Redis, plan: list, *, checkpoints=(10_000, 100_000),
-         processes: int = 2) -> dict:
+def bulk(
+    url: str, client: redis.Redis, plan: list, *, checkpoints=(10_000, 100_000), processes: int = 2
+) -> dict:
     """Book up to each checkpoint in turn and record used_memory, commands, CPU and round
     trips per booking at each."""
     base = RedisSnapshot.take(client)
@@ -287,16 +348,18 @@ def bulk(url: str, client: redis.Redis, plan: list, *, checkpoints=(10_000, 100_
         seconds += max(r["ended"] for r in runs) - min(r["started"] for r in runs)
         done = bookings = target
         delta = RedisSnapshot.take(client).since(base)
-        figures.append({
-            "bookings": bookings,
-            "bytes_per_appointment": round(delta.memory / bookings, 1),
-            "used_memory_delta": delta.memory,
-            "redis_commands_per_booking": round(delta.commands / bookings, 2),
-            "round_trips_per_booking": round(trips / bookings, 3),
-            "redis_cpu_s_per_1000": round(delta.cpu / bookings * 1000, 4),
-            "bookings_per_s": round(bookings / seconds, 1),
-            "top_commands": {k: round(v / bookings, 2) for k, v in delta.top(8).items()},
-        })
+        figures.append(
+            {
+                "bookings": bookings,
+                "bytes_per_appointment": round(delta.memory / bookings, 1),
+                "used_memory_delta": delta.memory,
+                "redis_commands_per_booking": round(delta.commands / bookings, 2),
+                "round_trips_per_booking": round(trips / bookings, 3),
+                "redis_cpu_s_per_1000": round(delta.cpu / bookings * 1000, 4),
+                "bookings_per_s": round(bookings / seconds, 1),
+                "top_commands": {k: round(v / bookings, 2) for k, v in delta.top(8).items()},
+            }
+        )
         log(f"bulk: {bookings:,} bookings, {figures[-1]['bytes_per_appointment']} B each")
     return {"checkpoints": figures, "breakdown": memory_breakdown(client, bookings)}
 
@@ -306,7 +369,7 @@ def memory_breakdown(client: redis.Redis, appointments: int, sample: int = 200) 
     USAGE of a sample of each kind, to show where the bytes per appointment go."""
     kinds: defaultdict = defaultdict(lambda: {"keys": 0, "sampled": []})
     for key in client.scan_iter(match=keys.PREFIX + "*", count=5000):
-        kind = key.decode()[len(keys.PREFIX):].split(":", 1)[0]
+        kind = key.decode()[len(keys.PREFIX) :].split(":", 1)[0]
         entry = kinds[kind]
         entry["keys"] += 1
         if len(entry["sampled"]) < sample:
@@ -314,14 +377,19 @@ def memory_breakdown(client: redis.Redis, appointments: int, sample: int = 200) 
     per_kind = {}
     for kind, entry in kinds.items():
         total = sum(entry["sampled"]) / len(entry["sampled"]) * entry["keys"]
-        per_kind[kind] = {"keys": entry["keys"],
-                          "bytes_per_appointment": round(total / appointments, 1)}
+        per_kind[kind] = {
+            "keys": entry["keys"],
+            "bytes_per_appointment": round(total / appointments, 1),
+        }
     per_kind = dict(sorted(per_kind.items(), key=lambda kv: -kv[1]["bytes_per_appointment"]))
-    return {"by_kind": per_kind,
-            "sum_of_keys": round(sum(k["bytes_per_appointment"] for k in per_kind.values()), 1)}
+    return {
+        "by_kind": per_kind,
+        "sum_of_keys": round(sum(k["bytes_per_appointment"] for k in per_kind.values()), 1),
+    }
 
 
 # -- after delivery: what the code SMS leaves behind --------------------------------------------
+
 
 class InstantProvider:
     """A provider that accepts every SMS at once with an Africa's Talking-shaped message id,
@@ -334,8 +402,9 @@ class InstantProvider:
         return SendResult(SENT, message_id=f"ATXid_{next(self._ids):032x}", detail="101 Success")
 
 
-def deliver(url: str, client: redis.Redis, count: int, *, concurrency: int = 8,
-            timeout: float = 120.0) -> dict:
+def deliver(
+    url: str, client: redis.Redis, count: int, *, concurrency: int = 8, timeout: float = 120.0
+) -> dict:
     """Let the real outbox worker deliver ``count`` queued SMS through ``InstantProvider`` and
     measure the memory each delivered message adds (status hash, provider id) or frees (its
     outbox entry)."""
@@ -343,8 +412,9 @@ def deliver(url: str, client: redis.Redis, count: int, *, concurrency: int = 8,
 
     settings = Settings(redis_url=url, secret_key=SECRET_KEY, timezone="Asia/Kolkata")
     worker_client = redis.Redis.from_url(url, socket_timeout=30)
-    worker = Worker(worker_client, settings, InstantProvider(), concurrency=concurrency,
-                    rate=0, block_ms=200)
+    worker = Worker(
+        worker_client, settings, InstantProvider(), concurrency=concurrency, rate=0, block_ms=200
+    )
     sent0 = int(client.hget(keys.SMS_COUNTS, "sent") or 0)
     before = RedisSnapshot.take(client)
     thread = threading.Thread(target=worker.run, daemon=True)
@@ -362,9 +432,13 @@ def deliver(url: str, client: redis.Redis, count: int, *, concurrency: int = 8,
     delta = RedisSnapshot.take(client).since(before)
     worker_client.close()
     kinds = memory_breakdown(client, max(sent, 1))["by_kind"]
-    return {"sent": sent, "seconds": round(seconds, 2),
-            "sms_per_s_instant_provider": round(sent / seconds, 1) if seconds else None,
-            "bytes_per_delivered_sms": round(delta.memory / max(sent, 1), 1),
-            "redis_commands_per_sms": round(delta.commands / max(sent, 1), 2),
-            "left_per_sms": {k: v["bytes_per_appointment"] for k, v in kinds.items()
-                             if k in ("msg", "pmid")}}
+    return {
+        "sent": sent,
+        "seconds": round(seconds, 2),
+        "sms_per_s_instant_provider": round(sent / seconds, 1) if seconds else None,
+        "bytes_per_delivered_sms": round(delta.memory / max(sent, 1), 1),
+        "redis_commands_per_sms": round(delta.commands / max(sent, 1), 2),
+        "left_per_sms": {
+            k: v["bytes_per_appointment"] for k, v in kinds.items() if k in ("msg", "pmid")
+        },
+    }

@@ -56,9 +56,24 @@ class RedisServer:
 
     def __enter__(self) -> RedisServer:
         self.proc = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--maxclients", "10000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                redis_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--maxclients",
+                "10000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
         def up() -> bool:
             try:
@@ -85,8 +100,15 @@ class RedisServer:
 class Gunicorn:
     """An app under gunicorn on a free port: ``spec`` like ``app:create_app()``."""
 
-    def __init__(self, spec: str, *, workers: int = 2, worker_class: str = "sync",
-                 threads: int = 1, env: dict | None = None):
+    def __init__(
+        self,
+        spec: str,
+        *,
+        workers: int = 2,
+        worker_class: str = "sync",
+        threads: int = 1,
+        env: dict | None = None,
+    ):
         self.spec = spec
         self.workers = workers
         self.worker_class = worker_class
@@ -94,8 +116,9 @@ class Gunicorn:
         self.env = env or {}
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
-        self.log = tempfile.NamedTemporaryFile(prefix="tikaline-bench-gunicorn-", suffix=".log",
-                                               delete=False)
+        self.log = tempfile.NamedTemporaryFile(
+            prefix="tikaline-bench-gunicorn-", suffix=".log", delete=False
+        )
 
     @property
     def base(self) -> str:
@@ -104,20 +127,42 @@ class Gunicorn:
     def __enter__(self) -> Gunicorn:
         env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--no-control-socket",
-             "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(self.workers), "--worker-class", self.worker_class,
-             "--threads", str(self.threads), "--backlog", "2048", "--log-level", "warning",
-             "--chdir", str(ROOT), self.spec],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--no-control-socket",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.workers),
+                "--worker-class",
+                self.worker_class,
+                "--threads",
+                str(self.threads),
+                "--backlog",
+                "2048",
+                "--log-level",
+                "warning",
+                "--chdir",
+                str(ROOT),
+                self.spec,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
         def up() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn {self.spec} exited: {self.tail()}")
             if len(self.worker_pids()) < self.workers:
                 return False
-            with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", self.port), timeout=0.5):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
+            ):
                 return True
             return False
 
@@ -164,7 +209,7 @@ def process_cpu_seconds(pid: int) -> float:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
 
 
@@ -175,6 +220,7 @@ def own_cpu_seconds() -> float:
 
 
 # -- Redis counters -----------------------------------------------------------------------------
+
 
 @dataclass
 class RedisSnapshot:
@@ -194,8 +240,11 @@ class RedisSnapshot:
 
     def since(self, before: RedisSnapshot) -> RedisDelta:
         # The snapshots' own INFO calls are not the workload's: leave them out.
-        calls = {k: v - before.commands.get(k, 0) for k, v in self.commands.items()
-                 if k != "info" and v - before.commands.get(k, 0) > 0}
+        calls = {
+            k: v - before.commands.get(k, 0)
+            for k, v in self.commands.items()
+            if k != "info" and v - before.commands.get(k, 0) > 0
+        }
         return RedisDelta(calls, self.cpu - before.cpu, self.memory - before.memory)
 
 
@@ -260,6 +309,7 @@ class RoundTrips:
 
 # -- latency and tables ---------------------------------------------------------------------------
 
+
 def percentile(sorted_values: list[float], q: float) -> float:
     """The q-quantile (0..1) of already sorted values, nearest rank."""
     if not sorted_values:
@@ -271,9 +321,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
 def latency_ms(latencies: list[float]) -> dict[str, float]:
     """p50/p95/p99/max in milliseconds of latencies given in seconds."""
     values = sorted(latencies)
-    return {f"p{int(q * 100)}_ms": round(percentile(values, q) * 1000, 2)
-            for q in (0.5, 0.95, 0.99)} | {
-        "max_ms": round(values[-1] * 1000, 2) if values else float("nan")}
+    return {
+        f"p{int(q * 100)}_ms": round(percentile(values, q) * 1000, 2) for q in (0.5, 0.95, 0.99)
+    } | {"max_ms": round(values[-1] * 1000, 2) if values else float("nan")}
 
 
 def knee(levels: list[dict], key: str = "rate", share: float = 0.9) -> dict:

@@ -28,33 +28,63 @@ def scaled(first_day: date, *, capacity: int = 20000, days: int = 7) -> dict:
             slot["capacity"] = capacity
     for n in range(EXTRA_CENTRES):
         cid = f"C{300 + n}"
-        data["centres"].append({
-            "id": cid, "name": f"PHC Ward {n + 1}", "district": "Bench District",
-            "state": "Delhi", "pincode": f"{120000 + n:06d}", "address": f"Ward {n + 1}"})
+        data["centres"].append(
+            {
+                "id": cid,
+                "name": f"PHC Ward {n + 1}",
+                "district": "Bench District",
+                "state": "Delhi",
+                "pincode": f"{120000 + n:06d}",
+                "address": f"Ward {n + 1}",
+            }
+        )
         for offset in range(days):
             day = first_day + timedelta(days=offset)
-            data["sessions"].append({
-                "id": f"S{cid[1:]}-{day:%Y%m%d}", "centre_id": cid, "date": day.isoformat(),
-                "vaccine": "COVISHIELD", "min_age": 18, "max_age": None,
-                "slots": [{"time": "09:00-11:00", "capacity": capacity},
-                          {"time": "11:00-13:00", "capacity": capacity}]})
+            data["sessions"].append(
+                {
+                    "id": f"S{cid[1:]}-{day:%Y%m%d}",
+                    "centre_id": cid,
+                    "date": day.isoformat(),
+                    "vaccine": "COVISHIELD",
+                    "min_age": 18,
+                    "max_age": None,
+                    "slots": [
+                        {"time": "09:00-11:00", "capacity": capacity},
+                        {"time": "11:00-13:00", "capacity": capacity},
+                    ],
+                }
+            )
         data["vaccinators"].append(
-            {"phone": f"+91980001{n:04d}", "name": f"Vaccinator {n + 1}", "centre_id": cid})
+            {"phone": f"+91980001{n:04d}", "name": f"Vaccinator {n + 1}", "centre_id": cid}
+        )
     return data
 
 
 def race(first_day: date, *, sessions: int = 10, slots: int = 2, capacity: int = 25) -> dict:
     """One centre with ``sessions`` × ``slots`` slots of ``capacity``: the contended prize."""
-    centre = {"id": RACE_CENTRE, "name": "Race Hall", "district": "Bench District",
-              "state": "Delhi", "pincode": "129999", "address": "Race Road"}
+    centre = {
+        "id": RACE_CENTRE,
+        "name": "Race Hall",
+        "district": "Bench District",
+        "state": "Delhi",
+        "pincode": "129999",
+        "address": "Race Road",
+    }
     times = ["09:00-11:00", "11:00-13:00", "14:00-16:00", "16:00-18:00"][:slots]
     rows = []
     for n in range(sessions):
         day = first_day + timedelta(days=n % 7)
-        rows.append({"id": f"S900-{n:02d}-{day:%Y%m%d}", "centre_id": RACE_CENTRE,
-                     "date": day.isoformat(), "vaccine": "COVISHIELD", "min_age": 18,
-                     "max_age": None,
-                     "slots": [{"time": t, "capacity": capacity} for t in times]})
+        rows.append(
+            {
+                "id": f"S900-{n:02d}-{day:%Y%m%d}",
+                "centre_id": RACE_CENTRE,
+                "date": day.isoformat(),
+                "vaccine": "COVISHIELD",
+                "min_age": 18,
+                "max_age": None,
+                "slots": [{"time": t, "capacity": capacity} for t in times],
+            }
+        )
     return {"centres": [centre], "sessions": rows, "vaccinators": []}
 
 

@@ -45,9 +45,24 @@ def start_redis(workdir: str) -> tuple[subprocess.Popen, redis.Redis]:
     """A redis-server persisting every write to its AOF in ``workdir``."""
     port = free_port()
     proc = subprocess.Popen(
-        [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "yes", "--appendfsync", "everysec", "--dir", workdir],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     client = redis.Redis(port=port, socket_timeout=30, max_connections=None)
     for _ in range(400):
         try:
@@ -71,8 +86,13 @@ def filesystem(path: str) -> str:
 def book(store: Store, sessions: list[str], n: int) -> float:
     """One booking for a new beneficiary of a new mobile; its latency in seconds."""
     started = time.perf_counter()
-    outcome = store.book(mobile=mobile(n, 71), name=person(n), birth_year=BIRTH_YEAR,
-                         session_id=sessions[n % len(sessions)], slot=n % 2)
+    outcome = store.book(
+        mobile=mobile(n, 71),
+        name=person(n),
+        birth_year=BIRTH_YEAR,
+        session_id=sessions[n % len(sessions)],
+        slot=n % 2,
+    )
     elapsed = time.perf_counter() - started
     if not outcome.ok:
         raise RuntimeError(f"booking {n} refused: {outcome.status}")
@@ -90,18 +110,24 @@ def measure(store: Store, sessions: list[str], numbers, threads: int) -> dict:
             waits = list(pool.map(lambda n: book(store, sessions, n), numbers))
     seconds = time.perf_counter() - started
     waits.sort()
-    return {"per_s": len(numbers) / seconds, "p50_ms": 1000 * waits[len(waits) // 2],
-            "p99_ms": 1000 * waits[int(len(waits) * 0.99)]}
+    return {
+        "per_s": len(numbers) / seconds,
+        "p50_ms": 1000 * waits[len(waits) // 2],
+        "p99_ms": 1000 * waits[int(len(waits) * 0.99)],
+    }
 
 
 def run(bookings: int, rounds: int, workdir: str) -> dict:
     """Alternate the modes for ``rounds`` rounds; the median of each figure per mode."""
     proc, client = start_redis(workdir)
     try:
-        store = Store(client, Settings(secret_key=SECRET_KEY, timezone="Asia/Kolkata"),
-                      lifecycle)
-        data = race(store.now().date() + timedelta(days=1), sessions=7, slots=2,
-                    capacity=10 * bookings * rounds)
+        store = Store(client, Settings(secret_key=SECRET_KEY, timezone="Asia/Kolkata"), lifecycle)
+        data = race(
+            store.now().date() + timedelta(days=1),
+            sessions=7,
+            slots=2,
+            capacity=10 * bookings * rounds,
+        )
         load_all(store, data)
         sessions = [s["id"] for s in data["sessions"]]
         counter = itertools.count()
@@ -112,8 +138,10 @@ def run(bookings: int, rounds: int, workdir: str) -> dict:
                 for threads in (1, THREADS):
                     numbers = [next(counter) for _ in range(bookings)]
                     found[mode, threads].append(measure(store, sessions, numbers, threads))
-        return {key: {f: statistics.median(r[f] for r in runs) for f in runs[0]}
-                for key, runs in found.items()}
+        return {
+            key: {f: statistics.median(r[f] for r in runs) for f in runs[0]}
+            for key, runs in found.items()
+        }
     finally:
         proc.terminate()
         proc.wait(10)
@@ -121,13 +149,18 @@ def run(bookings: int, rounds: int, workdir: str) -> dict:
 
 def report(results: dict, bookings: int, rounds: int, workdir: str) -> str:
     """The table, the ratios and the machine's load, as Markdown."""
-    lines = [f"{bookings} bookings per round, {rounds} rounds alternating, AOF on "
-             f"{filesystem(workdir)}; load average {os.getloadavg()[0]:.2f} "
-             f"on {os.cpu_count()} cores at the end", "",
-             "| appendfsync | clients | bookings/s | p50 ms | p99 ms |", "|---|---|---|---|---|"]
+    lines = [
+        f"{bookings} bookings per round, {rounds} rounds alternating, AOF on "
+        f"{filesystem(workdir)}; load average {os.getloadavg()[0]:.2f} "
+        f"on {os.cpu_count()} cores at the end",
+        "",
+        "| appendfsync | clients | bookings/s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|",
+    ]
     for (mode, threads), r in results.items():
-        lines.append(f"| {mode} | {threads} | {r['per_s']:.0f} | {r['p50_ms']:.2f} | "
-                     f"{r['p99_ms']:.2f} |")
+        lines.append(
+            f"| {mode} | {threads} | {r['per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |"
+        )
     lines.append("")
     for threads in (1, THREADS):
         ratio = results["always", threads]["per_s"] / results["everysec", threads]["per_s"]
@@ -143,8 +176,7 @@ def main() -> None:
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="tikaline-fsync-", dir=args.dir)
     try:
-        print(report(run(args.bookings, args.rounds, workdir), args.bookings, args.rounds,
-                     workdir))
+        print(report(run(args.bookings, args.rounds, workdir), args.bookings, args.rounds, workdir))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -44,13 +44,18 @@ class LoadResult:
     def summary(self) -> dict:
         """The figures that go into results.json."""
         return {
-            "clients": self.clients, "seconds": round(self.seconds, 2),
-            "requests": self.requests, "rate": round(self.rate, 1),
-            "scripts_done": self.scripts, "goals": self.goals, "errors": self.errors,
+            "clients": self.clients,
+            "seconds": round(self.seconds, 2),
+            "requests": self.requests,
+            "rate": round(self.rate, 1),
+            "scripts_done": self.scripts,
+            "goals": self.goals,
+            "errors": self.errors,
             **latency_ms(self.latencies),
             # CPU per request, ms: the server's cost, free of load-generator saturation.
             "server_cpu_ms": round(1000 * self.server_cpu / self.requests, 3)
-            if self.requests else None,
+            if self.requests
+            else None,
             "client_cpu_share": round(self.client_cpu / self.seconds, 2) if self.seconds else None,
             **({"first_error": self.first_error} if self.first_error else {}),
         }
@@ -61,8 +66,15 @@ def merge(parts: list[LoadResult]) -> LoadResult:
     see the same drift in machine load)."""
     total = LoadResult(parts[0].clients)
     for part in parts:
-        for name in ("seconds", "requests", "scripts", "goals", "errors", "client_cpu",
-                     "server_cpu"):
+        for name in (
+            "seconds",
+            "requests",
+            "scripts",
+            "goals",
+            "errors",
+            "client_cpu",
+            "server_cpu",
+        ):
             setattr(total, name, getattr(total, name) + getattr(part, name))
         total.latencies.extend(part.latencies)
         total.first_error = total.first_error or part.first_error
@@ -113,16 +125,24 @@ async def _run(url, clients, factory, seconds, budget, server_cpu) -> LoadResult
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         cpu0, server0, t0 = own_cpu_seconds(), server_cpu(), time.monotonic()
         deadline = t0 + seconds
-        await asyncio.gather(*(_client(session, url, factory, ids, deadline, budget, result)
-                               for _ in range(clients)))
+        await asyncio.gather(
+            *(_client(session, url, factory, ids, deadline, budget, result) for _ in range(clients))
+        )
         result.seconds = time.monotonic() - t0
         result.client_cpu = own_cpu_seconds() - cpu0
         result.server_cpu = server_cpu() - server0
     return result
 
 
-def run(url: str, clients: int, factory: Callable[[int], Script], *, seconds: float,
-        budget: int = 10**9, server_cpu: Callable[[], float] = lambda: 0.0) -> LoadResult:
+def run(
+    url: str,
+    clients: int,
+    factory: Callable[[int], Script],
+    *,
+    seconds: float,
+    budget: int = 10**9,
+    server_cpu: Callable[[], float] = lambda: 0.0,
+) -> LoadResult:
     """Play scripts from ``factory(n)`` with ``clients`` concurrent clients for ``seconds``
     (or until ``budget`` requests), and time every request."""
     return asyncio.run(_run(url, clients, factory, seconds, budget, server_cpu))

@@ -45,8 +45,16 @@ from gateway.providers.africastalking import SMSClient
 from gateway.store import keys
 
 LEVELS = (1, 8, 32)
-PARAMS = json.dumps({"name": "Asha Devi", "centre": "PHC Saket", "date": "2026-12-01",
-                     "time": "09:00-11:00", "ref": "123456782", "ver": 0})
+PARAMS = json.dumps(
+    {
+        "name": "Asha Devi",
+        "centre": "PHC Saket",
+        "date": "2026-12-01",
+        "time": "09:00-11:00",
+        "ref": "123456782",
+        "ver": 0,
+    }
+)
 
 
 class _CountingConnection(redis.Connection):
@@ -74,36 +82,56 @@ def _queue(client: redis.Redis, count: int, tag: str) -> None:
     # The booking confirmation, the SMS that matters most, as book.lua queues it.
     with client.pipeline(transaction=False) as pipe:
         for i in range(count):
-            pipe.xadd(keys.OUTBOX, {"k": f"bench:{tag}:{i}", "to": f"+9198{i:08d}",
-                                    "t": "sms.booked", "l": "en", "p": PARAMS})
+            pipe.xadd(
+                keys.OUTBOX,
+                {
+                    "k": f"bench:{tag}:{i}",
+                    "to": f"+9198{i:08d}",
+                    "t": "sms.booked",
+                    "l": "en",
+                    "p": PARAMS,
+                },
+            )
         pipe.hincrby(keys.SMS_COUNTS, "queued", count)
         pipe.execute()
-
 
 
 class SDKTransportClient(SMSClient):
     """The gateway's SMS client over the SDK's own transport (a new connection per SMS), only
     for comparison: the gateway always sends over its keep-alive pool."""
 
-    def __init__(self, username: str, api_key: str, *, base_url: str | None = None,
-                 **options):
+    def __init__(self, username: str, api_key: str, *, base_url: str | None = None, **options):
         super().__init__(username, api_key, base_url=base_url, **options)
         self._service = SMSService(username, api_key)
         if base_url:
             self._service._baseUrl = base_url.rstrip("/")
 
-def _level(url: str, settings: Settings, count: int, concurrency: int, rate: float,
-           limit_s: float, fake_pid: int, keep_alive: bool = True) -> dict:
+
+def _level(
+    url: str,
+    settings: Settings,
+    count: int,
+    concurrency: int,
+    rate: float,
+    limit_s: float,
+    fake_pid: int,
+    keep_alive: bool = True,
+) -> dict:
     client = redis.Redis.from_url(url)
     client.flushdb()
     _queue(client, count, f"c{concurrency}")
     # Only the worker's own requests are counted, not this loop's polling.
-    worker_client = redis.Redis.from_url(url, socket_timeout=30,
-                                         connection_class=_CountingConnection)
-    provider = (make_provider(settings, worker_client, pool_size=concurrency) if keep_alive
-                else SDKTransportClient.from_settings(settings))
-    worker = Worker(worker_client, settings, provider, concurrency=concurrency, rate=rate,
-                    block_ms=100)
+    worker_client = redis.Redis.from_url(
+        url, socket_timeout=30, connection_class=_CountingConnection
+    )
+    provider = (
+        make_provider(settings, worker_client, pool_size=concurrency)
+        if keep_alive
+        else SDKTransportClient.from_settings(settings)
+    )
+    worker = Worker(
+        worker_client, settings, provider, concurrency=concurrency, rate=rate, block_ms=100
+    )
     thread = threading.Thread(target=worker.run, daemon=True)
     trips_before = _CountingConnection.sent
     redis_before = RedisSnapshot.take(client)
@@ -129,16 +157,23 @@ def _level(url: str, settings: Settings, count: int, concurrency: int, rate: flo
     failed = client.xlen(keys.DEAD) + client.zcard(keys.RETRY)
     worker_client.close()
     client.close()
-    return {"concurrency": concurrency, "rate_cap": rate or None,
-            "transport": "keep-alive" if keep_alive else "sdk", "messages": count,
-            "sent": sent, "not_sent": failed, "seconds": round(seconds, 2),
-            "sms_per_s": round(sent / seconds, 1),
-            # CPU seconds per second of run: 1.0 is one core busy all along.
-            "worker_cpu": round(worker_cpu / seconds, 2), "fake_cpu": round(fake_cpu / seconds, 2),
-            "redis_cpu": round(spent.cpu / seconds, 2),
-            "round_trips_per_sms": round(trips / max(sent, 1), 2),
-            "redis_commands_per_sms": round((spent.commands - polls) / max(sent, 1), 2),
-            "redis_commands": spent.top(12)}
+    return {
+        "concurrency": concurrency,
+        "rate_cap": rate or None,
+        "transport": "keep-alive" if keep_alive else "sdk",
+        "messages": count,
+        "sent": sent,
+        "not_sent": failed,
+        "seconds": round(seconds, 2),
+        "sms_per_s": round(sent / seconds, 1),
+        # CPU seconds per second of run: 1.0 is one core busy all along.
+        "worker_cpu": round(worker_cpu / seconds, 2),
+        "fake_cpu": round(fake_cpu / seconds, 2),
+        "redis_cpu": round(spent.cpu / seconds, 2),
+        "round_trips_per_sms": round(trips / max(sent, 1), 2),
+        "redis_commands_per_sms": round((spent.commands - polls) / max(sent, 1), 2),
+        "redis_commands": spent.top(12),
+    }
 
 
 def measure(quick: bool = False, count: int | None = None, limit_s: float = 60.0) -> dict:
@@ -151,43 +186,81 @@ def measure(quick: bool = False, count: int | None = None, limit_s: float = 60.0
     try:
         base_url, username, api_key = port_out.get(timeout=30)
         with RedisServer() as server:
-            settings = Settings(redis_url=server.url, secret_key=SECRET_KEY,
-                                at_username=username, at_api_key=api_key,
-                                at_sender_id="TIKALINE", at_base_url=base_url)
+            settings = Settings(
+                redis_url=server.url,
+                secret_key=SECRET_KEY,
+                at_username=username,
+                at_api_key=api_key,
+                at_sender_id="TIKALINE",
+                at_base_url=base_url,
+            )
             levels = []
             for concurrency in LEVELS:
                 log(f"outbound: {count} SMS at concurrency {concurrency}, no rate cap")
-                levels.append(_level(server.url, settings, count, concurrency, 0, limit_s,
-                                     fake.pid))
+                levels.append(
+                    _level(server.url, settings, count, concurrency, 0, limit_s, fake.pid)
+                )
             log(f"outbound: {count} SMS at concurrency 8 over the SDK's own transport")
-            sdk_own = _level(server.url, settings, count, 8, 0, limit_s, fake.pid,
-                             keep_alive=False)
+            sdk_own = _level(server.url, settings, count, 8, 0, limit_s, fake.pid, keep_alive=False)
             defaults = Settings()
             default_count = min(count, int(defaults.outbox_rate * 5))  # about 5 s at the cap
             log(f"outbound: {default_count} SMS at the defaults")
-            default = _level(server.url, settings, default_count, defaults.outbox_concurrency,
-                             defaults.outbox_rate, limit_s, fake.pid)
+            default = _level(
+                server.url,
+                settings,
+                default_count,
+                defaults.outbox_concurrency,
+                defaults.outbox_rate,
+                limit_s,
+                fake.pid,
+            )
     finally:
         stop.set()
         fake.join(10)
-    result = {"levels": levels, "default": default, "sdk_transport": sdk_own,
-              "note": "one worker process, the real africastalking SDK's SMSService over a "
-                      "keep-alive urllib3 pool (sdk_transport: its own requests.post, a new "
-                      "connection per SMS); the fake API in another process"}
+    result = {
+        "levels": levels,
+        "default": default,
+        "sdk_transport": sdk_own,
+        "note": "one worker process, the real africastalking SDK's SMSService over a "
+        "keep-alive urllib3 pool (sdk_transport: its own requests.post, a new "
+        "connection per SMS); the fake API in another process",
+    }
     print(table(result).render())
     return result
 
 
 def table(result: dict) -> Table:
     """The measured figures as a table."""
-    t = Table("Outbound SMS through the real SDK to a local fake API (one worker process)",
-              ["concurrency", "rate cap /s", "transport", "messages", "seconds", "SMS/s",
-               "worker CPU", "fake API CPU", "Redis CPU", "round trips/SMS",
-               "Redis commands/SMS"])
+    t = Table(
+        "Outbound SMS through the real SDK to a local fake API (one worker process)",
+        [
+            "concurrency",
+            "rate cap /s",
+            "transport",
+            "messages",
+            "seconds",
+            "SMS/s",
+            "worker CPU",
+            "fake API CPU",
+            "Redis CPU",
+            "round trips/SMS",
+            "Redis commands/SMS",
+        ],
+    )
     for row in [*result["levels"], result["sdk_transport"], result["default"]]:
-        t.add(row["concurrency"], row["rate_cap"] or "none", row["transport"], row["sent"],
-              row["seconds"], row["sms_per_s"], row["worker_cpu"], row["fake_cpu"],
-              row["redis_cpu"], row["round_trips_per_sms"], row["redis_commands_per_sms"])
+        t.add(
+            row["concurrency"],
+            row["rate_cap"] or "none",
+            row["transport"],
+            row["sent"],
+            row["seconds"],
+            row["sms_per_s"],
+            row["worker_cpu"],
+            row["fake_cpu"],
+            row["redis_cpu"],
+            row["round_trips_per_sms"],
+            row["redis_commands_per_sms"],
+        )
     return t
 
 

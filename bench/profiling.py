@@ -41,9 +41,13 @@ def profile(app, path: str, factory, scripts: int, text_out: Path | None = None)
         return [{"function": k, "share": round(v / total, 3)} for k, v in rows[:n]]
 
     waiting = sum(v for k, v in own.items() if _IO.search(k))
-    return {"requests": requests, "ms_per_request": round(1000 * total / max(requests, 1), 3),
-            "share_waiting_on_sockets": round(waiting / total, 3),
-            "hottest_own_time": top(own, 15), "gateway_total_time": top(inclusive, 15, True)}
+    return {
+        "requests": requests,
+        "ms_per_request": round(1000 * total / max(requests, 1), 3),
+        "share_waiting_on_sockets": round(waiting / total, 3),
+        "hottest_own_time": top(own, 15),
+        "gateway_total_time": top(inclusive, 15, True),
+    }
 
 
 # Time in these is the wait for Redis (sendall, then recv until the reply is there), not CPU.
@@ -96,30 +100,44 @@ def cpu_profile(app, path: str, factory, scripts: int) -> dict:
     rows = []
     for (filename, line, function), (_, ncalls, tottime, cumtime, _) in stats.items():
         label = f"{function} ({_short(filename)}:{line})"
-        rows.append((label, ncalls / requests, 1000 * tottime / requests,
-                     1000 * cumtime / requests))
+        rows.append(
+            (label, ncalls / requests, 1000 * tottime / requests, 1000 * cumtime / requests)
+        )
     per_request = sum(r[2] for r in rows)  # every function's own time adds up to the whole
     gateway = sorted((r for r in rows if _ours(r[0])), key=lambda r: -r[3])[:15]
-    libraries = sorted((r for r in rows if not _ours(r[0]) and _LIBS.search(r[0])),
-                       key=lambda r: -r[3])[:12]
+    libraries = sorted(
+        (r for r in rows if not _ours(r[0]) and _LIBS.search(r[0])), key=lambda r: -r[3]
+    )[:12]
     own = sorted(rows, key=lambda r: -r[2])[:12]
 
     def shape(selected, key):
         # Shares, not milliseconds: cProfile's own cost inflates every call, so only the
         # proportions carry over to the server.
-        return [{"function": r[0], "calls_per_request": round(r[1], 2),
-                 "share": round(r[key] / per_request, 3)} for r in selected]
+        return [
+            {
+                "function": r[0],
+                "calls_per_request": round(r[1], 2),
+                "share": round(r[key] / per_request, 3),
+            }
+            for r in selected
+        ]
 
-    return {"requests": requests, "cpu_ms_per_request_under_cprofile": round(per_request, 3),
-            "gateway_cumulative": shape(gateway, 3), "library_cumulative": shape(libraries, 3),
-            "own_time": shape(own, 2)}
+    return {
+        "requests": requests,
+        "cpu_ms_per_request_under_cprofile": round(per_request, 3),
+        "gateway_cumulative": shape(gateway, 3),
+        "library_cumulative": shape(libraries, 3),
+        "own_time": shape(own, 2),
+    }
 
 
 # Library entry points worth pricing on their own: form parsing, phone numbers, the state
 # machines, the Redis client, JSON.
-_LIBS = re.compile(r"^(parse|format_number|is_valid_number|add_model|_add_model_to_state|"
-                   r"trigger|execute|__call__|execute_command|loads|dumps|form|get_data|"
-                   r"_load_form_data|parse_form_data|full_dispatch_request|wsgi_app) \(")
+_LIBS = re.compile(
+    r"^(parse|format_number|is_valid_number|add_model|_add_model_to_state|"
+    r"trigger|execute|__call__|execute_command|loads|dumps|form|get_data|"
+    r"_load_form_data|parse_form_data|full_dispatch_request|wsgi_app) \("
+)
 
 
 def _short(filename: str) -> str:

@@ -32,14 +32,18 @@ def per_request(app, redis_client: redis.Redis, path: str, factory, scripts: int
         total_trips = trips.count
     delta = RedisSnapshot.take(redis_client).since(before)
     return {
-        "scripts": scripts, "requests": requests, "goals": goals,
+        "scripts": scripts,
+        "requests": requests,
+        "goals": goals,
         "round_trips_per_request": round(total_trips / max(requests, 1), 2),
         "max_round_trips_in_one_request": max((max(v) for v in per_step.values()), default=0),
-        "round_trips_by_step": {step + 1: round(sum(v) / len(v), 2)
-                                for step, v in sorted(per_step.items())},
+        "round_trips_by_step": {
+            step + 1: round(sum(v) / len(v), 2) for step, v in sorted(per_step.items())
+        },
         "commands_per_request": round(delta.commands / max(requests, 1), 2),
-        "top_commands_per_request": {k: round(v / max(requests, 1), 2)
-                                     for k, v in delta.top(8).items()},
+        "top_commands_per_request": {
+            k: round(v / max(requests, 1), 2) for k, v in delta.top(8).items()
+        },
         "redis_cpu_ms_per_request": round(1000 * delta.cpu / max(requests, 1), 4),
     }
 

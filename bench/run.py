@@ -61,11 +61,16 @@ def options(argv=None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=6.0, help="per level and server")
     p.add_argument("--race-clients", type=int, default=2000)
     p.add_argument("--bookings", type=int, default=100_000, help="bulk run for memory")
-    p.add_argument("--only", default="", help="comma list of sections: "
-                   "http,cost,race,memory,outbound")
+    p.add_argument(
+        "--only", default="", help="comma list of sections: http,cost,race,memory,outbound"
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--markdown", type=Path, default=None,
-                   help="also write the tables, with date and machine, to this file")
+    p.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="also write the tables, with date and machine, to this file",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.levels, args.seconds = "1,8", 1.5
@@ -77,18 +82,34 @@ def options(argv=None) -> argparse.Namespace:
 
 def machine() -> dict:
     """What this run ran on, so a figure is never read without its machine."""
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    mem = next((int(line.split()[1]) // 1024 for line in
-                Path("/proc/meminfo").read_text().splitlines()
-                if line.startswith("MemTotal")), 0)
-    return {"cpu": model, "cores": os.cpu_count(), "memory_mb": mem,
-            "kernel": platform.release(), "python": platform.python_version(),
-            "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3]}
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = next(
+        (
+            int(line.split()[1]) // 1024
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        0,
+    )
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_mb": mem,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
+    }
 
 
 # -- setup ----------------------------------------------------------------------------------------
+
 
 def prebook_today(store, scaled: dict, count: int, series: int = 75) -> list[tuple[str, str]]:
     """``count`` bookings for today at vaccinators' centres: (vaccinator, ref) for VERIFY and
@@ -102,8 +123,13 @@ def prebook_today(store, scaled: dict, count: int, series: int = 75) -> list[tup
         s = sessions[v["centre_id"]]
         by = data.BIRTH_YEAR if s["max_age"] is None or s["max_age"] >= 40 else 2000
         by = 1970 if (s["min_age"] or 0) >= 45 else by
-        outcome = store.book(mobile=booking.mobile(n, series), name=booking.person(n),
-                             birth_year=by, session_id=s["id"], slot=n % len(s["slots"]))
+        outcome = store.book(
+            mobile=booking.mobile(n, series),
+            name=booking.person(n),
+            birth_year=by,
+            session_id=s["id"],
+            slot=n % len(s["slots"]),
+        )
         if not outcome.ok:
             raise RuntimeError(f"prebooking refused: {outcome}")
         pairs.append((v["phone"], outcome.value))
@@ -118,8 +144,13 @@ def status_mobiles(store, scaled: dict, count: int = 200, series: int = 69) -> l
         phone = booking.mobile(n, series)
         for k in range(1 + n % 2):
             sid, slot = plan[(n * 2 + k) % len(plan)]
-            outcome = store.book(mobile=phone, name=booking.person(n * 2 + k),
-                                 birth_year=data.BIRTH_YEAR, session_id=sid, slot=slot)
+            outcome = store.book(
+                mobile=phone,
+                name=booking.person(n * 2 + k),
+                birth_year=data.BIRTH_YEAR,
+                session_id=sid,
+                slot=slot,
+            )
             if not outcome.ok:
                 raise RuntimeError(f"status booking refused: {outcome}")
         phones.append(phone)
@@ -128,10 +159,16 @@ def status_mobiles(store, scaled: dict, count: int = 200, series: int = 69) -> l
 
 def gateway_env(redis_url: str, instance: str) -> dict:
     """The gateway's production-like environment: a token, a fixed key, no simulator."""
-    return {"REDIS_URL": redis_url, "SECRET_KEY": SECRET_KEY, "INSTANCE_PATH": instance,
-            "WEBHOOK_TOKEN": WEBHOOK_TOKEN, "SIMULATOR_ENABLED": "0", "TIMEZONE": "Asia/Kolkata",
-            # the bare route logs nothing per request: keep the pair comparable with earlier runs
-            "LOG_LEVEL": "WARNING"}
+    return {
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": SECRET_KEY,
+        "INSTANCE_PATH": instance,
+        "WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+        "SIMULATOR_ENABLED": "0",
+        "TIMEZONE": "Asia/Kolkata",
+        # the bare route logs nothing per request: keep the pair comparable with earlier runs
+        "LOG_LEVEL": "WARNING",
+    }
 
 
 def in_process_app(redis_url: str, instance: str):
@@ -146,13 +183,13 @@ def in_process_app(redis_url: str, instance: str):
 
 # -- HTTP: USSD hops and inbound SMS, ours against bare -----------------------------------------
 
+
 def endpoint_present(base: str, path: str) -> bool:
     """Whether the gateway serves ``path`` yet (404 means it has not landed)."""
     import urllib.error
     import urllib.request
 
-    req = urllib.request.Request(f"{base}{path}?token={WEBHOOK_TOKEN}", data=b"",
-                                 method="POST")
+    req = urllib.request.Request(f"{base}{path}?token={WEBHOOK_TOKEN}", data=b"", method="POST")
     try:
         urllib.request.urlopen(req, timeout=10).close()
     except urllib.error.HTTPError as exc:
@@ -164,17 +201,31 @@ def http_section(args, rs: RedisServer, mix_inputs: dict, instance: str) -> dict
     """USSD hops and inbound SMS at each concurrency level, bare and ours alternating per
     level so both see the same machine load."""
     out = {}
-    common = {"workers": args.workers, "worker_class": args.worker_class,
-              "threads": args.threads}
+    common = {"workers": args.workers, "worker_class": args.worker_class, "threads": args.threads}
     client = rs.client()
-    with Gunicorn("bench.bare_app:create_app()", **common) as bare, \
-            Gunicorn("app:create_app()", env=gateway_env(rs.url, instance), **common) as ours:
+    with (
+        Gunicorn("bench.bare_app:create_app()", **common) as bare,
+        Gunicorn("app:create_app()", env=gateway_env(rs.url, instance), **common) as ours,
+    ):
         for name, path, bare_factory, ours_factory in (
-                ("ussd", "/ussd", scripts.bare_ussd(), lambda level: (
-                    lambda n: scripts.ussd_booking(n, series=60 + level))),
-                ("sms", "/sms/inbound", scripts.bare_sms, lambda level: scripts.SmsMix(
-                    SECRET_KEY, mix_inputs["vaccinations"][level],
-                    mix_inputs["status_mobiles"], series=90 + level))):
+            (
+                "ussd",
+                "/ussd",
+                scripts.bare_ussd(),
+                lambda level: lambda n: scripts.ussd_booking(n, series=60 + level),
+            ),
+            (
+                "sms",
+                "/sms/inbound",
+                scripts.bare_sms,
+                lambda level: scripts.SmsMix(
+                    SECRET_KEY,
+                    mix_inputs["vaccinations"][level],
+                    mix_inputs["status_mobiles"],
+                    series=90 + level,
+                ),
+            ),
+        ):
             if not endpoint_present(ours.base, path):
                 log(f"{path}: not served by the gateway yet, skipped")
                 out[name] = {"skipped": f"{path} is not served by the gateway yet"}
@@ -188,35 +239,59 @@ def http_section(args, rs: RedisServer, mix_inputs: dict, instance: str) -> dict
                 factory = ours_factory(i + 1)
                 bare_parts, ours_parts, deltas = [], [], []
                 for _ in range(ROUNDS):  # bare, ours, bare, ours: drift hits both alike
-                    bare_parts.append(load.run(url_bare, clients, bare_factory,
-                                               seconds=args.seconds / ROUNDS,
-                                               server_cpu=bare.cpu_seconds))
+                    bare_parts.append(
+                        load.run(
+                            url_bare,
+                            clients,
+                            bare_factory,
+                            seconds=args.seconds / ROUNDS,
+                            server_cpu=bare.cpu_seconds,
+                        )
+                    )
                     before = RedisSnapshot.take(client)
-                    ours_parts.append(load.run(url_ours, clients, factory,
-                                               seconds=args.seconds / ROUNDS,
-                                               server_cpu=ours.cpu_seconds))
+                    ours_parts.append(
+                        load.run(
+                            url_ours,
+                            clients,
+                            factory,
+                            seconds=args.seconds / ROUNDS,
+                            server_cpu=ours.cpu_seconds,
+                        )
+                    )
                     deltas.append(RedisSnapshot.take(client).since(before))
                 b, o = load.merge(bare_parts), load.merge(ours_parts)
                 delta = RedisDelta.total(deltas)
-                row = {"clients": clients, "bare": b.summary(), "ours": o.summary(),
-                       "ratio": round(o.rate / b.rate, 3) if b.rate else None,
-                       "redis_commands_per_request": round(delta.commands / max(o.requests, 1),
-                                                           2),
-                       "redis_cpu_ms_per_request": round(1000 * delta.cpu
-                                                         / max(o.requests, 1), 4)}
+                row = {
+                    "clients": clients,
+                    "bare": b.summary(),
+                    "ours": o.summary(),
+                    "ratio": round(o.rate / b.rate, 3) if b.rate else None,
+                    "redis_commands_per_request": round(delta.commands / max(o.requests, 1), 2),
+                    "redis_cpu_ms_per_request": round(1000 * delta.cpu / max(o.requests, 1), 4),
+                }
                 section["levels"].append(row)
-                log(f"{name} c={clients}: bare {b.rate:,.0f}/s, ours {o.rate:,.0f}/s "
-                    f"(p99 {row['ours']['p99_ms']} ms, errors {o.errors}, goals {o.goals})")
-            levels = [{"clients": r["clients"], "rate": r["ours"]["rate"]}
-                      for r in section["levels"]]
+                log(
+                    f"{name} c={clients}: bare {b.rate:,.0f}/s, ours {o.rate:,.0f}/s "
+                    f"(p99 {row['ours']['p99_ms']} ms, errors {o.errors}, goals {o.goals})"
+                )
+            levels = [
+                {"clients": r["clients"], "rate": r["ours"]["rate"]} for r in section["levels"]
+            ]
             best = knee(levels)
             at_knee = next(r for r in section["levels"] if r["clients"] == best["clients"])
-            section["knee"] = {"clients": best["clients"], "rate": at_knee["ours"]["rate"],
-                               "p99_ms": at_knee["ours"]["p99_ms"], "ratio": at_knee["ratio"]}
+            section["knee"] = {
+                "clients": best["clients"],
+                "rate": at_knee["ours"]["rate"],
+                "p99_ms": at_knee["ours"]["p99_ms"],
+                "ratio": at_knee["ratio"],
+            }
             peak_b = max(r["bare"]["rate"] for r in section["levels"])
             peak_o = max(r["ours"]["rate"] for r in section["levels"])
-            section["peak"] = {"bare": peak_b, "ours": peak_o,
-                               "ratio": round(peak_o / peak_b, 3) if peak_b else None}
+            section["peak"] = {
+                "bare": peak_b,
+                "ours": peak_o,
+                "ratio": round(peak_o / peak_b, 3) if peak_b else None,
+            }
             section["cpu_ratio"] = cpu_ratio(section["levels"])
             out[name] = section
         if "sms" in out and "levels" in out["sms"]:
@@ -227,6 +302,7 @@ def http_section(args, rs: RedisServer, mix_inputs: dict, instance: str) -> dict
 def cpu_ratio(levels: list[dict]) -> float | None:
     """Server CPU per request, bare / ours, over all levels: the throughput ratio the two
     would reach if the servers alone limited them (the load generator shares the cores)."""
+
     def per_request(side: str) -> float:
         cpu = sum((r[side]["server_cpu_ms"] or 0) * r[side]["requests"] for r in levels)
         return cpu / max(sum(r[side]["requests"] for r in levels), 1)
@@ -248,6 +324,7 @@ def sms_effects(client: redis.Redis) -> dict:
 
 # -- the other sections ---------------------------------------------------------------------------
 
+
 def cost_section(args, rs: RedisServer, mix_inputs: dict, instance: str) -> dict:
     """Round trips and commands per USSD hop and SMS turn, counted in-process; and where
     the time goes (pyinstrument)."""
@@ -260,29 +337,51 @@ def cost_section(args, rs: RedisServer, mix_inputs: dict, instance: str) -> dict
     client = rs.client()
     if "/ussd" in rules:
         out["ussd_hop"] = redis_cost.per_request(
-            app, client, f"/ussd?token={WEBHOOK_TOKEN}",
-            lambda n: scripts.ussd_booking(n, series=80), n_ussd)
+            app,
+            client,
+            f"/ussd?token={WEBHOOK_TOKEN}",
+            lambda n: scripts.ussd_booking(n, series=80),
+            n_ussd,
+        )
         out["ussd_profile"] = profiling.profile(
-            app, f"/ussd?token={WEBHOOK_TOKEN}",
-            lambda n: scripts.ussd_booking(n + 10**5, series=80), n_ussd // 2,
-            Path(tempfile.gettempdir()) / "tikaline-bench-ussd-profile.txt")
+            app,
+            f"/ussd?token={WEBHOOK_TOKEN}",
+            lambda n: scripts.ussd_booking(n + 10**5, series=80),
+            n_ussd // 2,
+            Path(tempfile.gettempdir()) / "tikaline-bench-ussd-profile.txt",
+        )
         out["ussd_cpu"] = profiling.cpu_profile(
-            app, f"/ussd?token={WEBHOOK_TOKEN}",
-            lambda n: scripts.ussd_booking(n + 2 * 10**5, series=80), n_ussd // 2)
+            app,
+            f"/ussd?token={WEBHOOK_TOKEN}",
+            lambda n: scripts.ussd_booking(n + 2 * 10**5, series=80),
+            n_ussd // 2,
+        )
     if "/sms/inbound" in rules:
-        mix = scripts.SmsMix(SECRET_KEY, mix_inputs["vaccinations"]["cost"],
-                             mix_inputs["status_mobiles"], series=88)
-        out["sms_turn"] = redis_cost.per_request(app, client, f"/sms/inbound?token="
-                                                 f"{WEBHOOK_TOKEN}", mix, n_sms)
-        mix = scripts.SmsMix(SECRET_KEY, mix_inputs["vaccinations"]["profile"],
-                             mix_inputs["status_mobiles"], series=89)
+        mix = scripts.SmsMix(
+            SECRET_KEY, mix_inputs["vaccinations"]["cost"], mix_inputs["status_mobiles"], series=88
+        )
+        out["sms_turn"] = redis_cost.per_request(
+            app, client, f"/sms/inbound?token={WEBHOOK_TOKEN}", mix, n_sms
+        )
+        mix = scripts.SmsMix(
+            SECRET_KEY,
+            mix_inputs["vaccinations"]["profile"],
+            mix_inputs["status_mobiles"],
+            series=89,
+        )
         out["sms_profile"] = profiling.profile(
-            app, f"/sms/inbound?token={WEBHOOK_TOKEN}", mix, n_sms // 2,
-            Path(tempfile.gettempdir()) / "tikaline-bench-sms-profile.txt")
-        mix = scripts.SmsMix(SECRET_KEY, mix_inputs["vaccinations"]["cpu"],
-                             mix_inputs["status_mobiles"], series=87)
-        out["sms_cpu"] = profiling.cpu_profile(app, f"/sms/inbound?token={WEBHOOK_TOKEN}", mix,
-                                             n_sms // 2)
+            app,
+            f"/sms/inbound?token={WEBHOOK_TOKEN}",
+            mix,
+            n_sms // 2,
+            Path(tempfile.gettempdir()) / "tikaline-bench-sms-profile.txt",
+        )
+        mix = scripts.SmsMix(
+            SECRET_KEY, mix_inputs["vaccinations"]["cpu"], mix_inputs["status_mobiles"], series=87
+        )
+        out["sms_cpu"] = profiling.cpu_profile(
+            app, f"/sms/inbound?token={WEBHOOK_TOKEN}", mix, n_sms // 2
+        )
     return out
 
 
@@ -303,10 +402,12 @@ def outbound_section(args) -> dict:
 def markdown(results: dict) -> str:
     """The run as Markdown: when, on what, then every table."""
     m = results["machine"]
-    head = (f"Measured {results['date']} on {m['cpu']}, {m['cores']} cores, "
-            f"{m['memory_mb']:,} MB, Linux {m['kernel']}, Python {m['python']}, "
-            f"Redis {m.get('redis', '?')}; load average {' '.join(m['loadavg_at_start'])} at "
-            f"start; the run took {results['duration_s']:.0f} s.\n\n")
+    head = (
+        f"Measured {results['date']} on {m['cpu']}, {m['cores']} cores, "
+        f"{m['memory_mb']:,} MB, Linux {m['kernel']}, Python {m['python']}, "
+        f"Redis {m.get('redis', '?')}; load average {' '.join(m['loadavg_at_start'])} at "
+        f"start; the run took {results['duration_s']:.0f} s.\n\n"
+    )
     return head + "\n\n".join(t.render() for t in tables(results)) + "\n"
 
 
@@ -320,34 +421,44 @@ def run_sections(args, wanted: set, results: dict, instance: str) -> None:
         data.load_all(store, scaled, race)
         per_level = 400 if args.quick else 2500
         mix_inputs = {
-            "vaccinations": {key: prebook_today(store, scaled, per_level if isinstance(key, int)
-                                                else 400, series=71 + i)
-                             for i, key in enumerate([*range(len(args.levels) + 1), "cost",
-                                                      "profile", "cpu"])},
-            "status_mobiles": status_mobiles(store, scaled)}
-        log(f"data loaded: {len(scaled['sessions'])} sessions, "
-            f"{sum(len(v) for v in mix_inputs['vaccinations'].values()):,} bookings for today")
+            "vaccinations": {
+                key: prebook_today(
+                    store, scaled, per_level if isinstance(key, int) else 400, series=71 + i
+                )
+                for i, key in enumerate([*range(len(args.levels) + 1), "cost", "profile", "cpu"])
+            },
+            "status_mobiles": status_mobiles(store, scaled),
+        }
+        log(
+            f"data loaded: {len(scaled['sessions'])} sessions, "
+            f"{sum(len(v) for v in mix_inputs['vaccinations'].values()):,} bookings for today"
+        )
         if "http" in wanted:
             results["http"] = http_section(args, rs, mix_inputs, instance)
         if "cost" in wanted:
             log("redis cost per hop and turn, and profiles")
             results["redis_cost"] = cost_section(args, rs, mix_inputs, instance)
         if "race" in wanted:
-            log(f"race: {args.race_clients:,} clients for "
-                f"{sum(len(s['slots']) for s in race['sessions'])} slots")
+            log(
+                f"race: {args.race_clients:,} clients for "
+                f"{sum(len(s['slots']) for s in race['sessions'])} slots"
+            )
             results["race"] = booking.race(rs.url, rs.client(), race, clients=args.race_clients)
         if "memory" in wanted:
             rs.flush()
             data.load_all(store, scaled)
             log(f"memory: {args.bookings:,} bookings")
             checkpoints = sorted({min(10_000, args.bookings), args.bookings})
-            memory = booking.bulk(rs.url, rs.client(), booking.bulk_plan(scaled, today),
-                                  checkpoints=checkpoints)
+            memory = booking.bulk(
+                rs.url, rs.client(), booking.bulk_plan(scaled, today), checkpoints=checkpoints
+            )
             log("memory: the outbox worker delivers 10,000 code SMS")
             delivered = booking.deliver(rs.url, rs.client(), min(10_000, args.bookings))
             delivered["bytes_per_appointment_after_delivery"] = round(
                 memory["checkpoints"][-1]["bytes_per_appointment"]
-                + delivered["bytes_per_delivered_sms"], 1)
+                + delivered["bytes_per_delivered_sms"],
+                1,
+            )
             results["memory"] = memory | {"after_delivery": delivered}
     if "outbound" in wanted:
         log("outbound")
@@ -359,11 +470,18 @@ def main(argv=None) -> int:
     args = options(argv)
     wanted = args.only or {"http", "cost", "race", "memory", "outbound"}
     started = time.monotonic()
-    results = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-               "machine": machine(),
-               "settings": {"levels": args.levels, "seconds_per_level": args.seconds,
-                            "workers": args.workers, "worker_class": args.worker_class,
-                            "threads": args.threads, "quick": args.quick}}
+    results = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "settings": {
+            "levels": args.levels,
+            "seconds_per_level": args.seconds,
+            "workers": args.workers,
+            "worker_class": args.worker_class,
+            "threads": args.threads,
+            "quick": args.quick,
+        },
+    }
     instance = tempfile.mkdtemp(prefix="tikaline-bench-instance-")
     try:
         run_sections(args, wanted, results, instance)

@@ -31,8 +31,11 @@ _DECLINE = re.compile(r"\b(resume|continue)\b", re.I)
 
 def _options(screen: str) -> list[tuple[str, str]]:
     # Choices only: "0 Back", "00 Main menu", "9 More" move around, they choose nothing.
-    return [(number, label) for number, label in _OPTION.findall(screen)
-            if number not in ("0", "00") and not _NAVIGATION.search(label)]
+    return [
+        (number, label)
+        for number, label in _OPTION.findall(screen)
+        if number not in ("0", "00") and not _NAVIGATION.search(label)
+    ]
 
 
 def answer(screen: str, n: int) -> str:
@@ -49,9 +52,11 @@ def answer(screen: str, n: int) -> str:
     prompt = body.splitlines()[0] if body else ""
     for kind, pattern in _ASKS:
         if pattern.search(prompt) or (not options and pattern.search(body)):
-            return {"year": str(BIRTH_YEAR),
-                    "pincode": JOURNEY_PINCODES[n % len(JOURNEY_PINCODES)],
-                    "name": person(n)}[kind]
+            return {
+                "year": str(BIRTH_YEAR),
+                "pincode": JOURNEY_PINCODES[n % len(JOURNEY_PINCODES)],
+                "name": person(n),
+            }[kind]
     if options:
         # A menu of centres, dates or slots: the first (the earliest, busiest) one.
         return options[0][0]
@@ -59,8 +64,13 @@ def answer(screen: str, n: int) -> str:
 
 
 def _ussd_form(session_id: str, phone: str, inputs: list[str]) -> dict:
-    return {"sessionId": session_id, "serviceCode": "*384*1#", "phoneNumber": phone,
-            "networkCode": "99999", "text": "*".join(inputs)}
+    return {
+        "sessionId": session_id,
+        "serviceCode": "*384*1#",
+        "phoneNumber": phone,
+        "networkCode": "99999",
+        "text": "*".join(inputs),
+    }
 
 
 def ussd_booking(n: int, series: int = 60):
@@ -81,28 +91,44 @@ def _has_reference(screen: str) -> bool:
 
 def bare_ussd(hops: int = 9):
     """A factory of scripts that send ``hops`` USSD-shaped forms to the bare app."""
+
     def script(n: int):
         session_id, phone, inputs = f"ATUid_bare_{n}", mobile(n, 59), []
         yield _ussd_form(session_id, phone, inputs)
-        for answer_ in ["1", person(n), str(BIRTH_YEAR), "110017", "1", "1", "1",
-                        "1"][:hops - 1]:
+        for answer_ in ["1", person(n), str(BIRTH_YEAR), "110017", "1", "1", "1", "1"][: hops - 1]:
             inputs.append(answer_)
             yield _ussd_form(session_id, phone, inputs)
         return True
+
     return script
 
 
 # -- inbound SMS ----------------------------------------------------------------------------------
 
+
 def _sms_form(sender: str, text: str, message_id: str) -> dict:
-    return {"from": sender, "to": "12345", "text": text, "date": "2026-06-01 10:00:00",
-            "id": message_id, "linkId": "", "networkCode": "99999"}
+    return {
+        "from": sender,
+        "to": "12345",
+        "text": text,
+        "date": "2026-06-01 10:00:00",
+        "id": message_id,
+        "linkId": "",
+        "networkCode": "99999",
+    }
 
 
 def sms_book_turns(n: int) -> list[str]:
     """The texts of a whole BOOK conversation answered without looking at the replies."""
-    return [f"BOOK {JOURNEY_PINCODES[n % len(JOURNEY_PINCODES)]}", person(n), str(BIRTH_YEAR),
-            "1", "1", "1", "YES"]
+    return [
+        f"BOOK {JOURNEY_PINCODES[n % len(JOURNEY_PINCODES)]}",
+        person(n),
+        str(BIRTH_YEAR),
+        "1",
+        "1",
+        "1",
+        "YES",
+    ]
 
 
 class SmsMix:
@@ -112,8 +138,14 @@ class SmsMix:
     each used once; when they run out the script becomes a STATUS.
     """
 
-    def __init__(self, secret: str, bookings: list[tuple[str, str]], status_mobiles: list[str],
-                 turns: Callable[[int], list[str]] = sms_book_turns, series: int = 90):
+    def __init__(
+        self,
+        secret: str,
+        bookings: list[tuple[str, str]],
+        status_mobiles: list[str],
+        turns: Callable[[int], list[str]] = sms_book_turns,
+        series: int = 90,
+    ):
         self.secret = secret
         self.bookings = list(bookings)
         self.status_mobiles = status_mobiles
@@ -143,8 +175,11 @@ class SmsMix:
 
     def _vaccinator(self, n: int, vaccinator: str, ref: str):
         code = codes.derive_code(self.secret, ref, 0)
-        status, _ = yield _sms_form(vaccinator, f"VERIFY {codes.format_reference(ref)} {code}",
-                                    f"ATXid_bench_v{self.series}_{n}")
+        status, _ = yield _sms_form(
+            vaccinator,
+            f"VERIFY {codes.format_reference(ref)} {code}",
+            f"ATXid_bench_v{self.series}_{n}",
+        )
         if status != 200:
             return False
         status, _ = yield _sms_form(vaccinator, f"DOSE {ref}", f"ATXid_bench_d{self.series}_{n}")

@@ -96,9 +96,11 @@ def with_hint(screen: dict, hint: tuple[str, dict] | None, channel: str) -> dict
     """The screen with a one-line hint above it (a refused answer), or as it is."""
     if not hint:
         return screen
-    return {"t": f"{channel}.hinted", "e": screen["e"],
-            "p": {"hint": {"t": hint[0], "p": hint[1]}, "body": {"t": screen["t"],
-                                                              "p": screen["p"]}}}
+    return {
+        "t": f"{channel}.hinted",
+        "e": screen["e"],
+        "p": {"hint": {"t": hint[0], "p": hint[1]}, "body": {"t": screen["t"], "p": screen["p"]}},
+    }
 
 
 class Conversation:
@@ -134,7 +136,7 @@ class Conversation:
         # again under it holds the same items under the same numbers.
         hint = self.hint or ("hint.choose", {})
         while True:
-            shown = items[start:start + count]
+            shown = items[start : start + count]
             more = start + count < len(items)
             lines = "\n".join(f"{i} {label}" for i, (_, label) in enumerate(shown, 1))
             screen = build(lines, self.turn.text(recipe(self.turn.key("more"))) if more else "")
@@ -172,19 +174,30 @@ class Conversation:
 class Flow:
     """A conversation's machine, built once, and how it hands over to other flows."""
 
-    def __init__(self, name: str, model: type[Conversation], states: list, transitions: list,
-                 exits: dict | None = None, final: tuple = ()):
+    def __init__(
+        self,
+        name: str,
+        model: type[Conversation],
+        states: list,
+        transitions: list,
+        exits: dict | None = None,
+        final: tuple = (),
+    ):
         self.name = name
         self.model = model
-        self.machine = Machine(model=None, states=states, transitions=transitions,
-                               initial=states[0] if isinstance(states[0], str)
-                               else states[0]["name"],
-                               auto_transitions=False)
+        self.machine = Machine(
+            model=None,
+            states=states,
+            transitions=transitions,
+            initial=states[0] if isinstance(states[0], str) else states[0]["name"],
+            auto_transitions=False,
+        )
         self.exits = exits or {}  # state -> (flow, state): where the caller goes next
         self.final = final  # states where the conversation is over
 
-    def run(self, turn: Turn, state: str, data: dict, trigger: str | None = None,
-            *args) -> tuple[Conversation, bool]:
+    def run(
+        self, turn: Turn, state: str, data: dict, trigger: str | None = None, *args
+    ) -> tuple[Conversation, bool]:
         """A model at ``state`` (a registered one, else ValueError), ``trigger`` fired on it
         when it applies there."""
         # The event is fired on the model directly instead of attaching it with add_model:

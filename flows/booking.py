@@ -19,26 +19,58 @@ from flows import lifecycle, words
 from flows.base import Conversation, Flow, recipe, with_hint
 from gateway.store import MAX_BENEFICIARIES, name_key
 
-STATES = ["name", "birth_year", "pincode", "centre", "date", "slot", "confirm",
-          "booked", "stopped", "refused", "menu"]
+STATES = [
+    "name",
+    "birth_year",
+    "pincode",
+    "centre",
+    "date",
+    "slot",
+    "confirm",
+    "booked",
+    "stopped",
+    "refused",
+    "menu",
+]
 FINAL = ("booked", "stopped", "refused")
 
 TRANSITIONS = [
     {"trigger": "answer", "source": "name", "dest": "birth_year", "conditions": "valid_name"},
-    {"trigger": "answer", "source": "birth_year", "dest": "centre",
-     "conditions": ["valid_birth_year", "pincode_given", "centres_open"]},
-    {"trigger": "answer", "source": "birth_year", "dest": "pincode",
-     "conditions": "valid_birth_year"},
-    {"trigger": "answer", "source": "pincode", "dest": "centre",
-     "conditions": ["valid_pincode", "centres_open"]},
-    {"trigger": "answer", "source": ["centre", "date", "slot"], "dest": "=",
-     "conditions": "wants_more", "after": "next_page"},
+    {
+        "trigger": "answer",
+        "source": "birth_year",
+        "dest": "centre",
+        "conditions": ["valid_birth_year", "pincode_given", "centres_open"],
+    },
+    {
+        "trigger": "answer",
+        "source": "birth_year",
+        "dest": "pincode",
+        "conditions": "valid_birth_year",
+    },
+    {
+        "trigger": "answer",
+        "source": "pincode",
+        "dest": "centre",
+        "conditions": ["valid_pincode", "centres_open"],
+    },
+    {
+        "trigger": "answer",
+        "source": ["centre", "date", "slot"],
+        "dest": "=",
+        "conditions": "wants_more",
+        "after": "next_page",
+    },
     {"trigger": "answer", "source": "centre", "dest": "date", "conditions": "picked_centre"},
     {"trigger": "answer", "source": "date", "dest": "slot", "conditions": "picked_date"},
     {"trigger": "answer", "source": "slot", "dest": "confirm", "conditions": "picked_slot"},
     {"trigger": "answer", "source": "confirm", "dest": "stopped", "conditions": "said_no"},
-    {"trigger": "answer", "source": "confirm", "dest": "booked",
-     "conditions": ["said_yes", "booking_made"]},
+    {
+        "trigger": "answer",
+        "source": "confirm",
+        "dest": "booked",
+        "conditions": ["said_yes", "booking_made"],
+    },
     {"trigger": "answer", "source": "confirm", "dest": "slot", "conditions": "slot_taken"},
     {"trigger": "answer", "source": "confirm", "dest": "date", "conditions": "day_taken"},
     {"trigger": "answer", "source": "confirm", "dest": "centre", "conditions": "centre_taken"},
@@ -47,8 +79,13 @@ TRANSITIONS = [
     {"trigger": "back", "source": "name", "dest": "menu"},
     {"trigger": "back", "source": "birth_year", "dest": "name"},
     {"trigger": "back", "source": "pincode", "dest": "birth_year"},
-    {"trigger": "back", "source": ["centre", "date", "slot"], "dest": "=",
-     "conditions": "on_later_page", "after": "previous_page"},
+    {
+        "trigger": "back",
+        "source": ["centre", "date", "slot"],
+        "dest": "=",
+        "conditions": "on_later_page",
+        "after": "previous_page",
+    },
     {"trigger": "back", "source": "centre", "dest": "pincode"},
     {"trigger": "back", "source": "date", "dest": "centre", "after": "first_page"},
     {"trigger": "back", "source": "slot", "dest": "date", "after": "first_page"},
@@ -56,8 +93,15 @@ TRANSITIONS = [
 ]
 
 # What a refusal of the store means to the person booking.
-REFUSALS = {"already_booked": "already_booked", "too_many": "too_many", "too_young": "age",
-            "too_old": "age", "past": "gone", "no_session": "gone", "no_slot": "gone"}
+REFUSALS = {
+    "already_booked": "already_booked",
+    "too_many": "too_many",
+    "too_young": "age",
+    "too_old": "age",
+    "past": "gone",
+    "no_session": "gone",
+    "no_slot": "gone",
+}
 # A refusal that sends the caller back to the other slots of the day, with this hint.
 SLOT_LOST = {"full": "hint.slot_full", "passed": "hint.slot_passed"}
 FRESH = 60  # seconds a kept list of dates and slots is shown without reading it again
@@ -86,8 +130,9 @@ class Booking(Conversation):
         if self._centres is None:
             found = []
             for centre in self.turn.store.availability(self.data["pin"], now=self.turn.now):
-                sessions = [s for s in centre["sessions"]
-                            if s["open"] > 0 and _age_fits(s, self.data["by"])]
+                sessions = [
+                    s for s in centre["sessions"] if s["open"] > 0 and _age_fits(s, self.data["by"])
+                ]
                 if sessions:
                     found.append({**centre, "sessions": sessions})
             self._centres = found
@@ -100,8 +145,9 @@ class Booking(Conversation):
         # Each date's open slots are kept with it, so the date and slot screens need no read
         # of their own for a minute; the book script checks the slot again, atomically.
         sessions = centre["sessions"] if centre else []
-        self.data.update(at=self.turn.epoch,
-                         dates=[[s["id"], s["date"], _open_slots(s)] for s in sessions])
+        self.data.update(
+            at=self.turn.epoch, dates=[[s["id"], s["date"], _open_slots(s)] for s in sessions]
+        )
 
     def _refresh(self) -> None:
         """Read the kept dates and slots again once they are over a minute old (or were kept
@@ -136,8 +182,9 @@ class Booking(Conversation):
     def _who_can_be_booked(self, holders: list[str]) -> tuple[str, dict]:
         """The refusal naming the people who hold this mobile's places, shortened to fit."""
         firsts = [n.split()[0] for n in holders]
-        tries = [holders, firsts] + [["".join(words.graphemes(n)[:k]) for n in firsts]
-                                     for k in (8, 5, 3)]
+        tries = [holders, firsts] + [
+            ["".join(words.graphemes(n)[:k]) for n in firsts] for k in (8, 5, 3)
+        ]
         for names in tries:
             hint = ("hint.too_many", {"most": MAX_BENEFICIARIES, "names": ", ".join(names)})
             if self.turn.fits(with_hint(self.screen_name(), hint, self.turn.channel)):
@@ -233,9 +280,14 @@ class Booking(Conversation):
     def booking_made(self, *_) -> bool:
         """Guard with the one write: the store books the slot (and queues the code SMS)."""
         self.outcome = self.turn.store.book(
-            mobile=self.turn.mobile, name=self.data["name"], birth_year=self.data["by"],
-            session_id=self.data["sid"], slot=self.data["slot"], lang=self.turn.lang,
-            now=self.turn.now)
+            mobile=self.turn.mobile,
+            name=self.data["name"],
+            birth_year=self.data["by"],
+            session_id=self.data["sid"],
+            slot=self.data["slot"],
+            lang=self.turn.lang,
+            now=self.turn.now,
+        )
         # A replay is this very booking asked for again (a repeat racing the first: a person
         # asking anew was told at the name question), so it is shown as booked.
         if self.outcome.status in ("ok", "replay"):
@@ -314,27 +366,44 @@ class Booking(Conversation):
         if not items:  # every centre filled up since the list was shown
             self.hint = ("hint.no_centres", {"pin": self.data["pin"]})
             return self._show("pincode", name=self.data["name"])
-        return self.page(items, lambda lines, more: self._show(
-            "centre", pin=self.data["pin"], items=lines, more=more and "\n" + more))
+        return self.page(
+            items,
+            lambda lines, more: self._show(
+                "centre", pin=self.data["pin"], items=lines, more=more and "\n" + more
+            ),
+        )
 
     def screen_date(self):
         self._refresh()
         items = [(date_[0], self.turn.day(date_[1])) for date_ in self.data["dates"]]
-        return self.page(items, lambda lines, more: self._show(
-            "date", centre=self.data["cname"], items=lines, more=more and "\n" + more))
+        return self.page(
+            items,
+            lambda lines, more: self._show(
+                "date", centre=self.data["cname"], items=lines, more=more and "\n" + more
+            ),
+        )
 
     def screen_slot(self):
         self._refresh()
         params = {"centre": self.data["cname"], "day": self.turn.day(self.data["date"])}
         if not self.data["slots"]:
             return self._show("slot_none", **params)
-        return self.page([tuple(slot) for slot in self.data["slots"]], lambda lines, more:
-                         self._show("slot", items=lines, more=more and "\n" + more, **params))
+        return self.page(
+            [tuple(slot) for slot in self.data["slots"]],
+            lambda lines, more: self._show(
+                "slot", items=lines, more=more and "\n" + more, **params
+            ),
+        )
 
     def screen_confirm(self):
-        return self._show("confirm", name=self.data["name"], by=self.data["by"],
-                          centre=self.data["cname"], day=self.turn.day(self.data["date"]),
-                          time=self.data["time"])
+        return self._show(
+            "confirm",
+            name=self.data["name"],
+            by=self.data["by"],
+            centre=self.data["cname"],
+            day=self.turn.day(self.data["date"]),
+            time=self.data["time"],
+        )
 
     def screen_booked(self):
         if self.turn.channel != "ussd":
@@ -345,15 +414,18 @@ class Booking(Conversation):
         return self._show("stopped", end=True)
 
     def screen_refused(self):
-        return recipe(f"book.refused.{self.data['why']}", True, name=self.data["name"],
-                      ref=self.data.get("ref") or "")
+        return recipe(
+            f"book.refused.{self.data['why']}",
+            True,
+            name=self.data["name"],
+            ref=self.data.get("ref") or "",
+        )
 
     def screen_menu(self):
         return None  # handed over to the menu
 
 
-FLOW = Flow("booking", Booking, STATES, TRANSITIONS, exits={"menu": ("menu", "main")},
-            final=FINAL)
+FLOW = Flow("booking", Booking, STATES, TRANSITIONS, exits={"menu": ("menu", "main")}, final=FINAL)
 
 
 def is_over(state: str) -> bool:

@@ -18,15 +18,29 @@ from flows.base import Conversation, Flow, Turn, recipe
 
 STATES = ["pick", "confirm", "cancelled", "kept", "refused", "menu"]
 TRANSITIONS = [
-    {"trigger": "answer", "source": "pick", "dest": "=", "conditions": "wants_more",
-     "after": "next_page"},
+    {
+        "trigger": "answer",
+        "source": "pick",
+        "dest": "=",
+        "conditions": "wants_more",
+        "after": "next_page",
+    },
     {"trigger": "answer", "source": "pick", "dest": "confirm", "conditions": "picked_booking"},
     {"trigger": "answer", "source": "confirm", "dest": "kept", "conditions": "said_no"},
-    {"trigger": "answer", "source": "confirm", "dest": "cancelled",
-     "conditions": ["said_yes", "cancel_done"]},
+    {
+        "trigger": "answer",
+        "source": "confirm",
+        "dest": "cancelled",
+        "conditions": ["said_yes", "cancel_done"],
+    },
     {"trigger": "answer", "source": "confirm", "dest": "refused", "conditions": "cancel_refused"},
-    {"trigger": "back", "source": "pick", "dest": "=", "conditions": "on_later_page",
-     "after": "previous_page"},
+    {
+        "trigger": "back",
+        "source": "pick",
+        "dest": "=",
+        "conditions": "on_later_page",
+        "after": "previous_page",
+    },
     {"trigger": "back", "source": "pick", "dest": "menu"},
     {"trigger": "back", "source": "confirm", "dest": "pick"},
 ]
@@ -52,8 +66,9 @@ class Cancel(Conversation):
     def open_bookings(self) -> list[dict]:
         """The bookings of this mobile that can still be cancelled (one read per turn)."""
         if self._slip is None:
-            self._slip = [a for a in self.turn.store.slip(self.turn.mobile)
-                          if a["shown_state"] in CANCELLABLE]
+            self._slip = [
+                a for a in self.turn.store.slip(self.turn.mobile) if a["shown_state"] in CANCELLABLE
+            ]
         return self._slip
 
     def picked_booking(self, text: str) -> bool:
@@ -65,8 +80,13 @@ class Cancel(Conversation):
         a = next((a for a in self.open_bookings() if a["ref"] == ref), None)
         if not a:
             return self.refuse("hint.gone")
-        self.data["pick"] = {"ref": ref, "name": a["name"], "centre": a["centre_name"],
-                             "date": a["date"], "time": a["time"]}
+        self.data["pick"] = {
+            "ref": ref,
+            "name": a["name"],
+            "centre": a["centre_name"],
+            "date": a["date"],
+            "time": a["time"],
+        }
         return True
 
     def said_yes(self, text: str) -> bool:
@@ -79,8 +99,9 @@ class Cancel(Conversation):
 
     def cancel_done(self, *_) -> bool:
         """Guard with the one write: the store cancels (and queues the SMS)."""
-        self.outcome = self.turn.store.cancel(mobile=self.turn.mobile,
-                                              ref=self.data["pick"]["ref"], lang=self.turn.lang)
+        self.outcome = self.turn.store.cancel(
+            mobile=self.turn.mobile, ref=self.data["pick"]["ref"], lang=self.turn.lang
+        )
         self.turn.stored = self.outcome.ok  # to be told even if the turn cannot be saved
         return self.outcome.ok
 
@@ -88,31 +109,46 @@ class Cancel(Conversation):
         """Guard: the store refused; the reason kept."""
         if getattr(self, "outcome", None) is None:
             return self.refuse("ussd.hint.confirm")
-        self.data["why"] = refusal(self.turn, self.outcome.status, self.outcome.value,
-                                   self.data["pick"]["ref"])
+        self.data["why"] = refusal(
+            self.turn, self.outcome.status, self.outcome.value, self.data["pick"]["ref"]
+        )
         return True
 
     def screen_pick(self):
-        items = [(a["ref"], f"{a['name']} {self.turn.day(a['date'])}")
-                 for a in self.open_bookings()]
+        items = [
+            (a["ref"], f"{a['name']} {self.turn.day(a['date'])}") for a in self.open_bookings()
+        ]
         if not items:
             return recipe("ussd.cancel.none")
-        return self.page(items, lambda lines, more: recipe(
-            "ussd.cancel.pick", items=lines, more=more and "\n" + more))
+        return self.page(
+            items,
+            lambda lines, more: recipe("ussd.cancel.pick", items=lines, more=more and "\n" + more),
+        )
 
     def screen_confirm(self):
         pick = self.data["pick"]
-        return recipe("ussd.cancel.confirm", name=pick["name"], centre=pick["centre"],
-                      day=self.turn.day(pick["date"]), time=pick["time"])
+        return recipe(
+            "ussd.cancel.confirm",
+            name=pick["name"],
+            centre=pick["centre"],
+            day=self.turn.day(pick["date"]),
+            time=pick["time"],
+        )
 
     def screen_cancelled(self):
-        return recipe("ussd.cancel.done", True, name=self.data["pick"]["name"],
-                      ref=self.data["pick"]["ref"])
+        return recipe(
+            "ussd.cancel.done", True, name=self.data["pick"]["name"], ref=self.data["pick"]["ref"]
+        )
 
     def screen_kept(self):
         pick = self.data["pick"]
-        return recipe("ussd.cancel.kept", True, name=pick["name"],
-                      day=self.turn.day(pick["date"]), time=pick["time"])
+        return recipe(
+            "ussd.cancel.kept",
+            True,
+            name=pick["name"],
+            day=self.turn.day(pick["date"]),
+            time=pick["time"],
+        )
 
     def screen_refused(self):
         template, params = self.data["why"]
@@ -122,8 +158,14 @@ class Cancel(Conversation):
         return None
 
 
-FLOW = Flow("cancel", Cancel, STATES, TRANSITIONS, exits={"menu": ("menu", "main")},
-            final=("cancelled", "kept", "refused"))
+FLOW = Flow(
+    "cancel",
+    Cancel,
+    STATES,
+    TRANSITIONS,
+    exits={"menu": ("menu", "main")},
+    final=("cancelled", "kept", "refused"),
+)
 
 
 def sms_cancel(turn: Turn, rest: str) -> None:

@@ -33,11 +33,7 @@ TRANSITIONS = [
 ]
 
 MACHINE = Machine(
-    model=None,
-    states=STATES,
-    transitions=TRANSITIONS,
-    initial="booked",
-    auto_transitions=False,
+    model=None, states=STATES, transitions=TRANSITIONS, initial="booked", auto_transitions=False
 )
 
 

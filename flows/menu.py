@@ -20,17 +20,28 @@ MENU = {"1": "book", "2": "appointments", "3": "cancel", "4": "language", "5": "
 LANGUAGES = {"1": "en", "2": "hi"}
 
 TRANSITIONS = [
-    *({"trigger": "answer", "source": "main", "dest": dest, "conditions": f"chose_{dest}"}
-      for dest in MENU.values()),
+    *(
+        {"trigger": "answer", "source": "main", "dest": dest, "conditions": f"chose_{dest}"}
+        for dest in MENU.values()
+    ),
     {"trigger": "answer", "source": "resume", "dest": "resumed", "conditions": "chose_continue"},
-    {"trigger": "answer", "source": "resume", "dest": "main", "conditions": "chose_start_over",
-     "after": "forget_booking"},
+    {
+        "trigger": "answer",
+        "source": "resume",
+        "dest": "main",
+        "conditions": "chose_start_over",
+        "after": "forget_booking",
+    },
     {"trigger": "answer", "source": "language", "dest": "main", "conditions": "picked_language"},
     {"trigger": "back", "source": ["language", "help", "resume"], "dest": "main"},
 ]
 
-EXITS = {"book": ("booking", "name"), "appointments": ("status", "list"),
-         "cancel": ("cancel", "pick"), "resumed": ("resumed", "")}
+EXITS = {
+    "book": ("booking", "name"),
+    "appointments": ("status", "list"),
+    "cancel": ("cancel", "pick"),
+    "resumed": ("resumed", ""),
+}
 
 
 class Menu(Conversation):

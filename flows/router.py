@@ -81,12 +81,25 @@ def _turn(store: Store, msg: InboundMessage, state: SmsTurnState) -> None:
         kept = _ask(turn, model)
 
     written = store.save_sms_turn(
-        message_id=msg.message_id, mobile=mobile, conversation=kept, ttl=CONVERSATION_TTL,
-        guard_ttl=GUARD_TTL, chosen_lang=turn.new_lang or None,
-        replies=[Sms(f"reply:{msg.message_id}:{i}", t, turn.lang, p)
-                 for i, (t, p) in enumerate(turn.replies)])
-    log.info("event=sms_turn id=%s from=%s command=%s replies=%d written=%s", msg.message_id,
-             mask(mobile), command or ("answer" if conv else "none"), len(turn.replies), written)
+        message_id=msg.message_id,
+        mobile=mobile,
+        conversation=kept,
+        ttl=CONVERSATION_TTL,
+        guard_ttl=GUARD_TTL,
+        chosen_lang=turn.new_lang or None,
+        replies=[
+            Sms(f"reply:{msg.message_id}:{i}", t, turn.lang, p)
+            for i, (t, p) in enumerate(turn.replies)
+        ],
+    )
+    log.info(
+        "event=sms_turn id=%s from=%s command=%s replies=%d written=%s",
+        msg.message_id,
+        mask(mobile),
+        command or ("answer" if conv else "none"),
+        len(turn.replies),
+        written,
+    )
 
 
 def _ask(turn: Turn, model: Conversation) -> FlowState | Mark:

@@ -13,10 +13,20 @@ from flows.messages.sms import segments
 
 STATES = ["list", "menu"]
 TRANSITIONS = [
-    {"trigger": "answer", "source": "list", "dest": "=", "conditions": "wants_next",
-     "after": "next_one"},
-    {"trigger": "back", "source": "list", "dest": "=", "conditions": "not_first",
-     "after": "previous_one"},
+    {
+        "trigger": "answer",
+        "source": "list",
+        "dest": "=",
+        "conditions": "wants_next",
+        "after": "next_one",
+    },
+    {
+        "trigger": "back",
+        "source": "list",
+        "dest": "=",
+        "conditions": "not_first",
+        "after": "previous_one",
+    },
     {"trigger": "back", "source": "list", "dest": "menu"},
 ]
 WITH_CODE = ("booked", "verified")  # the states in which a vaccinator will ask for the code
@@ -27,8 +37,9 @@ SHOWN_FIRST = {"booked": 0, "verified": 0, "locked": 0, "vaccinated": 1}
 
 def in_order(slip: list[dict]) -> list[dict]:
     """The slip with open bookings first, then vaccinated, then cancelled and missed."""
-    return sorted(slip, key=lambda a: (SHOWN_FIRST.get(a["shown_state"], 2), a["date"],
-                                       a["name"]))
+    return sorted(slip, key=lambda a: (SHOWN_FIRST.get(a["shown_state"], 2), a["date"], a["name"]))
+
+
 SLIP_BUDGET = {"gsm7": 3, "ucs2": 5}  # segments per SMS (SPEC invariant 6)
 
 
@@ -71,13 +82,21 @@ class Status(Conversation):
         self.data.update(i=i, n=len(slip))
         a = slip[i]
         more = self.turn.text(recipe("ussd.next")) + "\n" if i + 1 < len(slip) else ""
-        params = {"i": i + 1, "n": len(slip), "name": a["name"], "ref": a["ref"],
-                  "centre": a["centre_name"], "day": self.turn.day(a["date"]),
-                  "time": a["time"], "more": more}
+        params = {
+            "i": i + 1,
+            "n": len(slip),
+            "name": a["name"],
+            "ref": a["ref"],
+            "centre": a["centre_name"],
+            "day": self.turn.day(a["date"]),
+            "time": a["time"],
+            "more": more,
+        }
         if a["shown_state"] in WITH_CODE:
             return recipe("ussd.status.open", ver=int(a["ver"]), kid=a.get("k"), **params)
-        return recipe("ussd.status.closed", state={"t": f"state.{a['shown_state']}", "p": {}},
-                      **params)
+        return recipe(
+            "ussd.status.closed", state={"t": f"state.{a['shown_state']}", "p": {}}, **params
+        )
 
     def screen_menu(self):
         return None
@@ -90,12 +109,22 @@ def slip_line(turn: Turn, a: dict) -> dict:
     """One booking of the SMS slip, as an entry the sender renders (code derived then)."""
     params = {"name": a["name"], "ref": a["ref"], "day": turn.day(a["date"])}
     if a["shown_state"] in WITH_CODE:
-        return {"t": "sms.slip.open", "p": {**params, "ver": int(a["ver"]), "kid": a.get("k"),
-                                            "centre": a["centre_name"], "time": a["time"]}}
+        return {
+            "t": "sms.slip.open",
+            "p": {
+                **params,
+                "ver": int(a["ver"]),
+                "kid": a.get("k"),
+                "centre": a["centre_name"],
+                "time": a["time"],
+            },
+        }
     if a["shown_state"] == "locked":
         return {"t": "sms.slip.locked", "p": params}
-    return {"t": "sms.slip.closed", "p": {**params, "state": {"t": f"state.{a['shown_state']}",
-                                                              "p": {}}}}
+    return {
+        "t": "sms.slip.closed",
+        "p": {**params, "state": {"t": f"state.{a['shown_state']}", "p": {}}},
+    }
 
 
 def sms_slip(turn: Turn) -> None:

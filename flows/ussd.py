@@ -58,12 +58,16 @@ def _hop(store: Store, msg: InboundMessage) -> Reply:
 
     if session is None:
         offer = read.resume if read.resume and read.resume.flow == booking.FLOW.name else None
-        flow, state, data = ("menu", "resume", {"pointer": flow_to_stored(offer)}) \
-            if offer else ("menu", "main", {})
+        flow, state, data = (
+            ("menu", "resume", {"pointer": flow_to_stored(offer)})
+            if offer
+            else ("menu", "main", {})
+        )
         model, _ = FLOWS[flow].run(turn, state, data)
     elif session.mobile != msg.sender:
-        log.warning("event=ussd_session_mismatch session=%s from=%s", msg.session_id,
-                    mask(msg.sender))
+        log.warning(
+            "event=ussd_session_mismatch session=%s from=%s", msg.session_id, mask(msg.sender)
+        )
         return Reply(messages.text("ussd.busy", turn.lang), end=True)
     elif len(path) <= session.path_len or session.screen.end:
         log.info("event=ussd_replay session=%s from=%s", msg.session_id, mask(msg.sender))
@@ -83,12 +87,32 @@ def _hop(store: Store, msg: InboundMessage) -> Reply:
     rev = session.rev if session else 0
     at = FlowState(flow, model.state, model.data)
     written = _commit(
-        store, turn, session_id=msg.session_id, ttl=SESSION_TTL, expect_rev=rev,
-        session=UssdSession(at, msg.sender, turn.lang, len(path), _digest(path),
-                            Screen(screen["t"], screen["p"], screen["e"]), rev=rev + 1),
-        resume=_resume(at), resume_ttl=RESUME_TTL, chosen_lang=turn.new_lang or None)
-    log.info("event=ussd_hop session=%s from=%s flow=%s state=%s end=%s", msg.session_id,
-             mask(msg.sender), flow, model.state, screen["e"])
+        store,
+        turn,
+        session_id=msg.session_id,
+        ttl=SESSION_TTL,
+        expect_rev=rev,
+        session=UssdSession(
+            at,
+            msg.sender,
+            turn.lang,
+            len(path),
+            _digest(path),
+            Screen(screen["t"], screen["p"], screen["e"]),
+            rev=rev + 1,
+        ),
+        resume=_resume(at),
+        resume_ttl=RESUME_TTL,
+        chosen_lang=turn.new_lang or None,
+    )
+    log.info(
+        "event=ussd_hop session=%s from=%s flow=%s state=%s end=%s",
+        msg.session_id,
+        mask(msg.sender),
+        flow,
+        model.state,
+        screen["e"],
+    )
     if not written:  # a duplicate of this hop committed first: answer what it answered
         again = store.ussd_session(msg.session_id)
         return _replay(store, again) if again else Reply(messages.text("ussd.busy"), end=True)
@@ -141,14 +165,24 @@ def _resumable(at: FlowState) -> bool:
 def close(store: Store, msg: InboundMessage) -> None:
     """The end-of-session notice: a booking dropped mid-way stays offered on the next dial."""
     status_ = msg.meta.get("status", "")
-    log.info("event=ussd_end session=%s from=%s status=%s hops=%s", msg.session_id,
-             mask(msg.sender), status_, msg.meta.get("hops", ""))
+    log.info(
+        "event=ussd_end session=%s from=%s status=%s hops=%s",
+        msg.session_id,
+        mask(msg.sender),
+        status_,
+        msg.meta.get("hops", ""),
+    )
     if status_ == "Success":
         return
     session = store.ussd_session(msg.session_id)
     if session and session.mobile == msg.sender and _resumable(session.at):
-        store.save_ussd_turn(session_id=msg.session_id, mobile=msg.sender, session=KEEP,
-                             resume=session.at, resume_ttl=RESUME_TTL)
+        store.save_ussd_turn(
+            session_id=msg.session_id,
+            mobile=msg.sender,
+            session=KEEP,
+            resume=session.at,
+            resume_ttl=RESUME_TTL,
+        )
 
 
 def _newest(path: str, session: UssdSession) -> str:
@@ -156,7 +190,7 @@ def _newest(path: str, session: UssdSession) -> str:
     if seen == 0:
         return path
     if path[seen] == "*" and _digest(path[:seen]) == session.path_digest:
-        return path[seen + 1:]
+        return path[seen + 1 :]
     return path.rsplit("*", 1)[-1]  # the path changed under us: trust only its last input
 
 

@@ -38,10 +38,9 @@ def split_reference(rest: str) -> tuple[str | None, str]:
         if ref := parse_reference(digits):
             prefixes.append((ref, pos))
     # Prefer a ref of our own length: a shorter prefix may pass the check digit by chance.
-    best = next((p for p in prefixes if len(p[0]) == REF_LENGTH),
-                prefixes[0] if prefixes else None)
+    best = next((p for p in prefixes if len(p[0]) == REF_LENGTH), prefixes[0] if prefixes else None)
     if best:
-        return best[0], rest[best[1]:].strip(" -./")
+        return best[0], rest[best[1] :].strip(" -./")
     first = rest.split()[0] if rest.split() else ""
     if len(first) == REF_LENGTH + CODE_DIGITS and parse_reference(first[:REF_LENGTH]):
         return first[:REF_LENGTH], rest[REF_LENGTH:].strip()  # ref and code without a space
@@ -63,12 +62,19 @@ class Vaccinator(Conversation):
         if not ref or not code:
             self._usage(rest, ref, "vacc.usage_verify")
             return
-        outcome = self.turn.store.verify(vaccinator=self.turn.mobile, ref=ref, code=code,
-                                         now=self.turn.now)
+        outcome = self.turn.store.verify(
+            vaccinator=self.turn.mobile, ref=ref, code=code, now=self.turn.now
+        )
         if outcome.ok:
             who = json.loads(outcome.value)
-            self.turn.say("vacc.verified", ref=ref, name=who["name"], by=who["by"],
-                          dose=who["dose"], time=who["time"])
+            self.turn.say(
+                "vacc.verified",
+                ref=ref,
+                name=who["name"],
+                by=who["by"],
+                dose=who["dose"],
+                time=who["time"],
+            )
         else:
             self._refused(outcome.status, outcome.value, ref)
 
@@ -84,12 +90,12 @@ class Vaccinator(Conversation):
         ref = ref or self._the_one_waiting()
         if not ref:
             return
-        outcome = self.turn.store.record_dose(vaccinator=self.turn.mobile, ref=ref,
-                                              batch=batch, now=self.turn.now)
+        outcome = self.turn.store.record_dose(
+            vaccinator=self.turn.mobile, ref=ref, batch=batch, now=self.turn.now
+        )
         if outcome.ok:
             who = json.loads(outcome.value)
-            self.turn.say("vacc.dosed", ref=ref, name=who["name"], by=who["by"],
-                          cert=who["cert"])
+            self.turn.say("vacc.dosed", ref=ref, name=who["name"], by=who["by"], cert=who["cert"])
         else:
             self._refused(outcome.status, outcome.value, ref)
 
@@ -113,8 +119,14 @@ class Vaccinator(Conversation):
         """The reply listing the first ``shown`` of several waiting bookings."""
         items = [{"t": "vacc.waiting_item", "p": w} for w in waiting[:shown]]
         more = len(waiting) - shown
-        return {"t": "vacc.choose", "p": {"n": len(waiting), "items": items,
-                "more": {"t": "vacc.and_more", "p": {"n": more}} if more else ""}}
+        return {
+            "t": "vacc.choose",
+            "p": {
+                "n": len(waiting),
+                "items": items,
+                "more": {"t": "vacc.and_more", "p": {"n": more}} if more else "",
+            },
+        }
 
     def tell_counts(self, *_) -> None:
         """Reply with today's counts at the vaccinator's centre, each person counted once."""
@@ -122,11 +134,16 @@ class Vaccinator(Conversation):
         counts = self.turn.store.centre_today(centre_id, now=self.turn.now)
         # The day's counters nest (vaccinated ⊂ verified ⊂ booked): shown as parts of booked.
         booked, verified = counts["booked"], max(counts["verified"], counts["vaccinated"])
-        self.turn.say("vacc.today", centre=counts["name"] or centre_id,
-                      day=self.turn.day(counts["date"]), booked=booked,
-                      vaccinated=counts["vaccinated"],
-                      waiting=verified - counts["vaccinated"],
-                      unverified=max(0, booked - verified), open=_places(counts["open"]))
+        self.turn.say(
+            "vacc.today",
+            centre=counts["name"] or centre_id,
+            day=self.turn.day(counts["date"]),
+            booked=booked,
+            vaccinated=counts["vaccinated"],
+            waiting=verified - counts["vaccinated"],
+            unverified=max(0, booked - verified),
+            open=_places(counts["open"]),
+        )
 
     def _usage(self, rest: str, ref: str | None, usage: str) -> None:
         if not ref and any(c.isdigit() for c in rest):
@@ -151,9 +168,22 @@ class Vaccinator(Conversation):
         self.turn.say(f"vacc.{status}" if known else "vacc.error", **params)
 
 
-REFUSALS = ("not_vaccinator", "blocked", "not_found", "wrong_centre", "wrong_day",
-            "already_vaccinated", "cancelled", "locked", "locked_now", "missed", "wrong_code",
-            "not_verified", "already_recorded", "wrong_code_one")
+REFUSALS = (
+    "not_vaccinator",
+    "blocked",
+    "not_found",
+    "wrong_centre",
+    "wrong_day",
+    "already_vaccinated",
+    "cancelled",
+    "locked",
+    "locked_now",
+    "missed",
+    "wrong_code",
+    "not_verified",
+    "already_recorded",
+    "wrong_code_one",
+)
 
 FLOW = Flow("vaccinator", Vaccinator, STATES, TRANSITIONS)
 
@@ -162,7 +192,7 @@ def near_miss(turn: Turn, command: str, rest: str) -> None:
     """A mistyped command from a vaccinator number: ask back, do nothing."""
     suggestion = f"{command.upper()} {rest}".strip()
     if len(suggestion) > SUGGESTED:
-        suggestion = suggestion[:SUGGESTED - 3].rstrip() + "..."
+        suggestion = suggestion[: SUGGESTED - 3].rstrip() + "..."
     turn.say("vacc.did_you_mean", suggestion=suggestion)
 
 

@@ -105,8 +105,7 @@ def _edits(a: str, b: str) -> int:
     for i in range(1, len(a) + 1):
         row = [i] + [0] * len(b)
         for j in range(1, len(b) + 1):
-            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1,
-                         rows[-1][j - 1] + (a[i - 1] != b[j - 1]))
+            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (a[i - 1] != b[j - 1]))
             if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
                 row[j] = min(row[j], rows[-2][j - 2] + 1)
         rows.append(row)

@@ -103,7 +103,7 @@ def derive_code(secret: str, ref: str, version: int) -> str:
     mac = _mac(secret, "code", ref, version)
     offset = mac[-1] & 0x0F
     number = int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF
-    return f"{number % 10 ** CODE_DIGITS:0{CODE_DIGITS}d}"
+    return f"{number % 10**CODE_DIGITS:0{CODE_DIGITS}d}"
 
 
 def code_check(secret: str, ref: str, code: str) -> str:
@@ -136,8 +136,10 @@ class Keyring:
         for old in dict.fromkeys(previous):
             kid = key_id(old)
             if self._keys.setdefault(kid, old) != old:
-                raise ValueError(f"SECRET_KEY_PREVIOUS: two keys share the id {kid}; "
-                                 f"retire one of them or choose another SECRET_KEY")
+                raise ValueError(
+                    f"SECRET_KEY_PREVIOUS: two keys share the id {kid}; "
+                    f"retire one of them or choose another SECRET_KEY"
+                )
 
     def key(self, kid: str | None) -> str | None:
         """The key with this id; no id is the current key (bookings from before key ids)."""

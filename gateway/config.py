@@ -62,8 +62,7 @@ def _read_key(path: Path) -> str:
         if key:
             return key
         if time.monotonic() > deadline:
-            raise ConfigError(f"SECRET_KEY unset and {path} is empty: delete it or set "
-                              f"SECRET_KEY")
+            raise ConfigError(f"SECRET_KEY unset and {path} is empty: delete it or set SECRET_KEY")
         time.sleep(0.01)
 
 
@@ -122,9 +121,9 @@ class Settings:
             default_region=env.get("DEFAULT_REGION") or "IN",
             timezone=env.get("TIMEZONE") or "Asia/Kolkata",
             secret_key=env.get("SECRET_KEY") or "",
-            secret_key_previous=tuple(k.strip() for k in
-                                      (env.get("SECRET_KEY_PREVIOUS") or "").split(",")
-                                      if k.strip()),
+            secret_key_previous=tuple(
+                k.strip() for k in (env.get("SECRET_KEY_PREVIOUS") or "").split(",") if k.strip()
+            ),
             dev=_flag(env.get("TIKALINE_DEV")),
             # With a webhook token we are in production: the simulator must be asked for.
             simulator_enabled=_flag(simulator) if simulator is not None else token is None,
@@ -153,11 +152,14 @@ def _check_secrets(settings: Settings) -> None:
         raise ConfigError(
             f"SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes when WEBHOOK_TOKEN is set "
             f"({'unset' if not size else f'{size} bytes'}); e.g. python -c "
-            f"'import secrets; print(secrets.token_hex(32))'")
+            f"'import secrets; print(secrets.token_hex(32))'"
+        )
     if settings.simulator_enabled and len(settings.simulator_password or "") < 12:
-        raise ConfigError("SIMULATOR_PASSWORD (12 characters or more) is required when "
-                          "SIMULATOR_ENABLED=1 and WEBHOOK_TOKEN is set: the simulator shows "
-                          "every phone's codes")
+        raise ConfigError(
+            "SIMULATOR_PASSWORD (12 characters or more) is required when "
+            "SIMULATOR_ENABLED=1 and WEBHOOK_TOKEN is set: the simulator shows "
+            "every phone's codes"
+        )
 
 
 def check_server(settings: Settings, role: str) -> None:
@@ -166,8 +168,10 @@ def check_server(settings: Settings, role: str) -> None:
     if role in ("wsgi", "flask-run") and not settings.webhook_token and not settings.dev:
         raise ConfigError(
             "WEBHOOK_TOKEN is not set: a web server refuses to start without it (anyone could "
-            "post USSD and VERIFY/DOSE); set WEBHOOK_TOKEN, or TIKALINE_DEV=1 for development")
+            "post USSD and VERIFY/DOSE); set WEBHOOK_TOKEN, or TIKALINE_DEV=1 for development"
+        )
     if role == "wsgi" and not settings.redis_url:
         raise ConfigError(
             "REDIS_URL is not set: the embedded Redis is for the single-process first run "
-            "(python app.py); gunicorn's workers need one shared Redis in REDIS_URL")
+            "(python app.py); gunicorn's workers need one shared Redis in REDIS_URL"
+        )

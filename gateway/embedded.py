@@ -84,8 +84,9 @@ class EmbeddedRedis:
     def ensure(self, timeout: float = 30) -> None:
         """The server up: restarted if ours died, started if nobody runs it, else waited for."""
         if self.proc is not None and self.proc.poll() is not None:
-            log.warning("embedded redis-server exited (status %s); restarting it",
-                        self.proc.returncode)
+            log.warning(
+                "embedded redis-server exited (status %s); restarting it", self.proc.returncode
+            )
             self._spawn()
         elif self.proc is None and self._take_lock():
             self._spawn()
@@ -93,8 +94,9 @@ class EmbeddedRedis:
 
     def supervise(self, interval: float = 0.5) -> threading.Thread:
         """Check every ``interval`` seconds that the server is there; restart it if not."""
-        thread = threading.Thread(target=self._watch, args=(interval,), daemon=True,
-                                  name="embedded-redis")
+        thread = threading.Thread(
+            target=self._watch, args=(interval,), daemon=True, name="embedded-redis"
+        )
         thread.start()
         return thread
 
@@ -135,14 +137,35 @@ class EmbeddedRedis:
         log_fd = os.open(self.dir / "redis.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             self.proc = subprocess.Popen(
-                [redis_binary(), "--port", "0", "--unixsocket", str(self.socket),
-                 "--unixsocketperm", "700", "--dir", str(self.dir), "--daemonize", "no",
-                 "--appendonly", "yes", "--appendfsync", "everysec",
-                 # No RDB snapshots: the AOF is the data, and a snapshot that cannot be
-                 # written (a full disk) would make the server refuse to stop on SIGTERM.
-                 "--save", "", "--dbfilename", "tikaline.rdb"],
-                stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
-                pass_fds=(self._lock_fd,), preexec_fn=_child_setup(os.getpid()))
+                [
+                    redis_binary(),
+                    "--port",
+                    "0",
+                    "--unixsocket",
+                    str(self.socket),
+                    "--unixsocketperm",
+                    "700",
+                    "--dir",
+                    str(self.dir),
+                    "--daemonize",
+                    "no",
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "everysec",
+                    # No RDB snapshots: the AOF is the data, and a snapshot that cannot be
+                    # written (a full disk) would make the server refuse to stop on SIGTERM.
+                    "--save",
+                    "",
+                    "--dbfilename",
+                    "tikaline.rdb",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=subprocess.STDOUT,
+                pass_fds=(self._lock_fd,),
+                preexec_fn=_child_setup(os.getpid()),
+            )
         finally:
             os.close(log_fd)
         log.info("embedded redis-server pid %s at %s", self.proc.pid, self.socket)
@@ -153,14 +176,16 @@ class EmbeddedRedis:
         try:
             while True:
                 if self.proc is not None and self.proc.poll() is not None:
-                    raise RuntimeError(f"embedded redis-server exited at start; see "
-                                       f"{self.dir / 'redis.log'}")
+                    raise RuntimeError(
+                        f"embedded redis-server exited at start; see {self.dir / 'redis.log'}"
+                    )
                 with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
                     if client.ping():
                         return
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"embedded redis-server at {self.socket} did not answer "
-                                       f"in {timeout}s")
+                    raise RuntimeError(
+                        f"embedded redis-server at {self.socket} did not answer in {timeout}s"
+                    )
                 time.sleep(0.02)
         finally:
             client.close()

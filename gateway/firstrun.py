@@ -50,13 +50,14 @@ def main(create_app: Callable[[dict], Flask]) -> None:
         try:
             server = make_server(host, int(port), app, threaded=True)
         except OSError as exc:
-            sys.exit(f"cannot listen on {host}:{port}: {exc.strerror}; "
-                     f"set PORT to another port")
+            sys.exit(f"cannot listen on {host}:{port}: {exc.strerror}; set PORT to another port")
         print(_banner(app, host, server.server_port, data_note), flush=True)
         if svc.settings.simulator_enabled and host not in LOOPBACK:
             log.warning(
                 "HOST=%s: other machines can open the simulator and read every phone's SMS; "
-                "set WEBHOOK_TOKEN to turn it off", host)
+                "set WEBHOOK_TOKEN to turn it off",
+                host,
+            )
         # SIGTERM (a supervisor, a test) stops as cleanly as Ctrl+C: the embedded Redis saves.
         signal.signal(signal.SIGTERM, _interrupt)
         server.serve_forever()  # werkzeug returns from here on KeyboardInterrupt
@@ -93,9 +94,11 @@ def _refuse_open_host(host: str) -> None:
         return
     if (os.environ.get("TIKALINE_DEV") or "").strip().lower() in {"1", "true", "yes", "on"}:
         return
-    sys.exit(f"TikaLine cannot start: WEBHOOK_TOKEN is not set and HOST={host} is not "
-             f"loopback: anyone on the network could book and record doses; set "
-             f"WEBHOOK_TOKEN, or TIKALINE_DEV=1 for development")
+    sys.exit(
+        f"TikaLine cannot start: WEBHOOK_TOKEN is not set and HOST={host} is not "
+        f"loopback: anyone on the network could book and record doses; set "
+        f"WEBHOOK_TOKEN, or TIKALINE_DEV=1 for development"
+    )
 
 
 def _interrupt(signum, frame) -> None:
@@ -108,8 +111,9 @@ _TOKEN = re.compile(r"([?&]token=)[^&\s\"]*")
 def redact_token(record: logging.LogRecord) -> bool:
     """Access-log lines keep the path but not the webhook token in its query string."""
     if isinstance(record.args, tuple):
-        record.args = tuple(_TOKEN.sub(r"\1***", a) if isinstance(a, str) else a
-                            for a in record.args)
+        record.args = tuple(
+            _TOKEN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+        )
     return True
 
 
@@ -127,8 +131,10 @@ def _first_run_data(store, demo_flag: str | None) -> str:
         return "empty store, demo data not loaded (DEMO_DATA=0); use flask --app app load-data"
     first = store.now().date()
     report = load(store, sample_data(first))
-    return (f"loaded demo data: {report.centres} centres, {report.sessions} sessions "
-            f"from {first} for 7 days, {report.vaccinators} vaccinators")
+    return (
+        f"loaded demo data: {report.centres} centres, {report.sessions} sessions "
+        f"from {first} for 7 days, {report.vaccinators} vaccinators"
+    )
 
 
 def _start_worker(app: Flask):
@@ -147,19 +153,26 @@ def _banner(app: Flask, host: str, port: int, data_note: str) -> str:
     else:
         server = embedded.shared(settings.instance_path)
         owner = "" if server.owned else " (run by another process of this instance)"
-        redis_note = (f"embedded redis-server{owner}, persisted (AOF) in "
-                      f"{settings.instance_path}, socket {server.socket}")
+        redis_note = (
+            f"embedded redis-server{owner}, persisted (AOF) in "
+            f"{settings.instance_path}, socket {server.socket}"
+        )
     if settings.simulator_enabled:
         login = " (log in with SIMULATOR_PASSWORD)" if settings.webhook_token else ""
         simulator = f"{base}/simulator/{login}"
     else:
         simulator = "off (WEBHOOK_TOKEN is set; SIMULATOR_ENABLED=1 turns it on)"
-    sms = (f"Africa's Talking, user {settings.at_username}" if settings.at_username else
-           "console: SMS are logged and shown in the simulator (AT_USERNAME, AT_API_KEY send)")
-    token = ("required as ?token=" if settings.webhook_token else
-             "none: anyone who reaches this port may post webhooks (set WEBHOOK_TOKEN)")
-    listen = (f"{host}:{port} only" if host in LOOPBACK
-              else f"{host}:{port} (HOST)")
+    sms = (
+        f"Africa's Talking, user {settings.at_username}"
+        if settings.at_username
+        else "console: SMS are logged and shown in the simulator (AT_USERNAME, AT_API_KEY send)"
+    )
+    token = (
+        "required as ?token="
+        if settings.webhook_token
+        else "none: anyone who reaches this port may post webhooks (set WEBHOOK_TOKEN)"
+    )
+    listen = f"{host}:{port} only" if host in LOOPBACK else f"{host}:{port} (HOST)"
     lines = [
         "",
         "TikaLine is running.",
@@ -175,8 +188,11 @@ def _banner(app: Flask, host: str, port: int, data_note: str) -> str:
     for i, (phone, name, centre) in enumerate(_vaccinator_lines(svc.store)):
         label = "Vaccinators" if i == 0 else ""
         lines.append(f"  {label:<16} {phone}  {name}, {centre}")
-    lines += ["  Citizen          any other mobile, e.g. +919811111111: dial *384*1# or text HELP",
-              "Press Ctrl+C to stop.", ""]
+    lines += [
+        "  Citizen          any other mobile, e.g. +919811111111: dial *384*1# or text HELP",
+        "Press Ctrl+C to stop.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -186,8 +202,9 @@ def _vaccinator_lines(store, limit: int = 5) -> list[tuple[str, str, str]]:
     for phone in phones:
         v = store.vaccinator(phone) or {}
         cid = v.get("centre_id", "")
-        name, pin = (x.decode() if x else "" for x in store.r.hmget(keys.centre(cid), "name",
-                                                                   "pincode"))
+        name, pin = (
+            x.decode() if x else "" for x in store.r.hmget(keys.centre(cid), "name", "pincode")
+        )
         rows.append((mask(phone), v.get("name", ""), f"centre {cid} {name}, pincode {pin}"))
     return rows
 

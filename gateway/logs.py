@@ -28,7 +28,7 @@ def clean(value: object, limit: int = 80) -> str:
     """``value`` as one printable line of at most ``limit`` characters, for a log or a hash:
     control and line-breaking characters are shown escaped, never written as they are."""
     text = "".join(_escape(ch) for ch in str(value))
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _escape(ch: str) -> str:
@@ -69,8 +69,7 @@ def configure() -> None:
     chatty = logging.NOTSET if level is not None and level <= logging.DEBUG else logging.WARNING
     logging.getLogger("transitions").setLevel(chatty)
     if level is None:  # a typo must not keep the gateway from starting
-        logging.getLogger(__name__).warning("LOG_LEVEL=%r is not a level: logging at INFO",
-                                            wanted)
+        logging.getLogger(__name__).warning("LOG_LEVEL=%r is not a level: logging at INFO", wanted)
     # Flask gives an app's logger a handler of its own when logging was not set up before the
     # app was built: one format, one line per event.
     for logger in list(logging.root.manager.loggerDict.values()):

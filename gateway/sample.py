@@ -8,16 +8,46 @@ import copy
 from datetime import date, timedelta
 
 CENTRES = [
-    {"id": "C100", "name": "PHC Saket", "district": "South Delhi", "state": "Delhi",
-     "pincode": "110017", "address": "J Block, Saket, New Delhi"},
-    {"id": "C101", "name": "UPHC Kalkaji", "district": "South Delhi", "state": "Delhi",
-     "pincode": "110019", "address": "Block H, Kalkaji, New Delhi"},
-    {"id": "C102", "name": "Dispensary Malviya Nagar", "district": "South Delhi",
-     "state": "Delhi", "pincode": "110017", "address": "Shivalik Road, Malviya Nagar"},
-    {"id": "C200", "name": "UPHC Aminabad", "district": "Lucknow", "state": "Uttar Pradesh",
-     "pincode": "226018", "address": "Aminabad Road, Lucknow"},
-    {"id": "C201", "name": "CHC Sarojini Nagar", "district": "Lucknow", "state": "Uttar Pradesh",
-     "pincode": "226008", "address": "Kanpur Road, Sarojini Nagar, Lucknow"},
+    {
+        "id": "C100",
+        "name": "PHC Saket",
+        "district": "South Delhi",
+        "state": "Delhi",
+        "pincode": "110017",
+        "address": "J Block, Saket, New Delhi",
+    },
+    {
+        "id": "C101",
+        "name": "UPHC Kalkaji",
+        "district": "South Delhi",
+        "state": "Delhi",
+        "pincode": "110019",
+        "address": "Block H, Kalkaji, New Delhi",
+    },
+    {
+        "id": "C102",
+        "name": "Dispensary Malviya Nagar",
+        "district": "South Delhi",
+        "state": "Delhi",
+        "pincode": "110017",
+        "address": "Shivalik Road, Malviya Nagar",
+    },
+    {
+        "id": "C200",
+        "name": "UPHC Aminabad",
+        "district": "Lucknow",
+        "state": "Uttar Pradesh",
+        "pincode": "226018",
+        "address": "Aminabad Road, Lucknow",
+    },
+    {
+        "id": "C201",
+        "name": "CHC Sarojini Nagar",
+        "district": "Lucknow",
+        "state": "Uttar Pradesh",
+        "pincode": "226008",
+        "address": "Kanpur Road, Sarojini Nagar, Lucknow",
+    },
 ]
 VACCINATORS = [
     {"phone": "+919800000001", "name": "A. Kumar", "centre_id": "C100"},
@@ -39,10 +69,21 @@ def sample_data(first_day: date, days: int = 7) -> dict:
     for offset in range(days):
         day = first_day + timedelta(days=offset)
         for cid, (vaccine, min_age, max_age, caps) in _PLANS.items():
-            sessions.append({
-                "id": f"S{cid[1:]}-{day:%Y%m%d}", "centre_id": cid, "date": day.isoformat(),
-                "vaccine": vaccine, "min_age": min_age, "max_age": max_age,
-                "slots": [{"time": t, "capacity": c} for t, c in zip(_TIMES, caps, strict=False)],
-            })
-    return {"centres": copy.deepcopy(CENTRES), "sessions": sessions,
-            "vaccinators": copy.deepcopy(VACCINATORS)}
+            sessions.append(
+                {
+                    "id": f"S{cid[1:]}-{day:%Y%m%d}",
+                    "centre_id": cid,
+                    "date": day.isoformat(),
+                    "vaccine": vaccine,
+                    "min_age": min_age,
+                    "max_age": max_age,
+                    "slots": [
+                        {"time": t, "capacity": c} for t, c in zip(_TIMES, caps, strict=False)
+                    ],
+                }
+            )
+    return {
+        "centres": copy.deepcopy(CENTRES),
+        "sessions": sessions,
+        "vaccinators": copy.deepcopy(VACCINATORS),
+    }

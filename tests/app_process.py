@@ -15,9 +15,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables that would change what a first run does; each test sets the ones it wants.
-_CLEARED = ("REDIS_URL", "AT_USERNAME", "AT_API_KEY", "AT_SENDER_ID", "AT_BASE_URL",
-            "WEBHOOK_TOKEN", "SIMULATOR_ENABLED", "HOST", "PORT", "SECRET_KEY", "DEMO_DATA",
-            "INSTANCE_PATH")
+_CLEARED = (
+    "REDIS_URL",
+    "AT_USERNAME",
+    "AT_API_KEY",
+    "AT_SENDER_ID",
+    "AT_BASE_URL",
+    "WEBHOOK_TOKEN",
+    "SIMULATOR_ENABLED",
+    "HOST",
+    "PORT",
+    "SECRET_KEY",
+    "DEMO_DATA",
+    "INSTANCE_PATH",
+)
 # Loopback only: a proxy from the environment must never see these requests.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -40,8 +51,13 @@ class AppProcess:
     def start(self, timeout: float = 60) -> AppProcess:
         """Run it and wait until it prints where to look (or dies, with its output)."""
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py")], cwd=self.cwd, env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [sys.executable, str(ROOT / "app.py")],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         threading.Thread(target=self._read, daemon=True).start()
         if not self._ready.wait(timeout) or self.proc.poll() is not None:
             self.stop()

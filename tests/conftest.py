@@ -29,9 +29,21 @@ def redis_url():
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="tikaline-redis-")
     proc = subprocess.Popen(
-        [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     client = redis.Redis(port=port)
     for _ in range(200):
@@ -63,8 +75,13 @@ def clock() -> Clock:
 
 @pytest.fixture
 def settings(redis_url, tmp_path: Path, clock) -> Settings:
-    return Settings(redis_url=redis_url, instance_path=tmp_path, secret_key="test-secret",
-                    timezone="Asia/Kolkata", clock=clock)
+    return Settings(
+        redis_url=redis_url,
+        instance_path=tmp_path,
+        secret_key="test-secret",
+        timezone="Asia/Kolkata",
+        clock=clock,
+    )
 
 
 @pytest.fixture

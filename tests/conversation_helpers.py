@@ -47,29 +47,55 @@ class Phone:
         return self._hop()
 
     def _hop(self) -> str:
-        self.last = self.client.post("/ussd", data={
-            "sessionId": self.session, "serviceCode": "*384*1#", "phoneNumber": self.number,
-            "networkCode": "40410", "text": "*".join(self.inputs)})
+        self.last = self.client.post(
+            "/ussd",
+            data={
+                "sessionId": self.session,
+                "serviceCode": "*384*1#",
+                "phoneNumber": self.number,
+                "networkCode": "40410",
+                "text": "*".join(self.inputs),
+            },
+        )
         assert self.last.status_code == 200, self.last.get_data(as_text=True)
         body = self.last.get_data(as_text=True)
         assert body.startswith(("CON ", "END ")) and len(body) <= 160, body
         return body
 
     def hang_up(self, status: str = "Incomplete"):
-        return self.client.post("/ussd/events", data={
-            "date": "2026-12-01 10:21:05", "sessionId": self.session, "serviceCode": "*384*1#",
-            "networkCode": "40410", "phoneNumber": self.number, "status": status,
-            "input": "*".join(self.inputs), "durationInMillis": "31402",
-            "hopsCount": str(len(self.inputs) + 1), "cost": "INR 0.00",
-            "lastAppResponse": "", "errorMessage": ""})
+        return self.client.post(
+            "/ussd/events",
+            data={
+                "date": "2026-12-01 10:21:05",
+                "sessionId": self.session,
+                "serviceCode": "*384*1#",
+                "networkCode": "40410",
+                "phoneNumber": self.number,
+                "status": status,
+                "input": "*".join(self.inputs),
+                "durationInMillis": "31402",
+                "hopsCount": str(len(self.inputs) + 1),
+                "cost": "INR 0.00",
+                "lastAppResponse": "",
+                "errorMessage": "",
+            },
+        )
 
     def sms(self, text: str, message_id: str | None = None, expect: int = 200):
         """Text the gateway; ``expect`` is the HTTP status it must answer (503: retry later)."""
         message_id = message_id or f"ec9adc86-{next(_ids):012d}"
-        response = self.client.post("/sms/inbound", data={
-            "from": self.number, "to": "56767", "text": text, "id": message_id,
-            "date": "2026-12-01T06:04:45Z", "linkId": "03090445075804249226",
-            "networkCode": "40410"})
+        response = self.client.post(
+            "/sms/inbound",
+            data={
+                "from": self.number,
+                "to": "56767",
+                "text": text,
+                "id": message_id,
+                "date": "2026-12-01T06:04:45Z",
+                "linkId": "03090445075804249226",
+                "networkCode": "40410",
+            },
+        )
         assert response.status_code == expect, response.get_data(as_text=True)
         if expect == 200:
             assert response.get_data() == b""
@@ -78,14 +104,18 @@ class Phone:
 
 def outbox(r) -> list[dict]:
     """Every queued outbox entry, decoded."""
-    return [{k.decode(): v.decode() for k, v in fields.items()}
-            for _, fields in r.xrange(keys.OUTBOX)]
+    return [
+        {k.decode(): v.decode() for k, v in fields.items()} for _, fields in r.xrange(keys.OUTBOX)
+    ]
 
 
 def texts(r, settings, to: str | None = None, start: int = 0) -> list[str]:
     """The SMS texts queued (optionally to one number), rendered as the sender would."""
-    return [render_entry(e, settings.secret_key) for e in outbox(r)[start:]
-            if to is None or e["to"] == to]
+    return [
+        render_entry(e, settings.secret_key)
+        for e in outbox(r)[start:]
+        if to is None or e["to"] == to
+    ]
 
 
 def last_text(r, settings, to: str) -> str:
@@ -124,15 +154,32 @@ def booked_counts(r) -> dict[tuple[str, int], tuple[int, int]]:
 
 def tiny_data(today, capacity: int = 1, name: str = "PHC Saket", days: int = 1) -> dict:
     """One centre (pincode 110017), one slot of ``capacity`` a day, and its vaccinator."""
-    sessions = [{"id": f"S1-{today.toordinal() + d}", "centre_id": "C1",
-                 "date": today.fromordinal(today.toordinal() + d).isoformat(),
-                 "vaccine": "COVISHIELD", "min_age": 18, "max_age": None,
-                 "slots": [{"time": "09:00-11:00", "capacity": capacity}]}
-                for d in range(days)]
-    return {"centres": [{"id": "C1", "name": name, "district": "South Delhi",
-                         "state": "Delhi", "pincode": "110017", "address": ""}],
-            "sessions": sessions,
-            "vaccinators": [{"phone": VACCINATOR, "name": "A. Kumar", "centre_id": "C1"}]}
+    sessions = [
+        {
+            "id": f"S1-{today.toordinal() + d}",
+            "centre_id": "C1",
+            "date": today.fromordinal(today.toordinal() + d).isoformat(),
+            "vaccine": "COVISHIELD",
+            "min_age": 18,
+            "max_age": None,
+            "slots": [{"time": "09:00-11:00", "capacity": capacity}],
+        }
+        for d in range(days)
+    ]
+    return {
+        "centres": [
+            {
+                "id": "C1",
+                "name": name,
+                "district": "South Delhi",
+                "state": "Delhi",
+                "pincode": "110017",
+                "address": "",
+            }
+        ],
+        "sessions": sessions,
+        "vaccinators": [{"phone": VACCINATOR, "name": "A. Kumar", "centre_id": "C1"}],
+    }
 
 
 def load_data(store, data: dict) -> None:
@@ -156,8 +203,10 @@ def all_values(r) -> list[str]:
         elif kind == "zset":
             out += [x.decode() for x in r.zrange(key, 0, -1)]
         elif kind == "stream":
-            out += [json.dumps({k.decode(): v.decode() for k, v in f.items()}, ensure_ascii=False)
-                    for _, f in r.xrange(key)]
+            out += [
+                json.dumps({k.decode(): v.decode() for k, v in f.items()}, ensure_ascii=False)
+                for _, f in r.xrange(key)
+            ]
     return out
 
 

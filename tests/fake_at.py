@@ -51,8 +51,9 @@ class FakeAT:
         self._gate = threading.Event()
         self._slow = threading.Event()
         self._server = _Server(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -100,8 +101,14 @@ class FakeAT:
     def _answer(self, form: dict, headers, target: str) -> tuple[int, str, str]:
         with self._lock:
             index = len(self.requests)
-            self.requests.append({**form, "apiKey": headers.get("apiKey", ""),
-                                  "target": target, "at": time.monotonic()})
+            self.requests.append(
+                {
+                    **form,
+                    "apiKey": headers.get("apiKey", ""),
+                    "target": target,
+                    "at": time.monotonic(),
+                }
+            )
             answer = self._script.popleft() if self._script else OK
         if self._hold_from is not None and index >= self._hold_from:
             with self._lock:
@@ -118,19 +125,27 @@ class FakeAT:
         if answer[0] == "ok":
             message_id = "ATXid_" + uuid.uuid4().hex
             with self._lock:
-                self.delivered.append({"to": to, "message": form.get("message", ""),
-                                       "id": message_id, "from": form.get("from", "")})
+                self.delivered.append(
+                    {
+                        "to": to,
+                        "message": form.get("message", ""),
+                        "id": message_id,
+                        "from": form.get("from", ""),
+                    }
+                )
             return 201, "application/json", _recipients(to, 101, "Success", message_id)
         if answer[0] == "status":
             return 201, "application/json", _recipients(to, answer[1], answer[2], "None")
         if answer[0] == "empty":
-            return 201, "application/json", json.dumps(
-                {"SMSMessageData": {"Message": answer[1], "Recipients": []}})
+            return (
+                201,
+                "application/json",
+                json.dumps({"SMSMessageData": {"Message": answer[1], "Recipients": []}}),
+            )
         if answer[0] == "garbled":
             return 201, "application/json", '{"SMSMessageData": {"Message": "Sent to 1/1'
         if answer[0] == "http409":
-            return 409, "application/json", _recipients(to, 409, "DoNotDisturbRejection",
-                                                        "None")
+            return 409, "application/json", _recipients(to, 409, "DoNotDisturbRejection", "None")
         return answer[1], "text/plain", "Internal Server Error"
 
     def _handler(self):
@@ -173,7 +188,19 @@ class _Server(ThreadingHTTPServer):
 
 def _recipients(to: str, code: int, status: str, message_id: str) -> str:
     cost = "KES 0.8000" if code < 400 else "0"
-    return json.dumps({"SMSMessageData": {
-        "Message": f"Sent to {int(code < 400)}/1 Total Cost: {cost}",
-        "Recipients": [{"statusCode": code, "number": to, "status": status, "cost": cost,
-                        "messageId": message_id}]}})
+    return json.dumps(
+        {
+            "SMSMessageData": {
+                "Message": f"Sent to {int(code < 400)}/1 Total Cost: {cost}",
+                "Recipients": [
+                    {
+                        "statusCode": code,
+                        "number": to,
+                        "status": status,
+                        "cost": cost,
+                        "messageId": message_id,
+                    }
+                ],
+            }
+        }
+    )

@@ -17,13 +17,21 @@ from gateway.store import keys
 from tests.servers import free_port, redis_binary
 
 
-def queue_sms(r, message_key: str, to: str, template: str = "sms.locked",
-              params: dict | None = None, lang: str = "en") -> None:
+def queue_sms(
+    r,
+    message_key: str,
+    to: str,
+    template: str = "sms.locked",
+    params: dict | None = None,
+    lang: str = "en",
+) -> None:
     """Append an outbox entry exactly as ``queue_sms`` in gateway/store/lua/common.lua does."""
     params = {"name": "Asha Devi", "ref": "123456782"} if params is None else params
     with r.pipeline(transaction=True) as pipe:
-        pipe.xadd(keys.OUTBOX, {"k": message_key, "to": to, "t": template, "l": lang,
-                                "p": json.dumps(params)})
+        pipe.xadd(
+            keys.OUTBOX,
+            {"k": message_key, "to": to, "t": template, "l": lang, "p": json.dumps(params)},
+        )
         pipe.hincrby(keys.SMS_COUNTS, "queued", 1)
         pipe.execute()
 
@@ -86,10 +94,24 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--dir", self.workdir,
-             # A test may move ``dir`` (CONFIG SET) to make snapshots fail.
-             "--enable-protected-configs", "yes"], stdout=subprocess.DEVNULL)
+            [
+                redis_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--dir",
+                self.workdir,
+                # A test may move ``dir`` (CONFIG SET) to make snapshots fail.
+                "--enable-protected-configs",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         probe = self.client()
         wait_for(lambda: _answers(probe), "redis-server to start")
         probe.close()

@@ -19,23 +19,46 @@ from tests.servers import free_port
 
 KEY = "k" * 32
 # Variables a test's own environment must not lend to the process under test.
-_CLEARED = ("REDIS_URL", "WEBHOOK_TOKEN", "SECRET_KEY", "SECRET_KEY_PREVIOUS", "TIKALINE_DEV",
-            "SIMULATOR_ENABLED", "SIMULATOR_PASSWORD", "INSTANCE_PATH", "FLASK_APP")
+_CLEARED = (
+    "REDIS_URL",
+    "WEBHOOK_TOKEN",
+    "SECRET_KEY",
+    "SECRET_KEY_PREVIOUS",
+    "TIKALINE_DEV",
+    "SIMULATOR_ENABLED",
+    "SIMULATOR_PASSWORD",
+    "INSTANCE_PATH",
+    "FLASK_APP",
+)
 
 
 def _env(tmp_path, **env: str) -> dict:
     base = {k: v for k, v in os.environ.items() if k not in _CLEARED}
-    return {**base, "INSTANCE_PATH": str(tmp_path / "instance"), "PYTHONPATH": str(ROOT),
-            **env}
+    return {**base, "INSTANCE_PATH": str(tmp_path / "instance"), "PYTHONPATH": str(ROOT), **env}
 
 
 def _gunicorn(tmp_path, timeout: float = 60, **env: str) -> subprocess.Popen:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", "2",
-         "--bind", f"127.0.0.1:{port}", "--chdir", str(ROOT), "app:create_app()"],
-        cwd=ROOT, env=_env(tmp_path, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--no-control-socket",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--chdir",
+            str(ROOT),
+            "app:create_app()",
+        ],
+        cwd=ROOT,
+        env=_env(tmp_path, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     proc.port = port
     return proc
 
@@ -82,10 +105,13 @@ def test_gunicorn_with_a_token_refuses_a_missing_or_short_secret_key(tmp_path, r
     assert "SECRET_KEY must be at least 32 bytes" in line
 
 
-@pytest.mark.parametrize("env", [
-    {"WEBHOOK_TOKEN": "s3cret", "SECRET_KEY": KEY},
-    {"TIKALINE_DEV": "1"},                 # asked for explicitly: no token, development
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"WEBHOOK_TOKEN": "s3cret", "SECRET_KEY": KEY},
+        {"TIKALINE_DEV": "1"},  # asked for explicitly: no token, development
+    ],
+)
 def test_gunicorn_starts_when_nothing_is_left_open(tmp_path, redis_url, env):
     proc = _gunicorn(tmp_path, REDIS_URL=redis_url, **env)
     try:
@@ -114,9 +140,14 @@ def _healthz(proc, attempts: int = 600) -> int:
 
 
 def _flask(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT,
-                          env=_env(tmp_path, **env), capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", *args],
+        cwd=ROOT,
+        env=_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_flask_run_without_a_webhook_token_refuses_to_start(tmp_path, redis_url):
@@ -156,22 +187,37 @@ def test_a_set_webhook_token_starts_quietly(settings, caplog):
 def test_the_first_runs_access_log_never_shows_the_webhook_token():
     from gateway.firstrun import redact_token
 
-    record = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, '"%s" %s %s',
-                               ("POST /sms/inbound?token=s3cret&x=1 HTTP/1.1", "200", "-"),
-                               None)
+    record = logging.LogRecord(
+        "werkzeug",
+        logging.INFO,
+        __file__,
+        1,
+        '"%s" %s %s',
+        ("POST /sms/inbound?token=s3cret&x=1 HTTP/1.1", "200", "-"),
+        None,
+    )
     assert redact_token(record)
     line = record.getMessage()
     assert "s3cret" not in line and "/sms/inbound?token=***&x=1" in line
 
 
 def test_settings_never_show_their_secrets(tmp_path):
-    settings = Settings.from_env(tmp_path, env={
-        "WEBHOOK_TOKEN": "tok-123", "SECRET_KEY": "s" * 32, "SECRET_KEY_PREVIOUS": "p" * 32,
-        "AT_API_KEY": "atkey-456", "SIMULATOR_ENABLED": "1",
-        "SIMULATOR_PASSWORD": "correct horse battery"})
+    settings = Settings.from_env(
+        tmp_path,
+        env={
+            "WEBHOOK_TOKEN": "tok-123",
+            "SECRET_KEY": "s" * 32,
+            "SECRET_KEY_PREVIOUS": "p" * 32,
+            "AT_API_KEY": "atkey-456",
+            "SIMULATOR_ENABLED": "1",
+            "SIMULATOR_PASSWORD": "correct horse battery",
+        },
+    )
     shown = repr(settings)
-    assert all(secret not in shown for secret in
-               ("tok-123", "s" * 32, "p" * 32, "atkey-456", "correct horse"))
+    assert all(
+        secret not in shown
+        for secret in ("tok-123", "s" * 32, "p" * 32, "atkey-456", "correct horse")
+    )
 
 
 def _hop_log(client, capsys) -> str:
@@ -185,8 +231,9 @@ def _hop_log(client, capsys) -> str:
 
 
 @pytest.mark.parametrize("level", [None, "INFO", "warning"])
-def test_a_ussd_hop_logs_one_line_and_no_state_machine_chatter(settings, r, monkeypatch,
-                                                               capsys, level):
+def test_a_ussd_hop_logs_one_line_and_no_state_machine_chatter(
+    settings, r, monkeypatch, capsys, level
+):
     if level:
         monkeypatch.setenv("LOG_LEVEL", level)
     else:

@@ -39,17 +39,37 @@ def test_audit_catches_an_overbooking_and_a_second_code_sms(store, race_data):
     session = race_data["sessions"][0]
     refs = []
     for n in range(25):
-        outcome = store.book(mobile=booking.mobile(n), name=booking.person(n),
-                             birth_year=data.BIRTH_YEAR, session_id=session["id"], slot=0)
+        outcome = store.book(
+            mobile=booking.mobile(n),
+            name=booking.person(n),
+            birth_year=data.BIRTH_YEAR,
+            session_id=session["id"],
+            slot=0,
+        )
         refs.append(outcome.value)
     # Forge what a broken store would do: a 26th appointment in the full slot, and a
     # second code SMS for the first booking.
-    store.r.hset(keys.appointment("1234567890"), mapping={
-        "centre": data.RACE_CENTRE, "state": "booked", "sid": session["id"], "slot": "0",
-        "mobile": booking.mobile(999), "name": booking.person(999)})
-    store.r.xadd(keys.OUTBOX, {"k": f"book:{refs[0]}:0", "to": booking.mobile(0),
-                               "t": "sms.booked", "l": "en",
-                               "p": json.dumps({"ref": refs[0], "ver": 0})})
+    store.r.hset(
+        keys.appointment("1234567890"),
+        mapping={
+            "centre": data.RACE_CENTRE,
+            "state": "booked",
+            "sid": session["id"],
+            "slot": "0",
+            "mobile": booking.mobile(999),
+            "name": booking.person(999),
+        },
+    )
+    store.r.xadd(
+        keys.OUTBOX,
+        {
+            "k": f"book:{refs[0]}:0",
+            "to": booking.mobile(0),
+            "t": "sms.booked",
+            "l": "en",
+            "p": json.dumps({"ref": refs[0], "ver": 0}),
+        },
+    )
 
     audit = booking.audit_race(store.r, race_data)
 
@@ -73,12 +93,22 @@ def test_round_trips_count_a_pipeline_or_a_script_once(r):
 
 
 def test_a_missed_target_is_reported_as_missed_not_hidden():
-    results = {"memory": {"checkpoints": [{"bookings": 10, "bytes_per_appointment": 640.0,
-                                           "round_trips_per_booking": 1.0}]},
-               "race": {"audit": {"overbooked": 0, "duplicate_bookings": 0,
-                                  "bookings_without_one_code_sms": 0,
-                                  "code_sms_without_booking": 0,
-                                  "duplicate_message_keys": 0}}}
+    results = {
+        "memory": {
+            "checkpoints": [
+                {"bookings": 10, "bytes_per_appointment": 640.0, "round_trips_per_booking": 1.0}
+            ]
+        },
+        "race": {
+            "audit": {
+                "overbooked": 0,
+                "duplicate_bookings": 0,
+                "bookings_without_one_code_sms": 0,
+                "code_sms_without_booking": 0,
+                "duplicate_message_keys": 0,
+            }
+        },
+    }
     verdicts = {row["figure"]: row["met"] for row in evaluate(results)}
 
     assert verdicts["bytes of Redis memory per appointment"] is False

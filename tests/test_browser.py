@@ -23,26 +23,40 @@ from gateway.store import Store
 from tests.app_process import ROOT, AppProcess
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = ROOT / "test-artifacts"
 WAIT_MS = 15_000  # an SMS goes through the outbox worker; well under a second in practice
 
 sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install -r "
-    "requirements-dev.txt)")
+    "playwright.sync_api",
+    reason="playwright is not installed (pip install -r requirements-dev.txt)",
+)
 if not Path(CHROMIUM).exists():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)",
-                allow_module_level=True)
+    pytest.skip(
+        f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)",
+        allow_module_level=True,
+    )
 expect = sync_api.expect
 
 
 @pytest.fixture
 def gateway(redis_url, r, tmp_path):
     """``python app.py`` on a free loopback port, against the (flushed) test Redis."""
-    app = AppProcess(tmp_path, REDIS_URL=redis_url, INSTANCE_PATH=str(tmp_path / "instance"),
-                     SECRET_KEY="browser-test-secret").start()
+    app = AppProcess(
+        tmp_path,
+        REDIS_URL=redis_url,
+        INSTANCE_PATH=str(tmp_path / "instance"),
+        SECRET_KEY="browser-test-secret",
+    ).start()
     yield app
     app.stop()
 
@@ -63,7 +77,8 @@ def _open_until_midnight(r) -> None:
     session = next(s for s in sample_data(today, days=1)["sessions"] if s["centre_id"] == "C100")
     session["slots"].append({"time": "00:00-24:00", "capacity": 5})
     refused, _ = Store(r, Settings(secret_key="unused"), lifecycle).load_reference(
-        {"centres": [], "sessions": [session], "vaccinators": []})
+        {"centres": [], "sessions": [session], "vaccinators": []}
+    )
     assert not refused
 
 
@@ -109,12 +124,18 @@ def test_booking_code_verify_dose_confirmation(gateway, page, r):
 
 
 def test_with_a_webhook_token_the_simulator_needs_its_login_and_never_sees_the_token(
-        redis_url, r, tmp_path, page):
+    redis_url, r, tmp_path, page
+):
     token = "s3cret-token-for-the-webhooks"
-    app = AppProcess(tmp_path, REDIS_URL=redis_url, INSTANCE_PATH=str(tmp_path / "instance"),
-                     SECRET_KEY="browser-test-secret" * 2, WEBHOOK_TOKEN=token,
-                     SIMULATOR_PASSWORD="correct horse battery",
-                     SIMULATOR_ENABLED="1").start()
+    app = AppProcess(
+        tmp_path,
+        REDIS_URL=redis_url,
+        INSTANCE_PATH=str(tmp_path / "instance"),
+        SECRET_KEY="browser-test-secret" * 2,
+        WEBHOOK_TOKEN=token,
+        SIMULATOR_PASSWORD="correct horse battery",
+        SIMULATOR_ENABLED="1",
+    ).start()
     try:
         page.goto(app.base_url + "/simulator/")
         expect(page.locator("input[type=password]")).to_be_visible()  # the login, not phones
@@ -129,8 +150,18 @@ def test_with_a_webhook_token_the_simulator_needs_its_login_and_never_sees_the_t
         expect(citizen).to_have_attribute("data-ussd", "waiting", timeout=WAIT_MS)
         expect(citizen.locator(".ussd-screen")).to_contain_text("Book")
         assert token not in page.content()
-        assert app.post("/ussd", {"sessionId": "x", "serviceCode": "*384*1#",
-                                  "phoneNumber": "+919811111111", "text": ""})[0] == 403
+        assert (
+            app.post(
+                "/ussd",
+                {
+                    "sessionId": "x",
+                    "serviceCode": "*384*1#",
+                    "phoneNumber": "+919811111111",
+                    "text": "",
+                },
+            )[0]
+            == 403
+        )
         # Another browser (no cookie) reads no phone's SMS.
         assert app.get("/simulator/inbox?phone=%2B919811111111")[0] == 401
     finally:
@@ -169,8 +200,15 @@ def _answer(text: str) -> str | None:
     """What a citizen booking for today at PHC Saket answers on this screen."""
     options = _options(text)
     today = datetime.now(ZoneInfo("Asia/Kolkata")).date()
-    day_forms = ["today", today.isoformat(), f"{today.day} {today:%b}", f"{today:%d %b}",
-                 f"{today:%d/%m}", f"{today:%d-%m}", f"{today:%d.%m}"]
+    day_forms = [
+        "today",
+        today.isoformat(),
+        f"{today.day} {today:%b}",
+        f"{today:%d %b}",
+        f"{today:%d/%m}",
+        f"{today:%d-%m}",
+        f"{today:%d.%m}",
+    ]
     rules = [
         (lambda o: re.search(r"\bbook\b", o, re.I), None),
         (lambda o: "Saket" in o, None),

@@ -58,27 +58,55 @@ def sms_within_budget(template: str, text: str) -> None:
 
 # -- every template, filled directly ---------------------------------------------------------
 
+
 def worst_values(lang: str, devanagari: bool) -> dict:
     name, centre = (NAME_HI, CENTRE_HI) if devanagari else (NAME_EN, CENTRE_EN)
     day_names = messages.template("days", lang).split()
     longest_day = max(day_names, key=len)
-    state = max((messages.template(f"state.{s}", lang) for s in
-                 ("booked", "verified", "vaccinated", "cancelled", "missed", "locked")), key=len)
+    state = max(
+        (
+            messages.template(f"state.{s}", lang)
+            for s in ("booked", "verified", "vaccinated", "cancelled", "missed", "locked")
+        ),
+        key=len,
+    )
     return {
-        "name": name, "centre": centre, "ref": "9876543210", "code": "0000", "pin": "110017",
-        "by": "1990", "day": messages.text("day", lang, wd=longest_day, dd="30", mm="12"),
-        "time": "09:00-11:00", "date": "2026-12-31", "dose": "2", "vaccine": "COVISHIELD",
-        "cert": "CRT123456789012", "left": "4", "minutes": "60", "booked": "9999",
-        "verified": "9999", "vaccinated": "9999", "waiting": "9999",
+        "name": name,
+        "centre": centre,
+        "ref": "9876543210",
+        "code": "0000",
+        "pin": "110017",
+        "by": "1990",
+        "day": messages.text("day", lang, wd=longest_day, dd="30", mm="12"),
+        "time": "09:00-11:00",
+        "date": "2026-12-31",
+        "dose": "2",
+        "vaccine": "COVISHIELD",
+        "cert": "CRT123456789012",
+        "left": "4",
+        "minutes": "60",
+        "booked": "9999",
+        "verified": "9999",
+        "vaccinated": "9999",
+        "waiting": "9999",
         "open": {"t": "vacc.open", "p": {"n": "9999"}},
         "suggestion": "VERIFY 98765 43210 0000 AB-1234/5678...",
-        "unverified": "9999", "state": state,
-        "typed": "9" * 24, "most": "4", "address": ADDRESS,
+        "unverified": "9999",
+        "state": state,
+        "typed": "9" * 24,
+        "most": "4",
+        "address": ADDRESS,
         # The shortest form the refusal falls back to: four first names of 3 letters.
         "names": ", ".join(["".join(words.graphemes(name.split()[0])[:3])] * 4),
-        "year": "2027", "latest": "2008", "i": "4", "n": "4",
-        "more": messages.template("ussd.next", lang) + "\n", "items": "8 " + centre,
-        "lines": "", "hint": "", "body": "",
+        "year": "2027",
+        "latest": "2008",
+        "i": "4",
+        "n": "4",
+        "more": messages.template("ussd.next", lang) + "\n",
+        "items": "8 " + centre,
+        "lines": "",
+        "hint": "",
+        "body": "",
     }
 
 
@@ -96,8 +124,12 @@ def fill(key: str, lang: str, values: dict, hint: str = "") -> str:
     if not hint:
         return render(key, lang, entry["p"], "secret")
     wrapper = "ussd.hinted" if key.startswith("ussd.") else "sms.hinted"
-    return render(wrapper, lang, {"hint": {"t": hint, "p": params_of(hint, lang, values)},
-                                  "body": entry}, "secret")
+    return render(
+        wrapper,
+        lang,
+        {"hint": {"t": hint, "p": params_of(hint, lang, values)}, "body": entry},
+        "secret",
+    )
 
 
 def longest_hint(lang: str, values: dict) -> str:
@@ -108,24 +140,24 @@ def longest_hint(lang: str, values: dict) -> str:
 LANGS = [("en", False), ("en", True), ("hi", False), ("hi", True)]
 # The hints each screen can show (lists are paged to fit with theirs; END screens take none).
 SCREEN_HINTS = {
-    "ussd.menu": ["hint.choose"], "ussd.resume": ["hint.choose"],
-    "ussd.language": ["hint.choose"], "ussd.help": ["hint.choose"],
+    "ussd.menu": ["hint.choose"],
+    "ussd.resume": ["hint.choose"],
+    "ussd.language": ["hint.choose"],
+    "ussd.help": ["hint.choose"],
     "ussd.book.name": ["hint.name", "hint.already_booked", "hint.too_many"],
     "ussd.book.birth_year": ["hint.birth_year", "hint.birth_year_future", "hint.too_young"],
     "ussd.book.pincode": ["hint.pincode", "hint.no_centres"],
-    "ussd.book.slot_none": ["hint.slot_full", "hint.slot_passed", "hint.slot_gone",
-                            "hint.choose"],
+    "ussd.book.slot_none": ["hint.slot_full", "hint.slot_passed", "hint.slot_gone", "hint.choose"],
     "ussd.book.confirm": ["ussd.hint.confirm"],
     "ussd.status.open": ["hint.next_back", "hint.back"],
     "ussd.status.closed": ["hint.next_back", "hint.back"],
-    "ussd.status.none": ["hint.back"], "ussd.cancel.none": ["hint.choose"],
+    "ussd.status.none": ["hint.back"],
+    "ussd.cancel.none": ["hint.choose"],
     "ussd.cancel.confirm": ["ussd.hint.confirm"],
-    "sms.book.name": ["hint.name", "hint.pincode_later", "hint.already_booked",
-                      "hint.too_many"],
+    "sms.book.name": ["hint.name", "hint.pincode_later", "hint.already_booked", "hint.too_many"],
     "sms.book.birth_year": ["hint.birth_year", "hint.birth_year_future", "hint.too_young"],
     "sms.book.pincode": ["hint.pincode", "hint.no_centres"],
-    "sms.book.slot_none": ["hint.slot_full", "hint.slot_passed", "hint.slot_gone",
-                           "hint.choose"],
+    "sms.book.slot_none": ["hint.slot_full", "hint.slot_passed", "hint.slot_gone", "hint.choose"],
     "sms.book.confirm": ["sms.hint.confirm"],
 }
 
@@ -149,7 +181,11 @@ def test_every_sms_template_fits_its_budget(lang, devanagari):
     values = worst_values(lang, devanagari)
     for key in messages.catalogue("en"):
         if key.startswith(("ussd.", "kw.", "state.", "hint.")) or key in (
-                "days", "day", "sms.hinted", "sms.more"):
+            "days",
+            "day",
+            "sms.hinted",
+            "sms.more",
+        ):
             continue
         text = fill(key, lang, values)
         if key == "sms.slip":  # the longest slip is packed by the flow; see the journeys
@@ -180,6 +216,7 @@ def test_both_catalogues_have_the_same_keys_and_placeholders():
 
 # -- whole conversations with worst-case data -------------------------------------------------
 
+
 def worst_data(today) -> dict:
     """Ten 40-character centres in each of two pincodes (English, Devanagari names), sessions
     for 7 days with eight slots each, and a vaccinator at the first centre of each."""
@@ -187,18 +224,40 @@ def worst_data(today) -> dict:
     for pin, base in (("110017", CENTRE_EN), ("110018", CENTRE_HI)):
         for i in range(10):
             cid = f"W{pin[-1]}{i}"
-            centres.append({"id": cid, "name": base[:-1] + str(i), "district": "South Delhi",
-                            "state": "Delhi", "pincode": pin, "address": ""})
+            centres.append(
+                {
+                    "id": cid,
+                    "name": base[:-1] + str(i),
+                    "district": "South Delhi",
+                    "state": "Delhi",
+                    "pincode": pin,
+                    "address": "",
+                }
+            )
             for d in range(7):
                 day = today + timedelta(days=d)
-                sessions.append({
-                    "id": f"{cid}-{day:%Y%m%d}", "centre_id": cid, "date": day.isoformat(),
-                    "vaccine": "COVISHIELD", "min_age": 18, "max_age": None,
-                    "slots": [{"time": f"{h:02d}:00-{h + 1:02d}:00", "capacity": 10}
-                              for h in range(9, 17)]})
-    return {"centres": centres, "sessions": sessions,
-            "vaccinators": [{"phone": "+919800000017", "centre_id": "W70"},
-                            {"phone": "+919800000018", "centre_id": "W80"}]}
+                sessions.append(
+                    {
+                        "id": f"{cid}-{day:%Y%m%d}",
+                        "centre_id": cid,
+                        "date": day.isoformat(),
+                        "vaccine": "COVISHIELD",
+                        "min_age": 18,
+                        "max_age": None,
+                        "slots": [
+                            {"time": f"{h:02d}:00-{h + 1:02d}:00", "capacity": 10}
+                            for h in range(9, 17)
+                        ],
+                    }
+                )
+    return {
+        "centres": centres,
+        "sessions": sessions,
+        "vaccinators": [
+            {"phone": "+919800000017", "centre_id": "W70"},
+            {"phone": "+919800000018", "centre_id": "W80"},
+        ],
+    }
 
 
 def ussd_journey(phone: Phone, lang: str, names: list[str], pin: str) -> list[str]:
@@ -209,19 +268,63 @@ def ussd_journey(phone: Phone, lang: str, names: list[str], pin: str) -> list[st
         screens += [phone.press("4"), phone.press("x"), phone.press("2")]
     for i, name in enumerate(names):
         screens += [phone.dial()]
-        for answer in ("7", "1", "Asha 2", name, "12", "1990", "11", "999999", pin, "x",
-                       "9", "x", "9", "0", "1", "x", "2", "x", "9", "1", "x", "1"):
+        for answer in (
+            "7",
+            "1",
+            "Asha 2",
+            name,
+            "12",
+            "1990",
+            "11",
+            "999999",
+            pin,
+            "x",
+            "9",
+            "x",
+            "9",
+            "0",
+            "1",
+            "x",
+            "2",
+            "x",
+            "9",
+            "1",
+            "x",
+            "1",
+        ):
             screens.append(phone.press(answer))
         if i == 0:  # drop once mid-way: the resume offer
             phone.dial()
             screens += [phone.press("1", name, "1990", pin, "1")]
             screens += [phone.dial(), phone.press("x"), phone.press("2")]
-    screens += [phone.dial(), phone.press("2"), phone.press("x"), phone.press("1"),
-                phone.press("1"), phone.press("1"), phone.press("x"), phone.press("0")]
-    screens += [phone.press("00"), phone.press("3"), phone.press("x"), phone.press("9"),
-                phone.press("0"), phone.press("1"), phone.press("x"), phone.press("1")]
-    screens += [phone.dial(), phone.press("5"), phone.press("x"), phone.press("0"),
-                phone.press("4"), phone.press("x")]
+    screens += [
+        phone.dial(),
+        phone.press("2"),
+        phone.press("x"),
+        phone.press("1"),
+        phone.press("1"),
+        phone.press("1"),
+        phone.press("x"),
+        phone.press("0"),
+    ]
+    screens += [
+        phone.press("00"),
+        phone.press("3"),
+        phone.press("x"),
+        phone.press("9"),
+        phone.press("0"),
+        phone.press("1"),
+        phone.press("x"),
+        phone.press("1"),
+    ]
+    screens += [
+        phone.dial(),
+        phone.press("5"),
+        phone.press("x"),
+        phone.press("0"),
+        phone.press("4"),
+        phone.press("x"),
+    ]
     return screens
 
 
@@ -229,8 +332,11 @@ def ussd_journey(phone: Phone, lang: str, names: list[str], pin: str) -> list[st
 def test_ussd_screens_with_worst_case_data(client, store, r, lang, devanagari):
     load_data(store, worst_data(store.now().date()))
     name = NAME_HI if devanagari else NAME_EN
-    names = [other(name, c) for c in ("क", "ख", "ग", "घ")] if devanagari else \
-        [other(name, c) for c in "bcde"]
+    names = (
+        [other(name, c) for c in ("क", "ख", "ग", "घ")]
+        if devanagari
+        else [other(name, c) for c in "bcde"]
+    )
     phone = Phone(client)
     screens = ussd_journey(phone, lang, names, "110018" if devanagari else "110017")
     assert all(len(s) <= USSD_LIMIT and s[:4] in ("CON ", "END ") for s in screens)
@@ -251,21 +357,60 @@ def test_sms_replies_with_worst_case_data(client, store, r, settings, lang, deva
         vaccinator.sms("LANG HI")
     refs = []
     for c in ("b", "c", "d", "e") if not devanagari else ("क", "ख", "ग", "घ"):
-        for text in ("BOOK", "x", other(name, c), "12", "1990", "1", pin, "x", "9", "1",
-                     "x", "1", "x", "9", "1", "maybe", "YES"):
+        for text in (
+            "BOOK",
+            "x",
+            other(name, c),
+            "12",
+            "1990",
+            "1",
+            pin,
+            "x",
+            "9",
+            "1",
+            "x",
+            "1",
+            "x",
+            "9",
+            "1",
+            "maybe",
+            "YES",
+        ):
             citizen.sms(text)
         if lang == "en":
             refs.append(ref_and_code(last_text(r, settings, citizen.number)))
     citizen.sms("BOOK")
     citizen.sms(other(name, "b" if not devanagari else "क"))  # already booked, said so
     citizen.sms("Fifth Person")  # four people at most, named
-    for text in ("1990", pin, "1", "1", "1", "YES", "STATUS", "CANCEL", "CANCEL 123",
-                 "CODE", "CODE 9876543210", "LANG", "HELP", "what?"):
+    for text in (
+        "1990",
+        pin,
+        "1",
+        "1",
+        "1",
+        "YES",
+        "STATUS",
+        "CANCEL",
+        "CANCEL 123",
+        "CODE",
+        "CODE 9876543210",
+        "LANG",
+        "HELP",
+        "what?",
+    ):
         citizen.sms(text)
     if refs:
         ref, code = refs[0]
-        for text in (f"VERIFY {ref} 0000", f"VERIFY {ref} {code}", f"DOSE {ref} AB-1234/56",
-                     f"DOSE {ref}", "TODAY", "VERIFY", "DOSE", "HELP"):
+        for text in (
+            f"VERIFY {ref} 0000",
+            f"VERIFY {ref} {code}",
+            f"DOSE {ref} AB-1234/56",
+            f"DOSE {ref}",
+            "TODAY",
+            "VERIFY",
+            "DOSE",
+            "HELP",
+        ):
             vaccinator.sms(text)
         citizen.sms(f"CANCEL {refs[1][0]}")
     entries = outbox(r)
@@ -278,13 +423,19 @@ def test_sms_replies_with_worst_case_data(client, store, r, settings, lang, deva
 
 
 @pytest.mark.parametrize("lang, devanagari", LANGS)
-def test_the_four_people_refusal_fits_with_the_longest_names(client, store, r, settings, lang,
-                                                             devanagari):
+def test_the_four_people_refusal_fits_with_the_longest_names(
+    client, store, r, settings, lang, devanagari
+):
     load_data(store, worst_data(store.now().date()))
     name = NAME_HI if devanagari else NAME_EN
     for c in "bcde":
-        assert store.book(mobile="+919811111111", name=other(name, c), birth_year=1990,
-                          session_id=f"W70-{store.now():%Y%m%d}", slot=0).ok
+        assert store.book(
+            mobile="+919811111111",
+            name=other(name, c),
+            birth_year=1990,
+            session_id=f"W70-{store.now():%Y%m%d}",
+            slot=0,
+        ).ok
     phone = Phone(client)
     phone.sms(f"LANG {lang}")
     phone.sms("BOOK")
@@ -309,10 +460,23 @@ def test_the_booking_sms_drops_or_cuts_the_address_to_stay_in_budget(lang, devan
     assert "J Block, Saket" in render("sms.booked", lang, short, "secret")
 
 
-@pytest.mark.parametrize("stiff", [
-    "जन्म वर्ष", "टीकाकर्मी", "सत्र", "रोकी गई", "Ref ", "<ref>", "छूटी", "रद्द नहीं हो सकती",
-    "नए कोड को", "पिनकोड जहां", "रद्द, स्लॉट खाली", "स्लॉट",
-])
+@pytest.mark.parametrize(
+    "stiff",
+    [
+        "जन्म वर्ष",
+        "टीकाकर्मी",
+        "सत्र",
+        "रोकी गई",
+        "Ref ",
+        "<ref>",
+        "छूटी",
+        "रद्द नहीं हो सकती",
+        "नए कोड को",
+        "पिनकोड जहां",
+        "रद्द, स्लॉट खाली",
+        "स्लॉट",
+    ],
+)
 def test_hindi_texts_avoid_the_phrasings_that_read_as_translated(stiff):
     hi = messages.catalogue("hi")
     assert not [k for k, v in hi.items() if stiff in v and not k.startswith("kw.")]
@@ -327,7 +491,7 @@ def full_stops(text: str) -> list[str]:
     """The sentences of a Hindi text ended with "." rather than "।", English ones left out
     (a command such as "For English send LANG EN." is English)."""
     hindi = _LATIN_SENTENCE.sub("", text)
-    return [hindi[max(0, m.start() - 20):m.end()] for m in _FULL_STOP.finditer(hindi)]
+    return [hindi[max(0, m.start() - 20) : m.end()] for m in _FULL_STOP.finditer(hindi)]
 
 
 def test_the_full_stop_check_tells_a_code_from_a_sentence():

@@ -22,7 +22,7 @@ def test_every_single_digit_error_is_caught(ref):
     for i, original in enumerate(ref):
         for digit in "0123456789":
             if digit != original:
-                typo = ref[:i] + digit + ref[i + 1:]
+                typo = ref[:i] + digit + ref[i + 1 :]
                 assert codes.parse_reference(typo) is None, typo
 
 
@@ -30,15 +30,19 @@ def test_every_single_digit_error_is_caught(ref):
 def test_every_adjacent_transposition_is_caught(ref):
     for i in range(len(ref) - 1):
         if ref[i] != ref[i + 1]:
-            swapped = ref[:i] + ref[i + 1] + ref[i] + ref[i + 2:]
+            swapped = ref[:i] + ref[i + 1] + ref[i] + ref[i + 2 :]
             assert codes.parse_reference(swapped) is None, swapped
 
 
 def test_references_are_read_back_grouped_dashed_or_in_devanagari():
     ref = codes.new_reference()
     devanagari = "".join(chr(0x0966 + int(d)) for d in ref)
-    for typed in (codes.format_reference(ref), f"{ref[:3]}-{ref[3:7]}-{ref[7:]}",
-                  f"  {ref} ", devanagari):
+    for typed in (
+        codes.format_reference(ref),
+        f"{ref[:3]}-{ref[3:7]}-{ref[7:]}",
+        f"  {ref} ",
+        devanagari,
+    ):
         assert codes.parse_reference(typed) == ref
 
 
@@ -109,8 +113,11 @@ def _rendered(r, settings, to: str, template: str = "") -> list[str]:
     from flows.messages.sms import render_entry
     from tests.conversation_helpers import outbox
 
-    return [render_entry(e, settings.keyring) for e in outbox(r)
-            if e["to"] == to and e["t"].startswith(template)]
+    return [
+        render_entry(e, settings.keyring)
+        for e in outbox(r)
+        if e["to"] == to and e["t"].startswith(template)
+    ]
 
 
 def _book(client) -> None:
@@ -120,8 +127,7 @@ def _book(client) -> None:
         Phone(client).sms(text)
 
 
-def test_codes_texted_before_a_rotation_stay_valid_with_the_previous_key(
-        settings, sample, r):
+def test_codes_texted_before_a_rotation_stay_valid_with_the_previous_key(settings, sample, r):
     from tests.conversation_helpers import VACCINATOR, Phone, appointments, ref_and_code
 
     old, client = _app(settings, KEY_A)
@@ -174,7 +180,8 @@ def test_two_keys_with_one_id_refuse_to_start(tmp_path):
     from gateway.config import ConfigError, Settings
 
     first = KEY_A
-    twin = next(k for k in (f"{i:032d}" for i in range(10**6))
-                if codes.key_id(k) == codes.key_id(first))
+    twin = next(
+        k for k in (f"{i:032d}" for i in range(10**6)) if codes.key_id(k) == codes.key_id(first)
+    )
     with pytest.raises(ConfigError, match="share the id"):
         Settings.from_env(tmp_path, env={"SECRET_KEY": first, "SECRET_KEY_PREVIOUS": twin})

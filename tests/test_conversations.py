@@ -9,36 +9,57 @@ import pytest
 from gateway.store import conversations
 from gateway.store.conversations import DELETE, KEEP, FlowState, Screen, UssdSession
 
-BOOKING_DATA = {"name": "आशा देवी", "by": 1990, "pin": "110017", "cid": "C1", "sid": "S1",
-                "opts": [0, 2], "page": 0, "more": False, "dates": [["S1", "2026-12-02", []]]}
+BOOKING_DATA = {
+    "name": "आशा देवी",
+    "by": 1990,
+    "pin": "110017",
+    "cid": "C1",
+    "sid": "S1",
+    "opts": [0, 2],
+    "page": 0,
+    "more": False,
+    "dates": [["S1", "2026-12-02", []]],
+}
 
 # Written by the release before the typed records, byte for byte as it wrote them.
 OLD_SESSION = (
     '{"rev": 4, "f": "booking", "s": "slot", "d": {"name": "आशा देवी", "by": 1990}, '
     '"m": "+919811111111", "l": "hi", "pl": 21, "ph": "0a1b2c3d4e5f6a7b", '
     '"scr": {"t": "ussd.hinted", "e": false, "p": {"hint": {"t": "hint.choose", "p": {}}, '
-    '"body": {"t": "ussd.book.slot", "p": {"centre": "PHC Saket"}}}}}')
+    '"body": {"t": "ussd.book.slot", "p": {"centre": "PHC Saket"}}}}}'
+)
 OLD_MENU_SESSION = (
     '{"rev": 1, "f": "menu", "s": "resume", "d": {"pointer": {"f": "booking", "s": "date", '
     '"d": {"name": "Asha Devi"}}}, "m": "+919811111111", "l": "en", "pl": 0, '
     '"ph": "e3b0c44298fc1c14", "scr": {"t": "ussd.resume", "p": {"name": "Asha Devi"}, '
-    '"e": false}}')
+    '"e": false}}'
+)
 OLD_POINTER = '{"f": "booking", "s": "date", "d": {"name": "Asha Devi", "pin": "110017"}}'
 OLD_SMS = '{"s": "birth_year", "d": {"name": "Asha Devi"}}'
 
 
 def _session(**changes) -> UssdSession:
-    fields = {"at": FlowState("booking", "slot", BOOKING_DATA), "mobile": "+919811111111",
-              "lang": "hi", "path_len": 21, "path_digest": "0a1b2c3d4e5f6a7b",
-              "screen": Screen("ussd.book.slot", {"centre": "PHC Saket"}), "rev": 4}
+    fields = {
+        "at": FlowState("booking", "slot", BOOKING_DATA),
+        "mobile": "+919811111111",
+        "lang": "hi",
+        "path_len": 21,
+        "path_digest": "0a1b2c3d4e5f6a7b",
+        "screen": Screen("ussd.book.slot", {"centre": "PHC Saket"}),
+        "rev": 4,
+    }
     return UssdSession(**{**fields, **changes})
 
 
-@pytest.mark.parametrize("session", [
-    _session(),
-    _session(screen=Screen("ussd.book.booked", {"name": "Asha", "ref": "12345"}, end=True)),
-    _session(at=FlowState("menu", "main", {}), lang="en", path_len=0, rev=1),
-], ids=["mid-booking", "ended", "menu"])
+@pytest.mark.parametrize(
+    "session",
+    [
+        _session(),
+        _session(screen=Screen("ussd.book.booked", {"name": "Asha", "ref": "12345"}, end=True)),
+        _session(at=FlowState("menu", "main", {}), lang="en", path_len=0, rev=1),
+    ],
+    ids=["mid-booking", "ended", "menu"],
+)
 def test_a_ussd_session_comes_back_as_it_was_stored(session):
     stored = conversations.session_to_stored(session)
     assert conversations.session_from_stored(json.loads(stored)) == session
@@ -88,8 +109,10 @@ def test_keep_and_delete_are_spelled_as_the_commit_script_reads_them():
     at = FlowState("booking", "name", {})
     assert conversations.change(KEEP, conversations.pointer_to_stored) == "="
     assert conversations.change(DELETE, conversations.pointer_to_stored) == ""
-    assert conversations.change(at, conversations.pointer_to_stored) == \
-        '{"f": "booking", "s": "name", "d": {}}'
+    assert (
+        conversations.change(at, conversations.pointer_to_stored)
+        == '{"f": "booking", "s": "name", "d": {}}'
+    )
 
 
 def test_nothing_stored_loads_as_nothing():

@@ -10,14 +10,7 @@ import pytest
 
 from app import create_app
 from gateway.store import keys
-from tests.outbox_helpers import (
-    assert_compact,
-    counts,
-    queue_sms,
-    running,
-    status,
-    wait_for,
-)
+from tests.outbox_helpers import assert_compact, counts, queue_sms, running, status, wait_for
 
 REPORTS = json.loads((Path(__file__).parent / "data" / "at_delivery_reports.json").read_text())
 PHONE = "+919811111111"
@@ -40,8 +33,13 @@ def sent(r, settings, app):
 
 
 def report(client, provider_id: str, status_: str, token: str = TOKEN, **extra):
-    form = {"id": provider_id, "status": status_, "phoneNumber": PHONE, "networkCode": "40410",
-            **extra}
+    form = {
+        "id": provider_id,
+        "status": status_,
+        "phoneNumber": PHONE,
+        "networkCode": "40410",
+        **extra,
+    }
     return client.post(f"/sms/delivery?token={token}", data=form)
 
 
@@ -73,15 +71,22 @@ def test_a_delivered_message_keeps_a_small_compact_status(r, app, sent):
     key, provider_id = sent
     client = app.test_client()
     reason = "Deliver" + "y" * 80  # cut to 60: with the status it makes a long "seen" marker
-    for step, extra in (("Sent", {}), ("Failed", {"failureReason": reason, "retryCount": "0"}),
-                        ("Success", {"retryCount": "1"})):
+    for step, extra in (
+        ("Sent", {}),
+        ("Failed", {"failureReason": reason, "retryCount": "0"}),
+        ("Success", {"retryCount": "1"}),
+    ):
         assert report(client, provider_id, step, **extra).status_code == 200
     message = status(r, key)
     assert message["status"] == "delivered" and message["provider_id"] == provider_id
     assert message["failure_reason"] == reason[:59] + "…" and message["network"] == "40410"
     assert_compact(r, key)
-    assert report(client, provider_id, "Failed", failureReason=reason,
-                  retryCount="0").get_data(as_text=True) == "replay"
+    assert (
+        report(client, provider_id, "Failed", failureReason=reason, retryCount="0").get_data(
+            as_text=True
+        )
+        == "replay"
+    )
     assert status(r, key) == message and counts(r)["delivered"] == 1
 
 
@@ -135,18 +140,44 @@ def test_a_report_for_an_unknown_message_is_logged_and_acknowledged(r, app, sent
     assert "report_unknown_id id=ATXid_never_sent" in caplog.text
 
 
-@pytest.mark.parametrize("post, code, says", [
-    (lambda c, pid: c.post("/sms/delivery", data={"id": pid, "status": "Success"}), 403,
-     "token"),
-    (lambda c, pid: c.post(f"/sms/delivery?token={TOKEN}", data={"id": pid}), 400,
-     "missing field(s): status"),
-    (lambda c, pid: c.post(f"/sms/delivery?token={TOKEN}", json={"id": pid, "status": "Success"}),
-     415, "x-www-form-urlencoded"),
-    (lambda c, pid: c.post(f"/sms/delivery?token={TOKEN}", data={"id": " ", "status": "Success"}),
-     400, "non-empty"),
-    (lambda c, pid: c.post(f"/sms/delivery?token={TOKEN}", data=b"id=\xff&status=Success",
-                           content_type="application/x-www-form-urlencoded"), 400, "UTF-8"),
-])
+@pytest.mark.parametrize(
+    "post, code, says",
+    [
+        (
+            lambda c, pid: c.post("/sms/delivery", data={"id": pid, "status": "Success"}),
+            403,
+            "token",
+        ),
+        (
+            lambda c, pid: c.post(f"/sms/delivery?token={TOKEN}", data={"id": pid}),
+            400,
+            "missing field(s): status",
+        ),
+        (
+            lambda c, pid: c.post(
+                f"/sms/delivery?token={TOKEN}", json={"id": pid, "status": "Success"}
+            ),
+            415,
+            "x-www-form-urlencoded",
+        ),
+        (
+            lambda c, pid: c.post(
+                f"/sms/delivery?token={TOKEN}", data={"id": " ", "status": "Success"}
+            ),
+            400,
+            "non-empty",
+        ),
+        (
+            lambda c, pid: c.post(
+                f"/sms/delivery?token={TOKEN}",
+                data=b"id=\xff&status=Success",
+                content_type="application/x-www-form-urlencoded",
+            ),
+            400,
+            "UTF-8",
+        ),
+    ],
+)
 def test_bad_reports_get_a_clear_4xx_and_change_nothing(r, app, sent, post, code, says):
     key, provider_id = sent
     before = status(r, key)

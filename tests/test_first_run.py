@@ -36,9 +36,16 @@ def test_first_run_brings_up_gateway_with_demo_data_on_loopback_only(first_run, 
     assert "+9198******02" in first_run.output and "+919800000001" not in first_run.output
     status, page = first_run.get("/simulator/")
     assert status == 200 and "A. Kumar, PHC Saket (C100)" in page
-    status, screen = first_run.post("/ussd", {
-        "sessionId": "ATUid_first", "serviceCode": "*384*1#", "phoneNumber": "+919811111111",
-        "networkCode": "99999", "text": ""})
+    status, screen = first_run.post(
+        "/ussd",
+        {
+            "sessionId": "ATUid_first",
+            "serviceCode": "*384*1#",
+            "phoneNumber": "+919811111111",
+            "networkCode": "99999",
+            "text": "",
+        },
+    )
     assert status == 200 and screen.startswith("CON ")
 
     # Nobody else on the network can reach a first run.
@@ -58,7 +65,8 @@ def test_first_run_brings_up_gateway_with_demo_data_on_loopback_only(first_run, 
     # instance/ holds names, phones, birth years and the key: this user's only.
     assert _mode(tmp_path / "instance") == 0o700
     assert {p.name: _mode(p) for p in (tmp_path / "instance").rglob("*") if p.is_file()} == {
-        p.name: 0o600 for p in (tmp_path / "instance").rglob("*") if p.is_file()}
+        p.name: 0o600 for p in (tmp_path / "instance").rglob("*") if p.is_file()
+    }
 
 
 def _mode(path: Path) -> int:
@@ -78,36 +86,57 @@ def test_restart_keeps_the_data_and_does_not_reload_the_demo(first_run, tmp_path
 
 
 def test_bad_port_is_refused_with_a_clear_message(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "app.py")], cwd=tmp_path,
-                            env={"PORT": "http", "INSTANCE_PATH": str(tmp_path / "i"),
-                                 "PATH": "/usr/bin:/bin"},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py")],
+        cwd=tmp_path,
+        env={"PORT": "http", "INSTANCE_PATH": str(tmp_path / "i"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "PORT must be a port number" in result.stderr
 
 
-@pytest.mark.parametrize("env, reachable", [
-    ({}, True),                                              # development: on
-    ({"WEBHOOK_TOKEN": "s3cret"}, False),                    # production: off unless asked
-    ({"WEBHOOK_TOKEN": "s3cret", "SIMULATOR_ENABLED": "0"}, False),
-    ({"WEBHOOK_TOKEN": "s3cret", "SIMULATOR_ENABLED": "1"}, True),
-])
+@pytest.mark.parametrize(
+    "env, reachable",
+    [
+        ({}, True),  # development: on
+        ({"WEBHOOK_TOKEN": "s3cret"}, False),  # production: off unless asked
+        ({"WEBHOOK_TOKEN": "s3cret", "SIMULATOR_ENABLED": "0"}, False),
+        ({"WEBHOOK_TOKEN": "s3cret", "SIMULATOR_ENABLED": "1"}, True),
+    ],
+)
 def test_simulator_exists_only_when_allowed(redis_url, tmp_path, env, reachable):
-    settings = Settings.from_env(tmp_path, env={"REDIS_URL": redis_url, "SECRET_KEY": "k" * 32,
-                                                "SIMULATOR_PASSWORD": "correct horse battery",
-                                                **env})
+    settings = Settings.from_env(
+        tmp_path,
+        env={
+            "REDIS_URL": redis_url,
+            "SECRET_KEY": "k" * 32,
+            "SIMULATOR_PASSWORD": "correct horse battery",
+            **env,
+        },
+    )
     client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
     if reachable and "WEBHOOK_TOKEN" in env:  # a deployment: behind its login
         client.post("/simulator/login", data={"password": "correct horse battery"})
 
-    for path in ("/simulator/", "/simulator/inbox?phone=%2B919811111111",
-                 "/simulator/static/simulator.js"):
+    for path in (
+        "/simulator/",
+        "/simulator/inbox?phone=%2B919811111111",
+        "/simulator/static/simulator.js",
+    ):
         assert client.get(path).status_code == (200 if reachable else 404), path
 
 
 def test_banner_says_when_the_simulator_is_off(tmp_path):
-    app = AppProcess(tmp_path, INSTANCE_PATH=str(tmp_path / "instance"),
-                     WEBHOOK_TOKEN="s3cret", SECRET_KEY="k" * 32, DEMO_DATA="0").start()
+    app = AppProcess(
+        tmp_path,
+        INSTANCE_PATH=str(tmp_path / "instance"),
+        WEBHOOK_TOKEN="s3cret",
+        SECRET_KEY="k" * 32,
+        DEMO_DATA="0",
+    ).start()
     try:
         assert app.banner("Phone simulator").startswith("off (WEBHOOK_TOKEN is set")
         assert app.get("/simulator/")[0] == 404
@@ -117,10 +146,19 @@ def test_banner_says_when_the_simulator_is_off(tmp_path):
 
 
 def test_the_first_run_on_an_open_address_needs_a_token(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "app.py")], cwd=tmp_path,
-                            env={"HOST": "0.0.0.0", "PORT": "0", "PATH": "/usr/bin:/bin",
-                                 "INSTANCE_PATH": str(tmp_path / "i")},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py")],
+        cwd=tmp_path,
+        env={
+            "HOST": "0.0.0.0",
+            "PORT": "0",
+            "PATH": "/usr/bin:/bin",
+            "INSTANCE_PATH": str(tmp_path / "i"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     [line] = result.stderr.strip().splitlines()
     assert "WEBHOOK_TOKEN is not set and HOST=0.0.0.0 is not loopback" in line
@@ -138,8 +176,9 @@ def test_processes_started_together_agree_on_one_development_key(tmp_path):
     for trial in range(10):
         instance = tmp_path / f"instance{trial}"
         barrier, out = ctx.Barrier(6), ctx.Queue()
-        procs = [ctx.Process(target=_derive_key, args=(str(instance), barrier, out))
-                 for _ in range(6)]
+        procs = [
+            ctx.Process(target=_derive_key, args=(str(instance), barrier, out)) for _ in range(6)
+        ]
         for p in procs:
             p.start()
         trials.append((instance, [out.get(timeout=30) for _ in procs]))
@@ -156,9 +195,13 @@ def _embedded_server(app: AppProcess) -> psutil.Process:
     """The redis-server behind the banner's socket (found by its directory, whoever started
     it), the one that is not a zombie."""
     where = str(Path(app.banner("Redis").rsplit("socket ", 1)[1]).parent)
-    [server] = [p for p in psutil.process_iter(["name", "cmdline"])
-                if p.info["name"] == "redis-server" and not _gone(p)
-                and where in " ".join(p.info["cmdline"] or [])]
+    [server] = [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "redis-server"
+        and not _gone(p)
+        and where in " ".join(p.info["cmdline"] or [])
+    ]
     return server
 
 
@@ -178,9 +221,16 @@ def _gone(process: psutil.Process) -> bool:
 
 
 def _hop(app: AppProcess, session: str) -> tuple[int, str]:
-    return app.post("/ussd", {"sessionId": session, "serviceCode": "*384*1#",
-                              "phoneNumber": "+919811111111", "networkCode": "99999",
-                              "text": ""})
+    return app.post(
+        "/ussd",
+        {
+            "sessionId": session,
+            "serviceCode": "*384*1#",
+            "phoneNumber": "+919811111111",
+            "networkCode": "99999",
+            "text": "",
+        },
+    )
 
 
 def test_the_first_run_restarts_its_embedded_redis_when_it_dies(first_run):
@@ -189,8 +239,12 @@ def test_the_first_run_restarts_its_embedded_redis_when_it_dies(first_run):
 
     server.kill()  # SIGKILL: no clean shutdown
 
-    _until(lambda: first_run.get("/healthz")[0] == 200 and _embedded_server(first_run).pid
-           != server.pid, "healthy again with a new redis-server")
+    _until(
+        lambda: (
+            first_run.get("/healthz")[0] == 200 and _embedded_server(first_run).pid != server.pid
+        ),
+        "healthy again with a new redis-server",
+    )
     status, screen = _hop(first_run, "ATUid_after_restart")
     assert status == 200 and screen.startswith("CON ")
     assert "restarting it" in first_run.output
@@ -215,18 +269,33 @@ def test_a_command_beside_the_first_run_uses_its_embedded_redis(first_run, tmp_p
     server = _embedded_server(first_run)
     env = {k: v for k, v in first_run.env.items() if k != "PORT"}
 
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", str(ROOT / "app.py"),
-                             "remove-vaccinator", "+919800000002"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            str(ROOT / "app.py"),
+            "remove-vaccinator",
+            "+919800000002",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert result.returncode == 0, result.stderr
     assert "+919800000002 is no longer a vaccinator" in result.stdout
     # Seen by the first run at once: one server, no second one on the same AOF.
     assert "+919800000002" not in first_run.get("/simulator/")[1]
     # Read through process_iter's info: another test's zombie redis-server has no cmdline.
-    assert [p.pid for p in psutil.process_iter(["name", "cmdline"])
-            if p.info["name"] == "redis-server"
-            and str(tmp_path) in " ".join(p.info["cmdline"] or [])] == [server.pid]
+    assert [
+        p.pid
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "redis-server" and str(tmp_path) in " ".join(p.info["cmdline"] or [])
+    ] == [server.pid]
 
 
 def test_an_instance_from_an_older_version_is_made_private(tmp_path):

@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
 # Modules a layer may not import although their layer is allowed: flows know no Redis key,
 # run no script and open no connection; they go through the Store's methods.
 NEVER: dict[str, set[str]] = {
-    "flows": {"gateway.store.keys", "gateway.store.scripts", "gateway.store.redisconn"},
+    "flows": {"gateway.store.keys", "gateway.store.scripts", "gateway.store.redisconn"}
 }
 
 # Which layer a module is in: the longest matching name wins.
@@ -129,8 +129,9 @@ def all_edges() -> list[Edge]:
     found = []
     for name, path in files.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        found += edges_of(name, path.read_text(encoding="utf-8"),
-                          str(path.relative_to(ROOT)), package, set(files))
+        found += edges_of(
+            name, path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)), package, set(files)
+        )
     return found
 
 
@@ -149,8 +150,10 @@ def wrong_way(edges: list[Edge]) -> list[str]:
     for edge in edges:
         here, there = layer_of(edge.source), layer_of(edge.target)
         if here != there and there not in ALLOWED[here]:
-            lines.append(f"{edge}: {here} may not import {there} "
-                         f"(allowed: {', '.join(sorted(ALLOWED[here])) or 'nothing'})")
+            lines.append(
+                f"{edge}: {here} may not import {there} "
+                f"(allowed: {', '.join(sorted(ALLOWED[here])) or 'nothing'})"
+            )
         elif edge.target in NEVER.get(here, ()):
             lines.append(f"{edge}: {here} may not import {edge.target}")
     return lines
@@ -196,8 +199,11 @@ def module_graph(edges: list[Edge]) -> dict[str, set[str]]:
 
 def describe_cycle(group: list[str], edges: list[Edge]) -> str:
     """A cycle, with the imports that close it."""
-    inside = [str(e) for e in edges if e.source in group and e.target in group
-              and not e.source.startswith(e.target + ".")]
+    inside = [
+        str(e)
+        for e in edges
+        if e.source in group and e.target in group and not e.source.startswith(e.target + ".")
+    ]
     return " ↔ ".join(group) + "\n    " + "\n    ".join(inside)
 
 
@@ -231,32 +237,44 @@ def test_the_layer_table_has_no_cycle():
 def test_a_reverse_import_is_named_with_its_file_and_line():
     code = "import json\n\nfrom gateway import keys\nfrom flows import lifecycle\n"
     modules = {"gateway.store.keys", "flows.lifecycle", "gateway.store"}
-    edges = edges_of("gateway.store", code, "gateway/store/__init__.py", "gateway.store",
-                     modules)
+    edges = edges_of("gateway.store", code, "gateway/store/__init__.py", "gateway.store", modules)
     assert wrong_way(edges) == [
         "gateway/store/__init__.py:4: `from flows import lifecycle`: store may not import "
-        "flows (allowed: leaf)"]
+        "flows (allowed: leaf)"
+    ]
 
 
 def test_a_flow_reaching_for_a_key_is_named():
     code = "from gateway.store import Store, keys\n"
-    edges = edges_of("flows.router", code, "flows/router.py", "flows",
-                     {"gateway.store", "gateway.store.keys"})
+    edges = edges_of(
+        "flows.router", code, "flows/router.py", "flows", {"gateway.store", "gateway.store.keys"}
+    )
     assert wrong_way(edges) == [
         "flows/router.py:1: `from gateway.store import Store, keys`: flows may not import "
-        "gateway.store.keys"]
+        "gateway.store.keys"
+    ]
 
 
 def test_an_import_inside_a_function_counts():
     code = "def later():\n    from gateway.web import webhooks\n"
-    edges = edges_of("gateway.outbox", code, "gateway/outbox/__init__.py", "gateway.outbox",
-                     {"gateway.web.webhooks"})
+    edges = edges_of(
+        "gateway.outbox",
+        code,
+        "gateway/outbox/__init__.py",
+        "gateway.outbox",
+        {"gateway.web.webhooks"},
+    )
     assert [str(e) for e in edges] == [
-        "gateway/outbox/__init__.py:2: `from gateway.web import webhooks`"]
+        "gateway/outbox/__init__.py:2: `from gateway.web import webhooks`"
+    ]
     assert "outbox may not import web" in wrong_way(edges)[0]
 
 
 def test_a_cycle_through_a_third_module_is_found():
-    graph = {"flows.a": {"flows.b"}, "flows.b": {"gateway.store"},
-             "gateway.store": {"flows.a"}, "gateway.codes": set()}
+    graph = {
+        "flows.a": {"flows.b"},
+        "flows.b": {"gateway.store"},
+        "gateway.store": {"flows.a"},
+        "gateway.codes": set(),
+    }
     assert cycles(graph) == [["flows.a", "flows.b", "gateway.store"]]

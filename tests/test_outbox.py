@@ -63,8 +63,9 @@ PHONE = "+919811111111"
 
 def test_booking_code_reaches_the_phone_once(r, store, sample, at_settings, fake):
     session_id = f"S100-{date.fromisoformat(store.today()):%Y%m%d}"
-    booked = store.book(mobile=PHONE, name="Asha Devi", birth_year=1990,
-                        session_id=session_id, slot=0)
+    booked = store.book(
+        mobile=PHONE, name="Asha Devi", birth_year=1990, session_id=session_id, slot=0
+    )
     assert booked.ok
     ref = booked.value
     with running(r, at_settings):
@@ -84,8 +85,15 @@ def test_booking_code_reaches_the_phone_once(r, store, sample, at_settings, fake
     assert REPORT_SECONDS < r.ttl(keys.message(f"book:{ref}:0")) <= KEEP_SECONDS
     assert r.xlen(keys.OUTBOX) == 0  # acknowledged entries are deleted
     assert code not in str(r.hgetall(keys.message(f"book:{ref}:0")))
-    assert stats(r) == {"queued": 1, "sent": 1, "delivered": 0, "failed": 0, "dead": 0,
-                        "in_outbox": 0, "waiting_retry": 0}
+    assert stats(r) == {
+        "queued": 1,
+        "sent": 1,
+        "delivered": 0,
+        "failed": 0,
+        "dead": 0,
+        "in_outbox": 0,
+        "waiting_retry": 0,
+    }
 
 
 def test_a_server_error_is_retried_and_the_person_gets_one_sms(r, at_settings, fake):
@@ -115,8 +123,10 @@ def test_a_timeout_is_retried_and_never_loses_the_message(r, at_settings, fake):
     assert first == second and len(fake.requests) == 2
 
 
-@pytest.mark.parametrize("answer, reason", [(INVALID_PHONE, "403 InvalidPhoneNumber"),
-                                            (BLACKLISTED, "406 UserInBlacklist")])
+@pytest.mark.parametrize(
+    "answer, reason",
+    [(INVALID_PHONE, "403 InvalidPhoneNumber"), (BLACKLISTED, "406 UserInBlacklist")],
+)
 def test_a_rejected_number_is_a_dead_letter_at_once(r, at_settings, fake, answer, reason):
     fake.script(answer)
     queue_sms(r, "lock:3", PHONE)
@@ -170,12 +180,10 @@ def test_after_max_attempts_the_message_is_kept_as_a_dead_letter(r, at_settings,
     assert letter["attempts"] == "3" and "after 3 attempts" in letter["error"]
 
 
-def test_an_invalid_sender_id_is_reported_as_a_configuration_error(r, at_settings, fake,
-                                                                   caplog):
+def test_an_invalid_sender_id_is_reported_as_a_configuration_error(r, at_settings, fake, caplog):
     fake.script(INVALID_SENDER, INVALID_SENDER)
     queue_sms(r, "lock:6", PHONE)
-    with caplog.at_level(logging.ERROR, "gateway.outbox"), running(r, at_settings,
-                                                                   max_attempts=2):
+    with caplog.at_level(logging.ERROR, "gateway.outbox"), running(r, at_settings, max_attempts=2):
         wait_for(lambda: status(r, "lock:6").get("status") == "dead", "the dead letter")
     assert "configuration_error k=lock:6 detail=InvalidSenderId" in caplog.text
     assert "InvalidSenderId" in dead_letters(r)[0]["error"]
@@ -208,8 +216,7 @@ class _CountingConnection(redis.Connection):
         return super().send_packed_command(command, check_health)
 
 
-def test_sends_recorded_together_each_keep_their_own_provider_id(r, redis_url, at_settings,
-                                                                 fake):
+def test_sends_recorded_together_each_keep_their_own_provider_id(r, redis_url, at_settings, fake):
     phones = [f"+9198111160{i:02d}" for i in range(40)]
     for i, phone in enumerate(phones):
         queue_sms(r, f"lock:g{i}", phone)
@@ -246,7 +253,8 @@ class _LosesOneReply(redis.Redis):
 
 
 def test_a_lost_reply_while_recording_a_send_neither_resends_nor_double_counts(
-        redis_url, r, at_settings, fake):
+    redis_url, r, at_settings, fake
+):
     client = _LosesOneReply.from_url(redis_url)
     with running(client, at_settings) as worker:
         client.lose = worker._scripts["outbox_sent"].sha
@@ -323,8 +331,9 @@ def test_requeue_from_the_dead_letters(r, at_settings, fake):
         wait_for(lambda: status(r, "lock:9").get("status") == "sent", "the requeued SMS")
     assert dead_letters(r) == [] and len(fake.received_by(PHONE)) == 1
     assert_compact(r, "lock:9")  # the dead letter's copy of the text's fields is gone
-    shown = dict(line.rsplit(None, 1) for line in cli.invoke(args=["sms", "stats"]).output
-                 .splitlines())
+    shown = dict(
+        line.rsplit(None, 1) for line in cli.invoke(args=["sms", "stats"]).output.splitlines()
+    )
     assert shown["sent"] == "1" and shown["dead"] == "0" and shown["in outbox"] == "0"
     assert cli.invoke(args=["sms", "requeue", "1-1"]).exit_code == 1
     assert cli.invoke(args=["sms", "requeue"]).exit_code == 2  # neither ID nor --all
@@ -343,11 +352,11 @@ def test_requeue_all_by_message_key_or_all(r, at_settings, fake):
     assert stats(r)["dead"] == 0
 
 
-def test_console_provider_keeps_messages_without_codes_in_redis(r, store, sample, settings,
-                                                                caplog):
+def test_console_provider_keeps_messages_without_codes_in_redis(r, store, sample, settings, caplog):
     session_id = f"S100-{date.fromisoformat(store.today()):%Y%m%d}"
-    ref = store.book(mobile=PHONE, name="Asha Devi", birth_year=1990, session_id=session_id,
-                     slot=0).value
+    ref = store.book(
+        mobile=PHONE, name="Asha Devi", birth_year=1990, session_id=session_id, slot=0
+    ).value
     queue_sms(r, "lock:k", PHONE)
     assert settings.at_username is None
     with caplog.at_level(logging.INFO), running(r, settings):
@@ -376,19 +385,35 @@ def test_console_provider_keeps_the_last_fifty(r, settings):
 def test_a_worker_started_before_its_redis_waits_for_it(settings, tmp_path, caplog):
     port = free_port()
     # No client-side retries: the worker's own loop is what is under test.
-    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1,
-                         retry=Retry(NoBackoff(), 0))
+    client = redis.Redis(
+        host="127.0.0.1", port=port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
     server = None
     try:
         with caplog.at_level(logging.ERROR), running(client, settings):
             wait_for(lambda: "event=outbox_stuck" in caplog.text, "the worker to notice")
             server = subprocess.Popen(
-                [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save",
-                 "", "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+                [
+                    redis_binary(),
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(tmp_path),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
             wait_for(lambda: _answers(client), "redis-server to start")
             queue_sms(client, "lock:late", PHONE)
-            wait_for(lambda: status(client, "lock:late").get("status") == "sent",
-                     "the SMS once Redis is up")
+            wait_for(
+                lambda: status(client, "lock:late").get("status") == "sent",
+                "the SMS once Redis is up",
+            )
     finally:
         if server:
             server.terminate()
@@ -421,8 +446,10 @@ def test_a_username_without_an_api_key_is_refused_at_start(settings):
 
 def test_an_answer_with_a_charset_is_still_read():
     # The SDK leaves the JSON unparsed when the content type is not exactly application/json.
-    answer = ('{"SMSMessageData": {"Message": "Sent to 1/1", "Recipients": [{"statusCode": 101,'
-              ' "number": "+919811111111", "status": "Success", "messageId": "ATXid_1"}]}}')
+    answer = (
+        '{"SMSMessageData": {"Message": "Sent to 1/1", "Recipients": [{"statusCode": 101,'
+        ' "number": "+919811111111", "status": "Success", "messageId": "ATXid_1"}]}}'
+    )
     assert reduce_answer(answer).outcome == SENT and reduce_answer(answer).message_id == "ATXid_1"
     assert reduce_answer("<html>bad gateway</html>").outcome == RETRY
 
@@ -433,13 +460,20 @@ def _client(keep_alive: bool) -> type[SMSClient]:
 
 
 @pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "sdk-transport"])
-@pytest.mark.parametrize("answer, outcome, says", [
-    (None, "sent", "101 Success"), (http(500), "retry", "Internal Server Error"),
-    (DND, "retry", "409 DoNotDisturbRejection"), (INVALID_PHONE, "rejected", "403"),
-    (INVALID_SENDER, "config", "InvalidSenderId"), ("bad key", "config", "authentication"),
-])
-def test_each_answer_is_reduced_the_same_over_either_transport(fake, keep_alive, answer,
-                                                               outcome, says):
+@pytest.mark.parametrize(
+    "answer, outcome, says",
+    [
+        (None, "sent", "101 Success"),
+        (http(500), "retry", "Internal Server Error"),
+        (DND, "retry", "409 DoNotDisturbRejection"),
+        (INVALID_PHONE, "rejected", "403"),
+        (INVALID_SENDER, "config", "InvalidSenderId"),
+        ("bad key", "config", "authentication"),
+    ],
+)
+def test_each_answer_is_reduced_the_same_over_either_transport(
+    fake, keep_alive, answer, outcome, says
+):
     if answer and answer != "bad key":
         fake.script(answer)
     key = "wrong" if answer == "bad key" else fake.api_key
@@ -485,10 +519,19 @@ def test_a_number_the_sdk_refuses_is_rejected_without_a_request(fake):
 
 # -- a real worker process ------------------------------------------------------------------------
 
+
 def _worker_env(redis_url: str, fake: FakeAT, tmp_path: Path) -> dict:
-    return {**os.environ, "REDIS_URL": redis_url, "AT_USERNAME": fake.username,
-            "AT_API_KEY": fake.api_key, "AT_BASE_URL": fake.base_url, "SECRET_KEY": "test-secret",
-            "INSTANCE_PATH": str(tmp_path), "OUTBOX_RATE": "0", "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "AT_USERNAME": fake.username,
+        "AT_API_KEY": fake.api_key,
+        "AT_BASE_URL": fake.base_url,
+        "SECRET_KEY": "test-secret",
+        "INSTANCE_PATH": str(tmp_path),
+        "OUTBOX_RATE": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 class WorkerProcess:
@@ -498,7 +541,12 @@ class WorkerProcess:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flask", "--app", "app", "outbox-worker", *args],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         threading.Thread(target=self._collect, daemon=True).start()
 
     def _collect(self) -> None:
@@ -518,8 +566,7 @@ class WorkerProcess:
             raise
 
 
-def test_sigterm_finishes_sends_in_flight_and_leaves_the_rest_queued(r, redis_url, fake,
-                                                                      tmp_path):
+def test_sigterm_finishes_sends_in_flight_and_leaves_the_rest_queued(r, redis_url, fake, tmp_path):
     fake.hold_from(0)
     for i in range(4):
         queue_sms(r, f"lock:t{i}", f"+91981111140{i}")
@@ -546,8 +593,9 @@ def test_a_killed_worker_loses_nothing(r, redis_url, fake, tmp_path):
     first = WorkerProcess(env, "--concurrency", "4", "--claim-idle", "1")
     try:
         wait_for(lambda: stats(r)["sent"] == 10 and fake.held == 4, "10 sent, 4 in flight")
-        sent_before = {f"lock:x{i}" for i in range(30)
-                       if status(r, f"lock:x{i}").get("status") == "sent"}
+        sent_before = {
+            f"lock:x{i}" for i in range(30) if status(r, f"lock:x{i}").get("status") == "sent"
+        }
         first.proc.kill()  # SIGKILL: no cleanup at all
         first.proc.wait(10)
     finally:
@@ -558,8 +606,10 @@ def test_a_killed_worker_loses_nothing(r, redis_url, fake, tmp_path):
     second = WorkerProcess(env, "--concurrency", "4", "--claim-idle", "1")
     try:
         wait_for(lambda: stats(r)["sent"] == 30, "every message sent", timeout=30)
-        taken = [re.search(r"event=outbox_took_over worker=\S+ entries=(\d+)", line)
-                 for line in second.lines]
+        taken = [
+            re.search(r"event=outbox_took_over worker=\S+ entries=(\d+)", line)
+            for line in second.lines
+        ]
         assert sum(int(m.group(1)) for m in taken if m) == 4
     finally:
         assert second.stop() == 0
@@ -573,14 +623,16 @@ def test_a_killed_worker_loses_nothing(r, redis_url, fake, tmp_path):
     assert r.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)["pending"] == 0
 
 
-def test_console_provider_never_logs_the_codes_of_a_status_slip(client, r, store, sample,
-                                                                settings, caplog):
+def test_console_provider_never_logs_the_codes_of_a_status_slip(
+    client, r, store, sample, settings, caplog
+):
     from gateway.providers.console import ConsoleProvider
     from tests.conversation_helpers import Phone
 
     session_id = f"S100-{date.fromisoformat(store.today()):%Y%m%d}"
-    ref = store.book(mobile=PHONE, name="Asha Devi", birth_year=1990, session_id=session_id,
-                     slot=0).value
+    ref = store.book(
+        mobile=PHONE, name="Asha Devi", birth_year=1990, session_id=session_id, slot=0
+    ).value
     Phone(client, PHONE).sms("STATUS")
     _, slip = r.xrange(keys.OUTBOX)[-1]
     entry = {k.decode(): v.decode() for k, v in slip.items()}
@@ -621,8 +673,9 @@ def test_the_worker_logs_at_log_level_one_line_per_event(r, redis_url, fake, tmp
         wait_for(lambda: told.logged("lock:told"), "the send's log line")
     finally:
         assert told.stop() == 0
-    assert all(re.match(r"\d{4}-\d\d-\d\d [\d:,]+ [A-Z]+ [\w.]+: ", line)
-               for line in told.lines), told.lines
+    assert all(re.match(r"\d{4}-\d\d-\d\d [\d:,]+ [A-Z]+ [\w.]+: ", line) for line in told.lines), (
+        told.lines
+    )
 
 
 class DiskFails:
@@ -650,39 +703,51 @@ class DiskFails:
     @staticmethod
     def _snapshot(client, outcome: str) -> None:
         client.bgsave(schedule=True)
-        wait_for(lambda: (lambda p: p["rdb_bgsave_in_progress"] == 0
-                          and p["rdb_last_bgsave_status"] == outcome)(
-                     client.info("persistence")), f"a snapshot to end {outcome}")
+        wait_for(
+            lambda: (
+                lambda p: (
+                    p["rdb_bgsave_in_progress"] == 0 and p["rdb_last_bgsave_status"] == outcome
+                )
+            )(client.info("persistence")),
+            f"a snapshot to end {outcome}",
+        )
 
 
 _DISK = DiskFails()
 # Ways to make Redis refuse every write, and to mend it.
 FAULTS = {
     "failed disk": (_DISK.breaks, _DISK.mends, "MISCONF"),
-    "out of memory": (lambda c: c.config_set("maxmemory", 1),
-                      lambda c: c.config_set("maxmemory", 0), "OutOfMemoryError"),
-    "read-only replica": (lambda c: c.replicaof("127.0.0.1", free_port()),
-                          lambda c: c.replicaof("NO", "ONE"), "ReadOnlyError"),
+    "out of memory": (
+        lambda c: c.config_set("maxmemory", 1),
+        lambda c: c.config_set("maxmemory", 0),
+        "OutOfMemoryError",
+    ),
+    "read-only replica": (
+        lambda c: c.replicaof("127.0.0.1", free_port()),
+        lambda c: c.replicaof("NO", "ONE"),
+        "ReadOnlyError",
+    ),
 }
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_a_worker_rides_out_redis_refusing_writes_and_says_so(tmp_path, at_settings, fake,
-                                                              caplog, fault):
+def test_a_worker_rides_out_redis_refusing_writes_and_says_so(
+    tmp_path, at_settings, fake, caplog, fault
+):
     breaks, mends, word = FAULTS[fault]
     server = RedisServer(tmp_path).start()
     client = server.client()
     phones = [f"+91981111170{i}" for i in range(3)]
-    app = create_app({"SETTINGS": Settings(**{**at_settings.__dict__,
-                                              "redis_url": server.url}), "TESTING": True})
+    app = create_app(
+        {"SETTINGS": Settings(**{**at_settings.__dict__, "redis_url": server.url}), "TESTING": True}
+    )
     try:
         client.xgroup_create(keys.OUTBOX, keys.OUTBOX_GROUP, id="0", mkstream=True)
         for i, phone in enumerate(phones):  # queued while a worker was away
             queue_sms(client, f"lock:f{i}", phone)
         client.config_set("maxmemory-policy", "noeviction")
         breaks(client)
-        with caplog.at_level(logging.INFO), running(
-                client, at_settings, claim_idle=0.5):
+        with caplog.at_level(logging.INFO), running(client, at_settings, claim_idle=0.5):
             wait_for(lambda: caplog.text.count("event=outbox_stuck") >= 3, "retries, logged")
             assert word in caplog.text and not fake.requests
             # Where an operator looks, though Redis takes no write to say it:
@@ -702,8 +767,7 @@ def test_a_worker_rides_out_redis_refusing_writes_and_says_so(tmp_path, at_setti
         server.stop()
 
 
-def test_a_worker_rides_out_redis_stopping_and_starting_again(tmp_path, at_settings, fake,
-                                                              caplog):
+def test_a_worker_rides_out_redis_stopping_and_starting_again(tmp_path, at_settings, fake, caplog):
     server = RedisServer(tmp_path).start()
     client = server.client()
     try:
@@ -733,14 +797,14 @@ def _start(server):
 # first) may go on writing, so Redis takes the record.
 @pytest.mark.parametrize("outage", ["read-only replica", "stopped"])
 def test_a_send_taken_by_the_api_during_an_outage_is_recorded_not_sent_again(
-        tmp_path, at_settings, fake, caplog, outage):
+    tmp_path, at_settings, fake, caplog, outage
+):
     server = RedisServer(tmp_path).start()
     client = server.client()
     fake.hold_from(0)
     try:
         queue_sms(client, "lock:once", PHONE)
-        with caplog.at_level(logging.INFO), running(
-                client, at_settings, claim_idle=0.2):
+        with caplog.at_level(logging.INFO), running(client, at_settings, claim_idle=0.2):
             wait_for(lambda: fake.held == 1, "the send in flight")
             breaks, mends, _ = FAULTS.get(outage, (_stop(server), _start(server), ""))
             breaks(client)
@@ -750,8 +814,13 @@ def test_a_send_taken_by_the_api_during_an_outage_is_recorded_not_sent_again(
             mends(client)
             wait_for(lambda: status(client, "lock:once").get("status") == "sent", "the record")
             # Nothing pending, nothing on the stream: no reclaim can ever send it again.
-            wait_for(lambda: not client.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)["pending"]
-                     and not client.xlen(keys.OUTBOX), "nothing left to reclaim")
+            wait_for(
+                lambda: (
+                    not client.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)["pending"]
+                    and not client.xlen(keys.OUTBOX)
+                ),
+                "nothing left to reclaim",
+            )
         assert len(fake.requests) == 1 and stats(client)["sent"] == 1
         assert fake.received_by(PHONE) and len(fake.received_by(PHONE)) == 1
     finally:

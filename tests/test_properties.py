@@ -21,16 +21,62 @@ from tests.conversation_helpers import (
 )
 from tests.test_budgets import sms_within_budget
 
-BOUNDED = settings(max_examples=40, deadline=None,
-                   suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                          HealthCheck.too_slow])
+BOUNDED = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 NUMBERS = ["+919811111111", "+919822222222", VACCINATOR]
-USSD_WORDS = ["", "0", "00", "1", "2", "3", "4", "5", "9", "1990", "110017", "Asha Devi",
-              "Ravi Kumar", "YES", "१", "*", "1*2", "😀", "a" * 40, " 1 "]
-SMS_WORDS = ["BOOK", "book 110017", "STATUS", "CANCEL", "CANCEL 12345 67890", "CODE",
-             "HELP", "LANG HI", "LANG EN", "Asha Devi", "1990", "110017", "1", "2", "9",
-             "YES", "no", "स्थिति", "बुक", "हाँ", "VERIFY 12345 67890 1234", "DOSE", "TODAY",
-             "१९९०", "🙂", ""]
+USSD_WORDS = [
+    "",
+    "0",
+    "00",
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+    "9",
+    "1990",
+    "110017",
+    "Asha Devi",
+    "Ravi Kumar",
+    "YES",
+    "१",
+    "*",
+    "1*2",
+    "😀",
+    "a" * 40,
+    " 1 ",
+]
+SMS_WORDS = [
+    "BOOK",
+    "book 110017",
+    "STATUS",
+    "CANCEL",
+    "CANCEL 12345 67890",
+    "CODE",
+    "HELP",
+    "LANG HI",
+    "LANG EN",
+    "Asha Devi",
+    "1990",
+    "110017",
+    "1",
+    "2",
+    "9",
+    "YES",
+    "no",
+    "स्थिति",
+    "बुक",
+    "हाँ",
+    "VERIFY 12345 67890 1234",
+    "DOSE",
+    "TODAY",
+    "१९९०",
+    "🙂",
+    "",
+]
 
 typed = st.one_of(st.sampled_from(SMS_WORDS), st.text(max_size=60))
 hop = st.one_of(st.sampled_from(USSD_WORDS), st.text(max_size=30))
@@ -64,9 +110,13 @@ def test_any_sms_is_answered_within_budget(client, store, r, settings, messages)
 
 
 @BOUNDED
-@given(st.lists(st.tuples(st.sampled_from(NUMBERS[:2]), st.sampled_from(["dial", "press",
-                                                                          "again"]), hop),
-                min_size=1, max_size=25))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(NUMBERS[:2]), st.sampled_from(["dial", "press", "again"]), hop),
+        min_size=1,
+        max_size=25,
+    )
+)
 def test_any_ussd_hops_get_a_screen_within_budget(client, store, r, settings, steps):
     fresh(r, store)
     phones = {number: Phone(client, number) for number in NUMBERS[:2]}
@@ -100,8 +150,12 @@ def _run_sms(client, r, settings, messages, repeat_every: int | None) -> tuple:
 
 
 @BOUNDED
-@given(st.lists(st.tuples(st.sampled_from(NUMBERS), st.sampled_from(SMS_WORDS)), min_size=1,
-                max_size=10), st.integers(min_value=1, max_value=3))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(NUMBERS), st.sampled_from(SMS_WORDS)), min_size=1, max_size=10
+    ),
+    st.integers(min_value=1, max_value=3),
+)
 def test_a_repeated_sms_has_no_second_effect(client, store, r, settings, messages, every):
     fresh(r, store)
     once = _run_sms(client, r, settings, messages, None)
@@ -121,10 +175,13 @@ def _run_ussd(phone: Phone, hops, repeat: set[int]) -> list[str]:
 
 
 @BOUNDED
-@given(st.lists(st.sampled_from(USSD_WORDS), min_size=1, max_size=15),
-       st.sets(st.integers(min_value=0, max_value=14)))
-def test_a_repeated_ussd_hop_gets_the_same_screen_and_no_second_effect(client, store, r,
-                                                                        settings, hops, repeat):
+@given(
+    st.lists(st.sampled_from(USSD_WORDS), min_size=1, max_size=15),
+    st.sets(st.integers(min_value=0, max_value=14)),
+)
+def test_a_repeated_ussd_hop_gets_the_same_screen_and_no_second_effect(
+    client, store, r, settings, hops, repeat
+):
     fresh(r, store)
     once = _run_ussd(Phone(client), hops, set())
     effects = (len(outbox(r)), len(appointments(r)))
@@ -135,8 +192,11 @@ def test_a_repeated_ussd_hop_gets_the_same_screen_and_no_second_effect(client, s
 
 
 @settings(BOUNDED, max_examples=20)
-@given(st.lists(st.tuples(st.integers(min_value=0, max_value=5), st.booleans()), min_size=1,
-                max_size=8))
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=5), st.booleans()), min_size=1, max_size=8
+    )
+)
 def test_never_more_bookings_than_capacity(client, store, r, settings, callers):
     fresh(r, store, capacity=2)
     for who, over_ussd in callers:
@@ -145,8 +205,7 @@ def test_never_more_bookings_than_capacity(client, store, r, settings, callers):
             phone.dial()
             phone.press("1", f"Person {chr(65 + who)}", "1990", "110017", "1", "1", "1", "1")
         else:
-            for text in ("BOOK 110017", f"Person {chr(65 + who)}", "1990", "1", "1", "1",
-                         "YES"):
+            for text in ("BOOK 110017", f"Person {chr(65 + who)}", "1990", "1", "1", "1", "YES"):
                 phone.sms(text)
     check_capacity(r)
     assert len(appointments(r)) <= 4  # two days of one slot of two

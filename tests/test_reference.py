@@ -37,8 +37,9 @@ def test_loading_twice_changes_nothing_the_second_time(store, r):
 def test_capacity_cannot_drop_below_what_is_booked(store, r, sample):
     sid = sample["sessions"][0]["id"]
     for i in range(3):
-        assert store.book(mobile=f"+91981000000{i}", name="P", birth_year=1980,
-                          session_id=sid, slot=0).ok
+        assert store.book(
+            mobile=f"+91981000000{i}", name="P", birth_year=1980, session_id=sid, slot=0
+        ).ok
     changed = json.loads(json.dumps(sample))
     changed["sessions"][0]["slots"][0]["capacity"] = 2
     changed["sessions"][1]["slots"][0]["capacity"] = 40
@@ -55,8 +56,7 @@ def test_capacity_cannot_drop_below_what_is_booked(store, r, sample):
 
 def test_a_slot_dropped_from_the_list_counts_as_capacity_zero(store, r, sample):
     sid = sample["sessions"][0]["id"]
-    assert store.book(mobile="+919810000000", name="P", birth_year=1980, session_id=sid,
-                      slot=2).ok
+    assert store.book(mobile="+919810000000", name="P", birth_year=1980, session_id=sid, slot=2).ok
     changed = json.loads(json.dumps(sample))
     del changed["sessions"][0]["slots"][2]
     with pytest.raises(DataError, match=r"sessions\[0\].slots\[2\].capacity: 1 already"):
@@ -85,19 +85,25 @@ def test_bad_rows_are_named_with_their_field_and_nothing_is_written(store, r):
     with pytest.raises(DataError) as error:
         load(store, data)
     message = str(error.value)
-    for expected in ("centres[1].pincode", "sessions[2].date", "sessions[3].slots[0].capacity",
-                     "vaccinators[0].phone", "vaccinators[1].centre_id: unknown centre 'C999'"):
+    for expected in (
+        "centres[1].pincode",
+        "sessions[2].date",
+        "sessions[3].slots[0].capacity",
+        "vaccinators[0].phone",
+        "vaccinators[1].centre_id: unknown centre 'C999'",
+    ):
         assert expected in message
     assert r.dbsize() == 0
 
 
 def test_csv_files_load_like_json(store, r, tmp_path):
     (tmp_path / "centres.csv").write_text(
-        "id,name,district,state,pincode,address\n"
-        "C100,PHC Saket,South Delhi,Delhi,110017,J Block\n")
+        "id,name,district,state,pincode,address\nC100,PHC Saket,South Delhi,Delhi,110017,J Block\n"
+    )
     (tmp_path / "sessions.csv").write_text(
         "id,centre_id,date,vaccine,min_age,max_age,slots\n"
-        f"S1,C100,{store.today()},covishield,18,,09:00-11:00=25;11:00-13:00=10\n")
+        f"S1,C100,{store.today()},covishield,18,,09:00-11:00=25;11:00-13:00=10\n"
+    )
     (tmp_path / "vaccinators.csv").write_text("phone,name,centre_id\n09800000001,A,C100\n")
     for name in ("centres.csv", "sessions.csv", "vaccinators.csv"):
         load_files(store, [tmp_path / name])
@@ -111,14 +117,17 @@ def test_the_load_data_command_reports_and_fails_on_bad_files(redis_url, tmp_pat
     bad = tmp_path / "bad.json"
     good.write_text(json.dumps(sample_data(date.today())))
     bad.write_text('{"centres": [{"id": "C1"}]}')
-    env = {"REDIS_URL": redis_url, "SECRET_KEY": "k", "INSTANCE_PATH": str(tmp_path),
-           "PATH": "/usr/bin:/bin"}
+    env = {
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "k",
+        "INSTANCE_PATH": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
     run = [sys.executable, "-m", "flask", "--app", "app", "load-data"]
     ok = subprocess.run([*run, str(good)], cwd=ROOT, env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert "5 centres, 35 sessions" in ok.stdout and "2 vaccinators" in ok.stdout
-    refused = subprocess.run([*run, str(bad)], cwd=ROOT, env=env, capture_output=True,
-                             text=True)
+    refused = subprocess.run([*run, str(bad)], cwd=ROOT, env=env, capture_output=True, text=True)
     assert refused.returncode == 1
     assert "centres[0].name: missing" in refused.stderr
     assert "Traceback" not in refused.stderr
@@ -128,13 +137,16 @@ def test_the_shipped_sample_file_is_valid(store):
     report = load_files(store, [ROOT / "data" / "sample.json"])
     assert (report.centres, report.vaccinators) == (5, 2)
     assert {store.r.hget(keys.centre(cid), "district") for cid in store.centre_ids()} == {
-        b"South Delhi", b"Lucknow"}
+        b"South Delhi",
+        b"Lucknow",
+    }
 
 
 def test_a_csv_capacity_in_other_digits_is_refused_with_its_line(store, tmp_path):
     (tmp_path / "sessions.csv").write_text(
         "id,centre_id,date,vaccine,min_age,max_age,slots\n"
-        f"S1,C100,{store.today()},covishield,18,,09:00-11:00=²\n")
+        f"S1,C100,{store.today()},covishield,18,,09:00-11:00=²\n"
+    )
     with pytest.raises(DataError, match=r"line 2, field slots\[0\].capacity"):
         load_files(store, [tmp_path / "sessions.csv"])
 
@@ -146,15 +158,25 @@ def test_an_operator_can_take_a_vaccinators_rights_away(settings, sample, store)
     result = runner.invoke(args=["remove-vaccinator", "09800000001"])
     assert result.exit_code == 0 and "+919800000001 is no longer a vaccinator" in result.output
     assert store.vaccinator("+919800000001") is None
-    ref = store.book(mobile="+919811111111", name="Asha", birth_year=1990,
-                     session_id=sample["sessions"][0]["id"], slot=0).value
-    assert store.verify(vaccinator="+919800000001", ref=ref,
-                        code=store.appointment(ref)["code"]).status == "not_vaccinator"
+    ref = store.book(
+        mobile="+919811111111",
+        name="Asha",
+        birth_year=1990,
+        session_id=sample["sessions"][0]["id"],
+        slot=0,
+    ).value
+    assert (
+        store.verify(
+            vaccinator="+919800000001", ref=ref, code=store.appointment(ref)["code"]
+        ).status
+        == "not_vaccinator"
+    )
     again = runner.invoke(args=["remove-vaccinator", "+919800000001"])
     assert again.exit_code == 1 and "not a registered vaccinator" in again.output
 
 
 # -- all or nothing, never a traceback (issue 9 §5) ------------------------------------------
+
 
 @pytest.fixture
 def cli(settings):
@@ -168,7 +190,8 @@ def run_load(cli, *paths):
     """``flask load-data PATHS`` through Click's runner; fails the test on any traceback."""
     result = cli.invoke(args=["load-data", *map(str, paths)])
     assert result.exception is None or isinstance(result.exception, SystemExit), (
-        f"{type(result.exception).__name__}: {result.exception}")
+        f"{type(result.exception).__name__}: {result.exception}"
+    )
     assert "Traceback" not in result.output
     return result
 
@@ -188,8 +211,10 @@ def write_json(tmp_path, data, name="week.json") -> Path:
     return path
 
 
-@pytest.mark.parametrize("bad", ["20261201", "2026-W49-3", "2026-02-30", "2026-12-1",
-                                 "२०२६-१२-०१", " 2026-12-01x", 20261201])
+@pytest.mark.parametrize(
+    "bad",
+    ["20261201", "2026-W49-3", "2026-02-30", "2026-12-1", "२०२६-१२-०१", " 2026-12-01x", 20261201],
+)
 def test_a_date_not_written_yyyy_mm_dd_refuses_the_file(cli, r, store, tmp_path, bad):
     data = sample_data(store.now().date())
     data["sessions"][3]["date"] = bad
@@ -199,9 +224,11 @@ def test_a_date_not_written_yyyy_mm_dd_refuses_the_file(cli, r, store, tmp_path,
 
 def test_a_file_that_is_not_utf8_is_refused_by_name(cli, r, tmp_path):
     path = tmp_path / "centres.csv"
-    path.write_bytes(b"id,name,district,state,pincode,address\n"
-                     b"C100,PHC Saket,South Delhi,Delhi,110017,J Block\n"
-                     b"C101,Caf\xe9 Clinic,South Delhi,Delhi,110017,\n")
+    path.write_bytes(
+        b"id,name,district,state,pincode,address\n"
+        b"C100,PHC Saket,South Delhi,Delhi,110017,J Block\n"
+        b"C101,Caf\xe9 Clinic,South Delhi,Delhi,110017,\n"
+    )
     message = refused(cli, r, path)
     assert "centres.csv line 3" in message and "UTF-8" in message
 
@@ -214,14 +241,27 @@ def test_deeply_nested_json_is_refused(cli, r, tmp_path):
 
 def test_a_csv_field_over_the_csv_limit_is_refused_with_its_line(cli, r, tmp_path):
     path = tmp_path / "centres.csv"
-    path.write_text("id,name,district,state,pincode,address\n"
-                    "C100,PHC Saket,South Delhi,Delhi,110017,J Block\n"
-                    f'C101,PHC Kalkaji,South Delhi,Delhi,110019,"{"x" * 200_000}"\n')
+    path.write_text(
+        "id,name,district,state,pincode,address\n"
+        "C100,PHC Saket,South Delhi,Delhi,110017,J Block\n"
+        f'C101,PHC Kalkaji,South Delhi,Delhi,110019,"{"x" * 200_000}"\n'
+    )
     assert "centres.csv line 3" in refused(cli, r, path)
 
 
-@pytest.mark.parametrize("bad", ["99:99-00:00", "11:00-09:00", "09:00-09:00", "9:00-11:00",
-                                 "24:00-25:00", "09:60-10:00", "०९:००-११:००", 900])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "99:99-00:00",
+        "11:00-09:00",
+        "09:00-09:00",
+        "9:00-11:00",
+        "24:00-25:00",
+        "09:60-10:00",
+        "०९:००-११:००",
+        900,
+    ],
+)
 def test_slot_times_must_be_real_and_end_after_they_start(cli, r, store, tmp_path, bad):
     data = sample_data(store.now().date())
     data["sessions"][0]["slots"][2]["time"] = bad
@@ -241,30 +281,35 @@ def test_pincodes_are_stored_as_six_ascii_digits(cli, r, store, tmp_path):
     assert [c["id"] for c in store.availability("560003")] == ["C101"]
 
 
-@pytest.mark.parametrize("bad", ["56000", "5600021", "56OO02", "056000", "560-002",
-                                 "560002\x00", 560002, ["560002"]])
+@pytest.mark.parametrize(
+    "bad", ["56000", "5600021", "56OO02", "056000", "560-002", "560002\x00", 560002, ["560002"]]
+)
 def test_a_pincode_that_is_not_six_digits_is_refused(cli, r, store, tmp_path, bad):
     data = sample_data(store.now().date())
     data["centres"][4]["pincode"] = bad
     assert "centres[4].pincode" in refused(cli, r, write_json(tmp_path, data))
 
 
-@pytest.mark.parametrize(("kind", "index", "field", "bad"), [
-    ("centres", 0, "name", "PHC\x07Saket"),
-    ("centres", 0, "name", "PHC\u202eSaket"),
-    ("centres", 0, "name", "x" * 41),
-    ("centres", 1, "address", "y" * 161),
-    ("centres", 1, "address", "Line 1\nLine 2"),
-    ("centres", 2, "district", "z" * 61),
-    ("centres", 2, "state", "s" * 61),
-    ("centres", 3, "id", "C" * 41),
-    ("sessions", 2, "vaccine", "V" * 33),
-    ("sessions", 2, "vaccine", "COVI\x00SHIELD"),
-    ("vaccinators", 0, "name", "n" * 81),
-    ("vaccinators", 1, "name", "S.\x1bVerma"),
-])
-def test_text_fields_have_limits_and_no_control_characters(cli, r, store, tmp_path,
-                                                          kind, index, field, bad):
+@pytest.mark.parametrize(
+    ("kind", "index", "field", "bad"),
+    [
+        ("centres", 0, "name", "PHC\x07Saket"),
+        ("centres", 0, "name", "PHC\u202eSaket"),
+        ("centres", 0, "name", "x" * 41),
+        ("centres", 1, "address", "y" * 161),
+        ("centres", 1, "address", "Line 1\nLine 2"),
+        ("centres", 2, "district", "z" * 61),
+        ("centres", 2, "state", "s" * 61),
+        ("centres", 3, "id", "C" * 41),
+        ("sessions", 2, "vaccine", "V" * 33),
+        ("sessions", 2, "vaccine", "COVI\x00SHIELD"),
+        ("vaccinators", 0, "name", "n" * 81),
+        ("vaccinators", 1, "name", "S.\x1bVerma"),
+    ],
+)
+def test_text_fields_have_limits_and_no_control_characters(
+    cli, r, store, tmp_path, kind, index, field, bad
+):
     data = sample_data(store.now().date())
     data[kind][index][field] = bad
     message = refused(cli, r, write_json(tmp_path, data))
@@ -274,17 +319,25 @@ def test_text_fields_have_limits_and_no_control_characters(cli, r, store, tmp_pa
 
 def test_text_at_its_limit_loads(cli, r, store, tmp_path):
     data = sample_data(store.now().date())
-    data["centres"][0].update(name="N" * 40, address="A" * 160, district="D" * 60,
-                              state="S" * 60)
+    data["centres"][0].update(name="N" * 40, address="A" * 160, district="D" * 60, state="S" * 60)
     data["vaccinators"][0]["name"] = "रामकुमारी देवी" + "x" * 66
     assert run_load(cli, write_json(tmp_path, data)).exit_code == 0
     assert r.hget(keys.centre("C100"), "address") == b"A" * 160
 
 
-@pytest.mark.parametrize(("field", "bad"), [
-    ("min_age", True), ("min_age", 12.7), ("min_age", "12"), ("max_age", 18.0),
-    ("max_age", False), ("min_age", -1), ("max_age", 131), ("min_age", [18]),
-])
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("min_age", True),
+        ("min_age", 12.7),
+        ("min_age", "12"),
+        ("max_age", 18.0),
+        ("max_age", False),
+        ("min_age", -1),
+        ("max_age", 131),
+        ("min_age", [18]),
+    ],
+)
 def test_ages_are_whole_numbers(cli, r, store, tmp_path, field, bad):
     data = sample_data(store.now().date())
     data["sessions"][4][field] = bad
@@ -304,8 +357,9 @@ def test_min_age_above_max_age_is_refused(cli, r, store, tmp_path):
     assert "sessions[4].max_age" in refused(cli, r, write_json(tmp_path, data))
 
 
-@pytest.mark.parametrize("bad", [["+919800000001"], 919800000001, {"n": "+919800000001"},
-                                 "+91 98000\x0000001", "12"])
+@pytest.mark.parametrize(
+    "bad", [["+919800000001"], 919800000001, {"n": "+919800000001"}, "+91 98000\x0000001", "12"]
+)
 def test_a_phone_must_be_one_number_written_as_text(cli, r, store, tmp_path, bad):
     data = sample_data(store.now().date())
     data["vaccinators"][1]["phone"] = bad
@@ -313,15 +367,15 @@ def test_a_phone_must_be_one_number_written_as_text(cli, r, store, tmp_path, bad
 
 
 def test_a_later_file_refused_means_the_earlier_ones_are_not_written_either(
-        cli, r, store, tmp_path):
+    cli, r, store, tmp_path
+):
     good = write_json(tmp_path, sample_data(store.now().date()), "good.json")
     bad = write_json(tmp_path, {"centres": [{"id": "C1"}]}, "bad.json")
     message = refused(cli, r, good, bad)
     assert "bad.json centres[0].name: missing" in message
 
 
-def test_sessions_may_name_centres_of_another_file_or_already_loaded(cli, r, store,
-                                                                     tmp_path):
+def test_sessions_may_name_centres_of_another_file_or_already_loaded(cli, r, store, tmp_path):
     data = sample_data(store.now().date())
     centres = write_json(tmp_path, {"centres": data["centres"]}, "centres.json")
     sessions = write_json(tmp_path, {"sessions": data["sessions"]}, "sessions.json")
@@ -329,8 +383,9 @@ def test_sessions_may_name_centres_of_another_file_or_already_loaded(cli, r, sto
     assert run_load(cli, sessions, centres).exit_code == 0
     assert run_load(cli, staff).exit_code == 0  # its centres are already in Redis
     assert store.vaccinator("+919800000002")["centre_id"] == "C200"
-    orphan = write_json(tmp_path, {"vaccinators": [{"phone": "+919800000009",
-                                                    "centre_id": "C999"}]}, "orphan.json")
+    orphan = write_json(
+        tmp_path, {"vaccinators": [{"phone": "+919800000009", "centre_id": "C999"}]}, "orphan.json"
+    )
     assert "unknown centre 'C999'" in refused(cli, r, orphan)
 
 
@@ -346,8 +401,7 @@ def test_misspelt_keys_and_repeated_ids_are_refused(cli, r, store, tmp_path):
     assert "sessions[5].id" in message and "vaccinators[1].phone" in message
 
 
-def test_the_same_row_in_two_files_loads_once_but_two_versions_are_refused(cli, r, store,
-                                                                          tmp_path):
+def test_the_same_row_in_two_files_loads_once_but_two_versions_are_refused(cli, r, store, tmp_path):
     week = sample_data(store.now().date(), days=3)
     later = sample_data(store.now().date() + timedelta(days=3), days=3)
     first, second = write_json(tmp_path, week, "w1.json"), write_json(tmp_path, later, "w2.json")
@@ -360,58 +414,144 @@ def test_the_same_row_in_two_files_loads_once_but_two_versions_are_refused(cli, 
 
 def test_csv_problems_name_the_line_and_field(cli, r, store, tmp_path):
     path = tmp_path / "sessions.csv"
-    path.write_text("id,centre_id,date,vaccine,min_age,max_age,slots\n"
-                    f"S1,C100,{store.today()},covishield,18,,09:00-11:00=25\n"
-                    'S2,C100,"2026-12-\n01",covishield,18,,09:00-11:00=25\n'
-                    f"S3,C100,{store.today()},covishield,18.5,,09:00-11:00=25\n"
-                    f"S4,C100,{store.today()},covishield,18,,99:99-00:00=25\n"
-                    f"S5,C100,{store.today()},covishield,18,,09:00-11:00=25,extra\n")
+    path.write_text(
+        "id,centre_id,date,vaccine,min_age,max_age,slots\n"
+        f"S1,C100,{store.today()},covishield,18,,09:00-11:00=25\n"
+        'S2,C100,"2026-12-\n01",covishield,18,,09:00-11:00=25\n'
+        f"S3,C100,{store.today()},covishield,18.5,,09:00-11:00=25\n"
+        f"S4,C100,{store.today()},covishield,18,,99:99-00:00=25\n"
+        f"S5,C100,{store.today()},covishield,18,,09:00-11:00=25,extra\n"
+    )
     centres = tmp_path / "centres.csv"
-    centres.write_text("id,name,district,state,pincode,address\n"
-                       "C100,PHC Saket,South Delhi,Delhi,110017,J Block\n")
+    centres.write_text(
+        "id,name,district,state,pincode,address\nC100,PHC Saket,South Delhi,Delhi,110017,J Block\n"
+    )
     message = refused(cli, r, centres, path)
-    for expected in ("sessions.csv line 3, field date", "sessions.csv line 5, field min_age",
-                     "sessions.csv line 6, field slots[0].time", "sessions.csv line 7"):
+    for expected in (
+        "sessions.csv line 3, field date",
+        "sessions.csv line 5, field min_age",
+        "sessions.csv line 6, field slots[0].time",
+        "sessions.csv line 7",
+    ):
         assert expected in message, message
     assert "sessions.csv line 2" not in message
 
 
 # -- property: random and hostile files never traceback and never half-write ------------------
 
-FUZZ = settings_(max_examples=60, deadline=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                        HealthCheck.too_slow])
+FUZZ = settings_(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 SAMPLE = json.loads((ROOT / "data" / "sample.json").read_text())
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
-    max_leaves=20)
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
 hostile = st.one_of(
     json_values,
-    st.sampled_from(["20261201", "2026-W49-3", "2026-02-30", "99:99-00:00", "11:00-09:00",
-                     "५६०००२", "560003\n", "PHC\x00Saket", "\u202eevil", "x" * 500, "",
-                     " ", "C999", "+919800000001", "09800000001", "१२", True, 12.7, "12",
-                     10**30, -1, 0, [], {}, ["+919800000001"], {"time": "09:00-11:00"}]))
+    st.sampled_from(
+        [
+            "20261201",
+            "2026-W49-3",
+            "2026-02-30",
+            "99:99-00:00",
+            "11:00-09:00",
+            "५६०००२",
+            "560003\n",
+            "PHC\x00Saket",
+            "\u202eevil",
+            "x" * 500,
+            "",
+            " ",
+            "C999",
+            "+919800000001",
+            "09800000001",
+            "१२",
+            True,
+            12.7,
+            "12",
+            10**30,
+            -1,
+            0,
+            [],
+            {},
+            ["+919800000001"],
+            {"time": "09:00-11:00"},
+        ]
+    ),
+)
 FIELD_NAMES = sorted({name for rows in SAMPLE.values() for row in rows for name in row})
 schema_like = st.dictionaries(  # the spec's shape, with hostile values in it
     st.sampled_from(["centres", "sessions", "vaccinators"]),
-    st.lists(st.dictionaries(st.sampled_from([*FIELD_NAMES, "time", "capacity"]),
-                             st.one_of(hostile, st.lists(st.fixed_dictionaries(
-                                 {"time": hostile, "capacity": hostile}), max_size=3))),
-             max_size=4),
-    max_size=3)
-PATHS = [(kind, i, name) for kind, rows in SAMPLE.items() for i, row in enumerate(rows)
-         for name in [*row, "slots.0.time", "slots.0.capacity", "extra"]
-         if kind == "sessions" or not name.startswith("slots")]
-CSV_COLUMNS = ["id", "name", "district", "state", "pincode", "address", "centre_id", "date",
-               "vaccine", "min_age", "max_age", "slots", "phone", "", "x,y", 'q"']
+    st.lists(
+        st.dictionaries(
+            st.sampled_from([*FIELD_NAMES, "time", "capacity"]),
+            st.one_of(
+                hostile,
+                st.lists(st.fixed_dictionaries({"time": hostile, "capacity": hostile}), max_size=3),
+            ),
+        ),
+        max_size=4,
+    ),
+    max_size=3,
+)
+PATHS = [
+    (kind, i, name)
+    for kind, rows in SAMPLE.items()
+    for i, row in enumerate(rows)
+    for name in [*row, "slots.0.time", "slots.0.capacity", "extra"]
+    if kind == "sessions" or not name.startswith("slots")
+]
+CSV_COLUMNS = [
+    "id",
+    "name",
+    "district",
+    "state",
+    "pincode",
+    "address",
+    "centre_id",
+    "date",
+    "vaccine",
+    "min_age",
+    "max_age",
+    "slots",
+    "phone",
+    "",
+    "x,y",
+    'q"',
+]
 csv_text = st.builds(
     lambda header, rows: "\n".join(",".join(r) for r in [header, *rows]),
     st.lists(st.sampled_from(CSV_COLUMNS), min_size=1, max_size=8),
-    st.lists(st.lists(st.one_of(st.text(max_size=12), st.sampled_from(
-        ['"a,b"', '"x\ny"', '"', "09:00-11:00=25", "110017", "C100", "2026-12-01", "18",
-         "09800000001", "x" * 140_000])), max_size=8), max_size=5))
+    st.lists(
+        st.lists(
+            st.one_of(
+                st.text(max_size=12),
+                st.sampled_from(
+                    [
+                        '"a,b"',
+                        '"x\ny"',
+                        '"',
+                        "09:00-11:00=25",
+                        "110017",
+                        "C100",
+                        "2026-12-01",
+                        "18",
+                        "09800000001",
+                        "x" * 140_000,
+                    ]
+                ),
+            ),
+            max_size=8,
+        ),
+        max_size=5,
+    ),
+)
 
 
 def mutate(data: dict, path: tuple, value) -> dict:
@@ -437,8 +577,9 @@ def stored_shapes_hold(r) -> None:
         fields = r.hgetall(key)
         date.fromisoformat(fields[b"date"].decode())
         for time in json.loads(fields[b"slots"]):
-            assert re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]",
-                                time)
+            assert re.fullmatch(
+                r"([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]", time
+            )
 
 
 def dumped(r) -> dict:
@@ -468,15 +609,19 @@ def booked(store, r):
     data = sample_data(store.now().date())
     assert [len(rows) for rows in data.values()] == [len(rows) for rows in SAMPLE.values()]
     load(store, data)
-    assert store.book(mobile="+919811111111", name="Asha", birth_year=1980,
-                      session_id=data["sessions"][0]["id"], slot=0).ok
+    assert store.book(
+        mobile="+919811111111",
+        name="Asha",
+        birth_year=1980,
+        session_id=data["sessions"][0]["id"],
+        slot=0,
+    ).ok
     return data
 
 
 @FUZZ
 @given(path=st.sampled_from(PATHS), value=st.one_of(st.none(), hostile))
-def test_any_change_to_the_sample_loads_whole_or_not_at_all(cli, r, booked, tmp_path,
-                                                           path, value):
+def test_any_change_to_the_sample_loads_whole_or_not_at_all(cli, r, booked, tmp_path, path, value):
     loads_whole_or_not_at_all(cli, r, write_json(tmp_path, mutate(booked, path, value)))
 
 
@@ -485,8 +630,13 @@ def nested(depth: int) -> str:
 
 
 @FUZZ
-@given(text_=st.one_of(json_values.map(json.dumps), schema_like.map(json.dumps),
-                       st.integers(500, 100_000).map(nested)))
+@given(
+    text_=st.one_of(
+        json_values.map(json.dumps),
+        schema_like.map(json.dumps),
+        st.integers(500, 100_000).map(nested),
+    )
+)
 def test_any_json_loads_whole_or_not_at_all(cli, r, booked, tmp_path, text_):
     path = tmp_path / "data.json"
     path.write_text(text_)
@@ -509,12 +659,14 @@ def test_any_csv_loads_whole_or_not_at_all(cli, r, booked, tmp_path, text_):
     loads_whole_or_not_at_all(cli, r, path)
 
 
-def test_a_booking_landing_during_a_load_is_counted_before_capacity_is_cut(store, r, sample,
-                                                                          monkeypatch):
+def test_a_booking_landing_during_a_load_is_counted_before_capacity_is_cut(
+    store, r, sample, monkeypatch
+):
     sid = sample["sessions"][0]["id"]
     for i in range(2):
-        assert store.book(mobile=f"+91981000000{i}", name="P", birth_year=1980,
-                          session_id=sid, slot=0).ok
+        assert store.book(
+            mobile=f"+91981000000{i}", name="P", birth_year=1980, session_id=sid, slot=0
+        ).ok
     changed = json.loads(json.dumps(sample))
     changed["sessions"][0]["slots"][0]["capacity"] = 2  # what is booked when the load starts
     changed["sessions"][1]["slots"][0]["capacity"] = 40
@@ -523,8 +675,9 @@ def test_a_booking_landing_during_a_load_is_counted_before_capacity_is_cut(store
     def a_third_booking_lands(ids):
         if not r.exists("race-done"):
             r.set("race-done", 1)
-            assert store.book(mobile="+919810000009", name="Q", birth_year=1980,
-                              session_id=sid, slot=0).ok
+            assert store.book(
+                mobile="+919810000009", name="Q", birth_year=1980, session_id=sid, slot=0
+            ).ok
         return checked(ids)
 
     monkeypatch.setattr(store, "_stored_pincodes", a_third_booking_lands)
@@ -547,7 +700,8 @@ def test_redis_away_is_one_line_not_a_traceback(settings, store, tmp_path):
 
 
 def test_bookings_that_never_stop_landing_end_the_load_with_nothing_written(
-        cli, r, store, sample, tmp_path, monkeypatch):
+    cli, r, store, sample, tmp_path, monkeypatch
+):
     from gateway.store import LOAD_TRIES, Store
 
     changed = json.loads(json.dumps(sample))
@@ -557,9 +711,15 @@ def test_bookings_that_never_stop_landing_end_the_load_with_nothing_written(
     checked, landed = Store._stored_pincodes, []
 
     def a_booking_lands_every_time(self, ids):
-        landed.append(store.book(mobile=f"+9198100{len(landed):05d}", name="Q",
-                                 birth_year=1980, session_id=sample["sessions"][0]["id"],
-                                 slot=0).ok)
+        landed.append(
+            store.book(
+                mobile=f"+9198100{len(landed):05d}",
+                name="Q",
+                birth_year=1980,
+                session_id=sample["sessions"][0]["id"],
+                slot=0,
+            ).ok
+        )
         return checked(self, ids)
 
     monkeypatch.setattr(Store, "_stored_pincodes", a_booking_lands_every_time)

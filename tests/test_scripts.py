@@ -26,8 +26,11 @@ _TOKEN = re.compile(r"--\[\[.*?\]\]|--[^\n]*|'(?:\\.|[^'\\\n])*'|\"(?:\\.|[^\"\\
 
 
 def _builders() -> list:
-    return [f for name, f in inspect.getmembers(keys, inspect.isfunction)
-            if f.__module__ == keys.__name__ and name != "template"]
+    return [
+        f
+        for name, f in inspect.getmembers(keys, inspect.isfunction)
+        if f.__module__ == keys.__name__ and name != "template"
+    ]
 
 
 def _constants() -> list[str]:
@@ -36,17 +39,22 @@ def _constants() -> list[str]:
 
 def _names() -> set[str]:
     """Each key function's name part, e.g. 'appt:' for keys.appointment."""
-    return {keys.template(f)[len(keys.PREFIX):].split("%s")[0] for f in _builders()}
+    return {keys.template(f)[len(keys.PREFIX) :].split("%s")[0] for f in _builders()}
 
 
 def key_literals(lua: str) -> list[str]:
     """The string literals of ``lua`` (comments left out) that look like a key name."""
     literals = [t[1:-1] for t in _TOKEN.findall(lua) if not t.startswith("--")]
     names = _names()
-    return [s for s in literals
-            if keys.TAG in s or s.startswith(keys.PREFIX[:3]) or s in _constants()
-            or any(s.startswith(name) for name in names)
-            or (s.endswith(":") and s not in NOT_KEYS)]
+    return [
+        s
+        for s in literals
+        if keys.TAG in s
+        or s.startswith(keys.PREFIX[:3])
+        or s in _constants()
+        or any(s.startswith(name) for name in names)
+        or (s.endswith(":") and s not in NOT_KEYS)
+    ]
 
 
 def _pattern(template: str) -> re.Pattern:
@@ -59,20 +67,25 @@ def test_no_script_spells_a_key_name():
     assert {name: hits for name, hits in found.items() if hits} == {}
 
 
-@pytest.mark.parametrize("planted", [
-    "local msg = prefix .. 'msg:' .. k",
-    "redis.call('HGET', 'tk:{tk}:appt:' .. ref, 'state')",
-    'redis.call("XLEN", "tk:{tk}:outbox")',
-    "local c = hgetall(ARGV[1] .. 'centre:' .. cid)",
-    "local stock = ARGV[1] .. 'stock:' .. vaccine  -- a key keys.py does not know",
-])
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "local msg = prefix .. 'msg:' .. k",
+        "redis.call('HGET', 'tk:{tk}:appt:' .. ref, 'state')",
+        'redis.call("XLEN", "tk:{tk}:outbox")',
+        "local c = hgetall(ARGV[1] .. 'centre:' .. cid)",
+        "local stock = ARGV[1] .. 'stock:' .. vaccine  -- a key keys.py does not know",
+    ],
+)
 def test_a_key_name_planted_in_lua_is_caught(planted):
     assert key_literals(planted)
 
 
 def test_what_is_not_a_key_name_passes():
-    lua = ("redis.call('HINCRBY', KEYS[1], 'booked:' .. slot, 1)  -- 'appt:' in a comment\n"
-           "queue_sms(outbox, counts, 'book:' .. ref .. ':0', to, 'sms.booked', 'en', {})")
+    lua = (
+        "redis.call('HINCRBY', KEYS[1], 'booked:' .. slot, 1)  -- 'appt:' in a comment\n"
+        "queue_sms(outbox, counts, 'book:' .. ref .. ':0', to, 'sms.booked', 'en', {})"
+    )
     assert key_literals(lua) == []
 
 
@@ -87,7 +100,8 @@ def test_every_key_the_scripts_touch_is_in_the_key_map(r, store, sample, at_sett
         assert apply_report(r, status(r, "lock:k1")["provider_id"], "Success")[0] == "updated"
         assert outbox.requeue(r, "lock:bad") == ["lock:bad"]
     patterns = [_pattern(keys.template(f)) for f in _builders()] + [
-        re.compile(re.escape(c)) for c in _constants()]
+        re.compile(re.escape(c)) for c in _constants()
+    ]
     in_lua = {k for lua, k in touched if lua}
     assert keys.message("lock:k1") in in_lua and keys.day("C100", store.today()) in in_lua
     assert {k for _, k in touched if not any(p.fullmatch(k) for p in patterns)} == set()
@@ -115,8 +129,10 @@ _ARG = re.compile(r'"((?:\\.|[^"\\])*)"')
 def _monitored(line: str) -> tuple[str, list[str]]:
     """(client, arguments) of a MONITOR line: '<time> [<db> <client>] "ARG" "ARG" …'."""
     source = line.split("[", 1)[1].split("]", 1)[0].split(" ", 1)[1]
-    args = [codecs.escape_decode(a.encode())[0].decode("utf-8", "replace")
-            for a in _ARG.findall(line.split("]", 1)[1])]
+    args = [
+        codecs.escape_decode(a.encode())[0].decode("utf-8", "replace")
+        for a in _ARG.findall(line.split("]", 1)[1])
+    ]
     return source, args
 
 
@@ -130,8 +146,10 @@ def _keys_of(r, args: list[str]) -> list[str]:
 def _journey(store) -> None:
     """Every store script once: book, reissue, verify, dose, cancel, and the reads."""
     session_id = f"S100-{date.fromisoformat(store.today()):%Y%m%d}"
-    refs = [store.book(mobile=PHONE, name=name, birth_year=1990, session_id=session_id,
-                       slot=0).value for name in ("Asha Devi", "Ravi Kumar")]
+    refs = [
+        store.book(mobile=PHONE, name=name, birth_year=1990, session_id=session_id, slot=0).value
+        for name in ("Asha Devi", "Ravi Kumar")
+    ]
     assert store.reissue(mobile=PHONE, ref=refs[0]).ok
     code = store.appointment(refs[0])["code"]
     assert store.verify(vaccinator=VACCINATOR, ref=refs[0], code=code).ok

@@ -27,14 +27,16 @@ def _deliver_outbox(r) -> None:
 
 def _book(store, sample, name="Asha Devi"):
     session = next(s for s in sample["sessions"] if s["centre_id"] == "C100")
-    outcome = store.book(mobile=CITIZEN, name=name, birth_year=1990,
-                         session_id=session["id"], slot=0)
+    outcome = store.book(
+        mobile=CITIZEN, name=name, birth_year=1990, session_id=session["id"], slot=0
+    )
     assert outcome.ok, outcome
     return outcome.value
 
 
 def test_inbox_shows_the_booking_sms_with_its_code_rendered_at_read_time(
-        client, store, sample, r, settings):
+    client, store, sample, r, settings
+):
     ref = _book(store, sample)
     _deliver_outbox(r)
 
@@ -57,8 +59,10 @@ def test_inbox_lists_messages_oldest_first_and_keeps_one_phone_apart(client, sto
     _book(store, sample, "Ravi Kumar")
     _deliver_outbox(r)
 
-    texts = [m["text"] for m in client.get(
-        "/simulator/inbox?phone=%2B919811111111").get_json()["messages"]]
+    texts = [
+        m["text"]
+        for m in client.get("/simulator/inbox?phone=%2B919811111111").get_json()["messages"]
+    ]
     other = client.get("/simulator/inbox?phone=%2B919822222222").get_json()["messages"]
 
     assert ["Asha Devi" in texts[0], "Ravi Kumar" in texts[1]] == [True, True]
@@ -66,13 +70,16 @@ def test_inbox_lists_messages_oldest_first_and_keeps_one_phone_apart(client, sto
 
 
 def test_an_unrenderable_message_is_shown_as_such_without_hiding_the_others(
-        client, store, sample, r):
+    client, store, sample, r
+):
     _book(store, sample)
     _deliver_outbox(r)
     ConsoleProvider(r).send(CITIZEN, "", {"k": "x1", "t": "sms.no_such_template", "p": "{}"})
 
-    texts = [m["text"] for m in client.get(
-        "/simulator/inbox?phone=%2B919811111111").get_json()["messages"]]
+    texts = [
+        m["text"]
+        for m in client.get("/simulator/inbox?phone=%2B919811111111").get_json()["messages"]
+    ]
 
     assert len(texts) == 2 and "could not be rendered" in texts[1] and "Code" in texts[0]
 
@@ -105,15 +112,27 @@ def deployed(redis_url, tmp_path, r):
     """The simulator enabled in a deployment: a webhook token, SIMULATOR_PASSWORD."""
     from gateway.config import Settings
 
-    settings = Settings.from_env(tmp_path, env={
-        "REDIS_URL": redis_url, "SECRET_KEY": "k" * 32, "WEBHOOK_TOKEN": TOKEN,
-        "SIMULATOR_ENABLED": "1", "SIMULATOR_PASSWORD": PASSWORD})
+    settings = Settings.from_env(
+        tmp_path,
+        env={
+            "REDIS_URL": redis_url,
+            "SECRET_KEY": "k" * 32,
+            "WEBHOOK_TOKEN": TOKEN,
+            "SIMULATOR_ENABLED": "1",
+            "SIMULATOR_PASSWORD": PASSWORD,
+        },
+    )
     return create_app({"SETTINGS": settings}).test_client()
 
 
 def _ussd_form(session="ATUid_sim1") -> dict:
-    return {"sessionId": session, "serviceCode": "*384*1#", "phoneNumber": CITIZEN,
-            "networkCode": "99999", "text": ""}
+    return {
+        "sessionId": session,
+        "serviceCode": "*384*1#",
+        "phoneNumber": CITIZEN,
+        "networkCode": "99999",
+        "text": "",
+    }
 
 
 def test_a_deployed_simulator_shows_nothing_before_its_login(deployed, store, sample, r):
@@ -133,7 +152,8 @@ def test_a_deployed_simulator_shows_nothing_before_its_login(deployed, store, sa
 
 
 def test_after_its_login_the_simulator_works_and_the_token_never_reaches_the_page(
-        deployed, sample, r):
+    deployed, sample, r
+):
     svc = deployed.application.extensions["tikaline"]
     ref = _book(svc.store, sample)
     _deliver_outbox(r)
@@ -170,9 +190,16 @@ def test_the_send_route_only_reaches_the_webhooks_a_phone_uses(client):
 
 def test_without_a_token_the_simulator_needs_no_login(client, sample):
     hop = client.post("/simulator/send/ussd", data=_ussd_form())
-    sms = client.post("/simulator/send/sms/inbound", data={
-        "from": CITIZEN, "to": "38401", "text": "HELP", "date": "2026-12-01 10:00:00",
-        "id": "sim-1"})
+    sms = client.post(
+        "/simulator/send/sms/inbound",
+        data={
+            "from": CITIZEN,
+            "to": "38401",
+            "text": "HELP",
+            "date": "2026-12-01 10:00:00",
+            "id": "sim-1",
+        },
+    )
 
     assert hop.status_code == 200 and hop.get_data(as_text=True).startswith("CON ")
     assert sms.status_code == 200

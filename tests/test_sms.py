@@ -29,8 +29,9 @@ from tests.conversation_helpers import (
 )
 
 
-def sms_book(phone: Phone, name: str = "Asha Devi", year: str = "1990",
-             pin: str = "110017") -> None:
+def sms_book(
+    phone: Phone, name: str = "Asha Devi", year: str = "1990", pin: str = "110017"
+) -> None:
     for text in ("BOOK", name, year, pin, "1", "1", "1", "YES"):
         phone.sms(text)
 
@@ -38,8 +39,10 @@ def sms_book(phone: Phone, name: str = "Asha Devi", year: str = "1990",
 def test_booking_over_sms_one_question_at_a_time(client, sample, r, settings):
     phone = Phone(client)
     answers = [
-        ("BOOK", "TikaLine booking: reply with the name of the person to vaccinate, as on "
-                 "their ID."),
+        (
+            "BOOK",
+            "TikaLine booking: reply with the name of the person to vaccinate, as on their ID.",
+        ),
         ("Asha Devi", "Reply with the year of birth of Asha Devi, e.g. 1985."),
         ("1990", "Reply with the 6-digit pincode where Asha Devi will be vaccinated."),
         ("110017", "Centres near 110017, reply with a number:\n1 PHC Saket"),
@@ -52,15 +55,17 @@ def test_booking_over_sms_one_question_at_a_time(client, sample, r, settings):
     assert dates.startswith("PHC Saket, reply with a number:\n1 ")
     phone.sms("1")
     assert last_text(r, settings, phone.number).endswith(
-        "reply with a number:\n1 09:00-11:00\n2 11:00-13:00\n3 14:00-16:00")
+        "reply with a number:\n1 09:00-11:00\n2 11:00-13:00\n3 14:00-16:00"
+    )
     phone.sms("3")
     confirm = last_text(r, settings, phone.number)
     assert confirm.startswith("Book Asha Devi (1990) at PHC Saket, ")
     assert confirm.endswith(" 14:00-16:00? Reply YES or NO")
     phone.sms("yes")
     booked = last_text(r, settings, phone.number)
-    assert booked.startswith("TikaLine: Asha Devi booked at PHC Saket (J Block, Saket, New "
-                             "Delhi) on ")
+    assert booked.startswith(
+        "TikaLine: Asha Devi booked at PHC Saket (J Block, Saket, New Delhi) on "
+    )
     ref, code = ref_and_code(booked)
     assert appointments(r)[ref]["slot"] == "2"  # the third slot, 14:00-16:00
     assert r.get(keys.conversation("sms", phone.number)) is None  # the conversation is over
@@ -74,8 +79,7 @@ def test_book_with_a_pincode_skips_that_question(client, sample, r, settings):
     assert last_text(r, settings, phone.number).startswith("Centres near 110017")
 
 
-def test_a_replayed_sms_id_has_no_second_effect_and_no_second_reply(client, sample, r,
-                                                                    settings):
+def test_a_replayed_sms_id_has_no_second_effect_and_no_second_reply(client, sample, r, settings):
     phone = Phone(client)
     for text in ("BOOK", "Asha Devi", "1990", "110017", "1", "1", "1"):
         phone.sms(text)
@@ -91,12 +95,19 @@ def test_a_replayed_sms_id_has_no_second_effect_and_no_second_reply(client, samp
 
 def test_status_shows_every_booking_with_its_code(client, sample, r, settings):
     phone = Phone(client)
-    people = [("Asha Devi", "1990"), ("Ravi Kumar", "1985"), ("Meena Kumari", "1970"),
-              ("Arjun Singh", "2000")]
+    people = [
+        ("Asha Devi", "1990"),
+        ("Ravi Kumar", "1985"),
+        ("Meena Kumari", "1970"),
+        ("Arjun Singh", "2000"),
+    ]
     for name, year in people:
         sms_book(phone, name, year)
-    booked = {ref_and_code(t) for t in texts(r, settings, phone.number)
-              if t.startswith("TikaLine: ") and " booked at " in t}
+    booked = {
+        ref_and_code(t)
+        for t in texts(r, settings, phone.number)
+        if t.startswith("TikaLine: ") and " booked at " in t
+    }
     assert len(booked) == 4
     start = len(outbox(r))
     phone.sms("STATUS")
@@ -115,7 +126,8 @@ def test_status_without_bookings_says_how_to_book(client, sample, r, settings):
     phone = Phone(client)
     phone.sms("status")
     assert last_text(r, settings, phone.number) == (
-        "TikaLine: no bookings on this number. Send BOOK to book.")
+        "TikaLine: no bookings on this number. Send BOOK to book."
+    )
 
 
 def test_cancel_frees_the_slot_and_a_new_booker_gets_it(client, store, r, settings):
@@ -126,11 +138,13 @@ def test_cancel_frees_the_slot_and_a_new_booker_gets_it(client, store, r, settin
     for text in ("BOOK 110017", "Ravi Kumar", "1985"):
         ravi.sms(text)
     assert last_text(r, settings, ravi.number).startswith(
-        "No open slots near 110017 for this age in the next 7 days. Reply with the 6-digit")
+        "No open slots near 110017 for this age in the next 7 days. Reply with the 6-digit"
+    )
 
     asha.sms(f"cancel {codes.format_reference(ref)}")
     assert last_text(r, settings, asha.number).startswith(
-        f"TikaLine: booking {codes.format_reference(ref)} for Asha Devi on ")
+        f"TikaLine: booking {codes.format_reference(ref)} for Asha Devi on "
+    )
     assert appointments(r)[ref]["state"] == "cancelled"
     assert set(booked_counts(r).values()) == {(0, 1)}
 
@@ -141,12 +155,10 @@ def test_cancel_frees_the_slot_and_a_new_booker_gets_it(client, store, r, settin
 
 
 @pytest.mark.parametrize("typed", ["CANCEL 12345 67891", "cancel 1234", "Cancel: abc"])
-def test_cancel_with_a_mistyped_ref_says_so_before_any_lookup(client, sample, r, settings,
-                                                              typed):
+def test_cancel_with_a_mistyped_ref_says_so_before_any_lookup(client, sample, r, settings, typed):
     phone = Phone(client)
     phone.sms(typed)
-    assert "is not a booking ref. Please check the digits" in last_text(
-        r, settings, phone.number)
+    assert "is not a booking ref. Please check the digits" in last_text(r, settings, phone.number)
 
 
 def test_cancel_refusals(client, sample, r, settings):
@@ -156,7 +168,8 @@ def test_cancel_refusals(client, sample, r, settings):
     shown = codes.format_reference(ref)
     ravi.sms(f"CANCEL {ref}")  # not his booking: nothing happens to it
     assert last_text(r, settings, ravi.number) == (
-        f"No booking {shown} on this number. STATUS shows yours.")
+        f"No booking {shown} on this number. STATUS shows yours."
+    )
     assert appointments(r)[ref]["state"] == "booked"
     asha.sms(f"CANCEL {ref[:5]}-{ref[5:]}")
     asha.sms(f"CANCEL {ref}")
@@ -203,7 +216,8 @@ def test_a_new_code_in_hindi_is_not_told_as_a_booking(client, sample, r, setting
 
 
 def test_a_fourth_new_code_in_a_day_is_refused_and_wrong_codes_still_lock(
-        client, sample, r, settings, store):
+    client, sample, r, settings, store
+):
     citizen, vaccinator = Phone(client), Phone(client, VACCINATOR)
     sms_book(citizen, pin="110017")
     ref, code = ref_and_code(last_text(r, settings, citizen.number))
@@ -213,7 +227,8 @@ def test_a_fourth_new_code_in_a_day_is_refused_and_wrong_codes_still_lock(
     citizen.sms(f"CODE {ref}")
     assert last_text(r, settings, citizen.number) == (
         f"TikaLine: {codes.format_reference(ref)} already got 3 new codes today, the most "
-        f"allowed. Use the last one; if locked, CANCEL {ref} and BOOK another day.")
+        f"allowed. Use the last one; if locked, CANCEL {ref} and BOOK another day."
+    )
     assert appointments(r)[ref]["ver"] == "3"
     citizen.sms("LANG HI")
     citizen.sms(f"CODE {ref}")
@@ -233,11 +248,12 @@ def test_code_refusals(client, sample, r, settings):
     typo = ref[:-1] + str((int(ref[-1]) + 1) % 10)  # one digit off: the check digit fails
     phone.sms(f"CODE {typo}")
     assert last_text(r, settings, phone.number) == (
-        f"TikaLine: {typo} is not a booking ref. Please check the digits (e.g. 12345 67890).")
+        f"TikaLine: {typo} is not a booking ref. Please check the digits (e.g. 12345 67890)."
+    )
     phone.sms(f"CODE {ref}")
     assert last_text(r, settings, phone.number) == (
-        f"TikaLine: no booking {codes.format_reference(ref)} on this number. STATUS shows "
-        "yours.")
+        f"TikaLine: no booking {codes.format_reference(ref)} on this number. STATUS shows yours."
+    )
 
 
 def test_lang_hi_then_hindi_keywords_and_devanagari_digits(client, sample, r, settings):
@@ -282,8 +298,8 @@ def test_a_bad_answer_gets_a_hint_and_the_question_again(client, sample, r, sett
     phone.sms("Asha Devi")
     phone.sms("ninety")
     assert last_text(r, settings, phone.number) == (
-        "Year of birth: 4 digits, e.g. 1985. Reply with the year of birth of Asha Devi, "
-        "e.g. 1985.")
+        "Year of birth: 4 digits, e.g. 1985. Reply with the year of birth of Asha Devi, e.g. 1985."
+    )
     phone.sms("1990")
     assert last_text(r, settings, phone.number).startswith("Reply with the 6-digit pincode")
 
@@ -302,12 +318,14 @@ def test_cancel_alone_stops_a_booking_and_no_stops_at_the_end(client, sample, r,
     phone.sms("BOOK")
     phone.sms("CANCEL")
     assert last_text(r, settings, phone.number) == (
-        "TikaLine: booking stopped. Send BOOK to start again.")
+        "TikaLine: booking stopped. Send BOOK to start again."
+    )
     assert r.get(keys.conversation("sms", phone.number)) is None
     for text in ("BOOK 110017", "Asha Devi", "1990", "1", "1", "1", "no"):
         phone.sms(text)
     assert last_text(r, settings, phone.number) == (
-        "TikaLine: booking stopped. Send BOOK to start again.")
+        "TikaLine: booking stopped. Send BOOK to start again."
+    )
     assert appointments(r) == {}
 
 
@@ -319,19 +337,21 @@ def test_one_open_booking_per_person_and_four_people_per_number(client, sample, 
     phone.sms("asha  devi")  # the same person, however typed: said at once
     assert last_text(r, settings, phone.number) == (
         f"Asha Devi already has booking {codes.format_reference(ref)}. TikaLine booking: "
-        "reply with the name of the person to vaccinate, as on their ID.")
+        "reply with the name of the person to vaccinate, as on their ID."
+    )
     phone.sms("CANCEL")
     for name in ("Ravi Kumar", "Meena Kumari", "Arjun Singh"):
         sms_book(phone, name)
     phone.sms("BOOK")
     phone.sms("Fifth Person")
     refused = last_text(r, settings, phone.number)
-    assert refused.startswith("Only these 4 people can be booked on this number: Arjun, "
-                              "Asha, Meena, Ravi. TikaLine booking: reply")
+    assert refused.startswith(
+        "Only these 4 people can be booked on this number: Arjun, "
+        "Asha, Meena, Ravi. TikaLine booking: reply"
+    )
     assert segments(refused) == ("gsm7", 1)
     phone.sms("Ravi Kumar")  # one of them may be named instead
-    assert last_text(r, settings, phone.number).startswith(
-        "Ravi Kumar already has booking ")
+    assert last_text(r, settings, phone.number).startswith("Ravi Kumar already has booking ")
     phone.sms("CANCEL")
     phone.sms(f"CANCEL {ref}")  # Asha's booking cancelled: her place is free again
     phone.sms("BOOK")
@@ -349,14 +369,16 @@ def test_vaccinator_commands_from_other_numbers_change_nothing(client, sample, r
     for text in (f"VERIFY {ref} {code}", f"DOSE {ref}", "TODAY"):
         stranger.sms(text)
         assert last_text(r, settings, stranger.number) == (
-            "TikaLine: this number is not a registered vaccinator. Citizens: send HELP.")
+            "TikaLine: this number is not a registered vaccinator. Citizens: send HELP."
+        )
     assert appointments(r) == before
     assert r.exists(keys.verify_failures(stranger.number)) == 0
     assert json.loads(outbox(r)[-1]["p"]) == {}
 
 
-def test_an_sms_turn_costs_three_redis_round_trips(client, sample, r, settings, monkeypatch,
-                                                   capsys):
+def test_an_sms_turn_costs_three_redis_round_trips(
+    client, sample, r, settings, monkeypatch, capsys
+):
     warm = Phone(client, "+919833333333")  # load the scripts once: NOSCRIPT costs extra once
     sms_book(warm)
     warm.sms(f"CODE {ref_and_code(last_text(r, settings, warm.number))[0]}")
@@ -365,10 +387,24 @@ def test_an_sms_turn_costs_three_redis_round_trips(client, sample, r, settings, 
     vaccinator.sms("TODAY")
     trips = []
     with counting_round_trips(monkeypatch) as sent:
-        for who, text in [(phone, t) for t in ("BOOK", "Asha Devi", "1990", "110017", "1",
-                                               "1", "1", "maybe", "YES", "STATUS", "HELP",
-                                               "LANG HI", "LANG EN")] + [
-                (vaccinator, "VERIFY 12345 67891 1234"), (vaccinator, "TODAY")]:
+        for who, text in [
+            (phone, t)
+            for t in (
+                "BOOK",
+                "Asha Devi",
+                "1990",
+                "110017",
+                "1",
+                "1",
+                "1",
+                "maybe",
+                "YES",
+                "STATUS",
+                "HELP",
+                "LANG HI",
+                "LANG EN",
+            )
+        ] + [(vaccinator, "VERIFY 12345 67891 1234"), (vaccinator, "TODAY")]:
             before = len(sent)
             who.sms(text)
             trips.append((text, len(sent) - before))
@@ -398,8 +434,10 @@ def test_duplicates_arriving_together_book_once_and_answer_once(client, sample, 
 
     def deliver():
         start.wait()
-        response = app.test_client().post("/sms/inbound", data={
-            "from": phone.number, "to": "56767", "text": "YES", "id": "ATXid_dup"})
+        response = app.test_client().post(
+            "/sms/inbound",
+            data={"from": phone.number, "to": "56767", "text": "YES", "id": "ATXid_dup"},
+        )
         answers.append(response.status_code)
 
     threads = [threading.Thread(target=deliver) for _ in range(8)]
@@ -414,27 +452,37 @@ def test_duplicates_arriving_together_book_once_and_answer_once(client, sample, 
     assert outbox(r)[-1]["t"] == "sms.booked"
 
 
-@pytest.mark.parametrize("text, template", [
-    ("भाषा हिंदी", "sms.lang.set"), ("भाषा अंग्रेज़ी", "sms.lang.set"), ("कोड", "sms.code.usage"),
-    ("रद्द", "sms.cancel.usage"), ("स्थिति।", "sms.slip.none"), ("मदद!", "sms.help"),
-    ("जांच", "vacc.not_vaccinator"), ("खुराक", "vacc.not_vaccinator"),
-    ("आज", "vacc.not_vaccinator"),
-])
+@pytest.mark.parametrize(
+    "text, template",
+    [
+        ("भाषा हिंदी", "sms.lang.set"),
+        ("भाषा अंग्रेज़ी", "sms.lang.set"),
+        ("कोड", "sms.code.usage"),
+        ("रद्द", "sms.cancel.usage"),
+        ("स्थिति।", "sms.slip.none"),
+        ("मदद!", "sms.help"),
+        ("जांच", "vacc.not_vaccinator"),
+        ("खुराक", "vacc.not_vaccinator"),
+        ("आज", "vacc.not_vaccinator"),
+    ],
+)
 def test_hindi_aliases_of_every_command(client, sample, r, text, template):
     Phone(client).sms(text)
     assert outbox(r)[-1]["t"] == template
 
 
-@pytest.mark.parametrize("text, template", [
-    ("जाँच", "vacc.usage_verify"), ("खुराक", "vacc.usage_dose"), ("आज", "vacc.today"),
-])
+@pytest.mark.parametrize(
+    "text, template",
+    [("जाँच", "vacc.usage_verify"), ("खुराक", "vacc.usage_dose"), ("आज", "vacc.today")],
+)
 def test_hindi_aliases_of_vaccinator_commands(client, sample, r, text, template):
     Phone(client, VACCINATOR).sms(text)
     assert outbox(r)[-1]["t"] == template
 
 
 def test_the_same_sms_delivered_many_times_at_once_counts_one_wrong_code(
-        client, redis_url, settings, sample, store, r):
+    client, redis_url, settings, sample, store, r
+):
     """Africa's Talking retrying a slow callback: one VERIFY, whatever the copies. A copy
     that arrives while another is being applied is asked to retry (503) and then finds it
     done; none is answered 200 without having been applied."""
@@ -442,8 +490,13 @@ def test_the_same_sms_delivered_many_times_at_once_counts_one_wrong_code(
 
     from app import create_app
 
-    ref = store.book(mobile="+919811111111", name="Asha Devi", birth_year=1990,
-                     session_id=f"S100-{store.today().replace('-', '')}", slot=0).value
+    ref = store.book(
+        mobile="+919811111111",
+        name="Asha Devi",
+        birth_year=1990,
+        session_id=f"S100-{store.today().replace('-', '')}",
+        slot=0,
+    ).value
     right = store.appointment(ref)["code"]
     wrong = f"{(int(right) + 1) % 10000:04d}"
     apps = [create_app({"SETTINGS": settings}) for _ in range(8)]
@@ -451,8 +504,13 @@ def test_the_same_sms_delivered_many_times_at_once_counts_one_wrong_code(
     answers = []
 
     def deliver(app):
-        form = {"from": "+919800000001", "to": "56767", "text": f"VERIFY {ref} {wrong}",
-                "id": "SAME-ID", "date": "2026-12-01T06:04:45Z"}
+        form = {
+            "from": "+919800000001",
+            "to": "56767",
+            "text": f"VERIFY {ref} {wrong}",
+            "id": "SAME-ID",
+            "date": "2026-12-01T06:04:45Z",
+        }
         with app.test_client() as own:
             barrier.wait()
             answers.append(own.post("/sms/inbound", data=form).status_code)
@@ -528,7 +586,8 @@ def test_status_lists_open_bookings_before_cancelled_ones(client, sample, r, set
 
 
 def test_at_2347_sms_offers_no_slot_of_today_and_refuses_one_that_ends_at_confirm(
-        client, sample, r, settings, store, clock):
+    client, sample, r, settings, store, clock
+):
     today = store.now().date()
     clock.at("23:47")
     phone = Phone(client)
@@ -543,14 +602,14 @@ def test_at_2347_sms_offers_no_slot_of_today_and_refuses_one_that_ends_at_confir
     assert last_text(r, settings, other.number).endswith(" 11:00-13:00? Reply YES or NO")
     clock.at("13:00")
     other.sms("YES")
-    assert last_text(r, settings, other.number).startswith(
-        "That slot has passed. Choose another. ")
+    assert last_text(r, settings, other.number).startswith("That slot has passed. Choose another. ")
     assert "11:00-13:00" not in last_text(r, settings, other.number)
     assert not appointments(r)
 
 
 def test_a_booking_made_when_redis_then_runs_out_of_memory_is_texted_once(
-        client, sample, r, settings, monkeypatch):
+    client, sample, r, settings, monkeypatch
+):
     phone = Phone(client)
     for text in ("BOOK", "Asha Devi", "1990", "110017", "1", "1", "1"):
         phone.sms(text)
@@ -568,15 +627,18 @@ def test_a_booking_made_when_redis_then_runs_out_of_memory_is_texted_once(
     assert r.get(keys.conversation("sms", phone.number)) is None  # the conversation is over
 
 
-def test_the_booking_sms_has_a_readable_day_and_the_centres_address(client, sample, r,
-                                                                     settings, store):
+def test_the_booking_sms_has_a_readable_day_and_the_centres_address(
+    client, sample, r, settings, store
+):
     phone = Phone(client)
     sms_book(phone)
     booked = last_text(r, settings, phone.number)
     ref, _ = ref_and_code(booked)
     day = messages.day(appointments(r)[ref]["date"], "en")  # e.g. "Wed 02-12"
-    assert booked.startswith(f"TikaLine: Asha Devi booked at PHC Saket (J Block, Saket, New "
-                             f"Delhi) on {day}, 09:00-11:00. Ref ")
+    assert booked.startswith(
+        f"TikaLine: Asha Devi booked at PHC Saket (J Block, Saket, New "
+        f"Delhi) on {day}, 09:00-11:00. Ref "
+    )
     phone.sms(f"CANCEL {ref}")
     assert f" on {day} 09:00-11:00 is cancelled" in last_text(r, settings, phone.number)
 
@@ -592,8 +654,9 @@ def test_the_hindi_booking_sms_says_the_day_in_hindi(client, sample, r, settings
     assert segments(booked)[0] == "ucs2" and len(booked) <= 201
 
 
-def test_a_slot_filled_while_confirming_by_sms_lists_the_slots_still_open(client, store, r,
-                                                                          settings):
+def test_a_slot_filled_while_confirming_by_sms_lists_the_slots_still_open(
+    client, store, r, settings
+):
     data = tiny_data(store.now().date(), capacity=1)
     data["sessions"][0]["slots"].append({"time": "11:00-13:00", "capacity": 1})
     load_data(store, data)

@@ -40,8 +40,9 @@ def snapshot(r: redis.Redis) -> dict:
 
 
 def outbox(r) -> list[dict]:
-    return [{k.decode(): v.decode() for k, v in fields.items()}
-            for _, fields in r.xrange(keys.OUTBOX)]
+    return [
+        {k.decode(): v.decode() for k, v in fields.items()} for _, fields in r.xrange(keys.OUTBOX)
+    ]
 
 
 def session_id(store, centre="C100", offset=0):
@@ -50,8 +51,14 @@ def session_id(store, centre="C100", offset=0):
 
 
 def book(store, mobile=CITIZEN, name="Asha Devi", year=1990, offset=0, slot=0, **kw):
-    return store.book(mobile=mobile, name=name, birth_year=year,
-                      session_id=session_id(store, offset=offset), slot=slot, **kw)
+    return store.book(
+        mobile=mobile,
+        name=name,
+        birth_year=year,
+        session_id=session_id(store, offset=offset),
+        slot=slot,
+        **kw,
+    )
 
 
 def code_of(store, ref):
@@ -62,13 +69,31 @@ def code_of(store, ref):
 def small_session(store):
     """One session today at C100 with a single slot of capacity 25."""
     today = store.today()
-    load(store, {
-        "centres": [{"id": "C100", "name": "PHC Saket", "district": "South Delhi",
-                     "state": "Delhi", "pincode": "110017"}],
-        "sessions": [{"id": "RACE", "centre_id": "C100", "date": today, "vaccine": "COVISHIELD",
-                      "min_age": 18, "max_age": None,
-                      "slots": [{"time": "09:00-11:00", "capacity": 25}]}],
-    })
+    load(
+        store,
+        {
+            "centres": [
+                {
+                    "id": "C100",
+                    "name": "PHC Saket",
+                    "district": "South Delhi",
+                    "state": "Delhi",
+                    "pincode": "110017",
+                }
+            ],
+            "sessions": [
+                {
+                    "id": "RACE",
+                    "centre_id": "C100",
+                    "date": today,
+                    "vaccine": "COVISHIELD",
+                    "min_age": 18,
+                    "max_age": None,
+                    "slots": [{"time": "09:00-11:00", "capacity": 25}],
+                }
+            ],
+        },
+    )
     return "RACE"
 
 
@@ -78,8 +103,7 @@ def _race(store, n, make_args):
     barrier = threading.Barrier(n, timeout=30)
 
     def worker(i):
-        own = Store(redis.Redis.from_url(store.settings.redis_url), store.settings,
-                    store.lifecycle)
+        own = Store(redis.Redis.from_url(store.settings.redis_url), store.settings, store.lifecycle)
         barrier.wait()
         results[i] = own.book(**make_args(i))
         own.r.close()
@@ -93,9 +117,17 @@ def _race(store, n, make_args):
 
 
 def test_200_concurrent_bookers_get_exactly_the_25_places(store, r, small_session):
-    results = _race(store, 200, lambda i: dict(
-        mobile=f"+9198200{i:05d}", name=f"Person {i}", birth_year=1980,
-        session_id=small_session, slot=0))
+    results = _race(
+        store,
+        200,
+        lambda i: dict(
+            mobile=f"+9198200{i:05d}",
+            name=f"Person {i}",
+            birth_year=1980,
+            session_id=small_session,
+            slot=0,
+        ),
+    )
     statuses = [o.status for o in results]
     assert statuses.count("ok") == 25
     assert statuses.count("full") == 175  # every loser is told "full"
@@ -105,9 +137,17 @@ def test_200_concurrent_bookers_get_exactly_the_25_places(store, r, small_sessio
 
 
 def test_concurrent_bookings_from_one_mobile_stop_at_four_beneficiaries(store, r, small_session):
-    results = _race(store, 40, lambda i: dict(
-        mobile=CITIZEN, name=f"Family member {i}", birth_year=1960 + i,
-        session_id=small_session, slot=0))
+    results = _race(
+        store,
+        40,
+        lambda i: dict(
+            mobile=CITIZEN,
+            name=f"Family member {i}",
+            birth_year=1960 + i,
+            session_id=small_session,
+            slot=0,
+        ),
+    )
     statuses = [o.status for o in results]
     assert statuses.count("ok") == 4
     assert statuses.count("too_many") == 36
@@ -152,8 +192,7 @@ def test_refusals_write_nothing(store, r, sample):
         book(store, slot=1),  # already_booked
         book(store, mobile="+919822222222", year=2015),  # too_young
         store.book(mobile=CITIZEN, name="X", birth_year=1990, session_id="NOPE", slot=0),
-        store.book(mobile=CITIZEN, name="X", birth_year=1990,
-                   session_id=session_id(store), slot=7),
+        store.book(mobile=CITIZEN, name="X", birth_year=1990, session_id=session_id(store), slot=7),
         store.cancel(mobile="+919822222222", ref=ref),  # someone else's booking
         store.verify(vaccinator=OTHER_VACCINATOR, ref=ref, code=code_of(store, ref)),
         store.verify(vaccinator="+919899999999", ref=ref, code=code_of(store, ref)),
@@ -161,8 +200,17 @@ def test_refusals_write_nothing(store, r, sample):
         store.reissue(mobile="+919822222222", ref=ref),
     ]
     assert [o.status for o in refusals] == [
-        "too_many", "already_booked", "too_young", "no_session", "no_slot", "not_found",
-        "wrong_centre", "not_vaccinator", "not_verified", "not_found"]
+        "too_many",
+        "already_booked",
+        "too_young",
+        "no_session",
+        "no_slot",
+        "not_found",
+        "wrong_centre",
+        "not_vaccinator",
+        "not_verified",
+        "not_found",
+    ]
     # Only the vaccinator limit counts the two refused VERIFY/DOSE attempts.
     failures = {keys.verify_failures(v).encode() for v in (VACCINATOR, OTHER_VACCINATOR)}
     assert {k: v for k, v in snapshot(r).items() if k not in failures} == before
@@ -171,11 +219,16 @@ def test_refusals_write_nothing(store, r, sample):
 
 def test_a_full_slot_refuses_without_writing(store, r, small_session):
     for i in range(25):
-        assert store.book(mobile=f"+9198300{i:05d}", name="P", birth_year=1980,
-                          session_id=small_session, slot=0).ok
+        assert store.book(
+            mobile=f"+9198300{i:05d}", name="P", birth_year=1980, session_id=small_session, slot=0
+        ).ok
     before = snapshot(r)
-    assert store.book(mobile=CITIZEN, name="Late", birth_year=1980,
-                      session_id=small_session, slot=0).status == "full"
+    assert (
+        store.book(
+            mobile=CITIZEN, name="Late", birth_year=1980, session_id=small_session, slot=0
+        ).status
+        == "full"
+    )
     assert snapshot(r) == before
 
 
@@ -249,8 +302,9 @@ def test_a_fresh_code_never_resets_the_wrong_code_count(store, r, sample):
     for wrong_so_far in (5, 6, 7):  # each fresh code buys one more try, not five
         assert store.reissue(mobile=CITIZEN, ref=ref).ok
         assert store.appointment(ref)["att"] == str(wrong_so_far)
-        assert store.verify(vaccinator=VACCINATOR, ref=ref,
-                            code=_wrong(store, ref)) == Outcome("locked", "0")
+        assert store.verify(vaccinator=VACCINATOR, ref=ref, code=_wrong(store, ref)) == Outcome(
+            "locked", "0"
+        )
     assert store.appointment(ref)["state"] == "locked"
     alerts = [e for e in outbox(r) if e["t"] == "sms.locked"]
     assert len(alerts) == 4  # the citizen hears of each lock
@@ -271,35 +325,55 @@ def test_at_most_three_fresh_codes_a_booking_a_day(store, r, sample, clock):
 def _refuse_twenty_ways(store, r):
     """20 refused VERIFY/DOSE attempts from VACCINATOR, of every kind, at the clock's time."""
     mine = book(store).value
-    other = store.book(mobile=CITIZEN, name="Ravi", birth_year=1985,
-                       session_id=session_id(store, centre="C200"), slot=0).value
+    other = store.book(
+        mobile=CITIZEN,
+        name="Ravi",
+        birth_year=1985,
+        session_id=session_id(store, centre="C200"),
+        slot=0,
+    ).value
     tomorrow = book(store, name="Kiran", year=1979, offset=1).value
     cancelled = book(store, name="Meena", year=1988).value
     store.cancel(mobile=CITIZEN, ref=cancelled)
     wrong = f"{(int(code_of(store, mine)) + 1) % 10000:04d}"
-    attempts = ([("verify", codes.new_reference(), "1234")] * 6
-                + [("verify", other, code_of(store, other))] * 3
-                + [("verify", tomorrow, code_of(store, tomorrow))] * 3
-                + [("verify", cancelled, "0000")] * 2 + [("verify", mine, wrong)] * 2
-                + [("dose", mine, ""), ("dose", codes.new_reference(), ""),
-                   ("dose", other, ""), ("dose", tomorrow, "")])
+    attempts = (
+        [("verify", codes.new_reference(), "1234")] * 6
+        + [("verify", other, code_of(store, other))] * 3
+        + [("verify", tomorrow, code_of(store, tomorrow))] * 3
+        + [("verify", cancelled, "0000")] * 2
+        + [("verify", mine, wrong)] * 2
+        + [
+            ("dose", mine, ""),
+            ("dose", codes.new_reference(), ""),
+            ("dose", other, ""),
+            ("dose", tomorrow, ""),
+        ]
+    )
     seen = set()
     for kind, ref, code in attempts:
         if kind == "verify":
             seen.add(store.verify(vaccinator=VACCINATOR, ref=ref, code=code).status)
         else:
             seen.add(store.record_dose(vaccinator=VACCINATOR, ref=ref).status)
-    assert seen == {"not_found", "wrong_centre", "wrong_day", "cancelled", "wrong_code",
-                    "not_verified"}
+    assert seen == {
+        "not_found",
+        "wrong_centre",
+        "wrong_day",
+        "cancelled",
+        "wrong_code",
+        "not_verified",
+    }
     return mine
 
 
 def test_twenty_refused_attempts_of_any_kind_in_a_rolling_hour_refuse_the_number(
-        store, r, sample, clock, caplog):
+    store, r, sample, clock, caplog
+):
     caplog.set_level("WARNING", logger="tikaline.store")
     mine = _refuse_twenty_ways(store, r)
     assert [m for m in caplog.messages if "event=vaccinator_limit" in m] == [
-        "event=vaccinator_limit from=+9198******01 failures=20 window_s=3600"]
+        "event=vaccinator_limit from=+9198******01 failures=20 window_s=3600"
+    ]
     right = code_of(store, mine)
     outcome = store.verify(vaccinator=VACCINATOR, ref=mine, code=right)
     assert outcome == Outcome("blocked", "3600")  # even with the right code
@@ -310,12 +384,12 @@ def test_twenty_refused_attempts_of_any_kind_in_a_rolling_hour_refuse_the_number
     clock.advance(60)  # the oldest failure is now an hour old
     assert store.verify(vaccinator=VACCINATOR, ref=mine, code=right).ok
     # Another centre's vaccinator was never affected.
-    assert store.verify(vaccinator=OTHER_VACCINATOR, ref=mine, code=right).status == \
-        "wrong_centre"
+    assert store.verify(vaccinator=OTHER_VACCINATOR, ref=mine, code=right).status == "wrong_centre"
 
 
 def test_refused_attempts_across_a_clock_hour_edge_never_exceed_twenty_an_hour(
-        store, r, sample, clock):
+    store, r, sample, clock
+):
     clock.at("08:40")
     tried = []  # when an attempt was examined (not refused for the number's limit)
     for _ in range(150):  # one unknown ref every 72 s for three hours
@@ -338,7 +412,10 @@ def test_dose_needs_a_verify_first_and_confirms_exactly_once(store, r, sample):
     first = store.record_dose(vaccinator=VACCINATOR, ref=ref, batch="B7")
     second = store.record_dose(vaccinator=VACCINATOR, ref=ref, batch="B7")
     assert first.ok and json.loads(first.value) == {
-        "name": "Asha Devi", "by": "1990", "cert": codes.certificate_id("test-secret", ref)}
+        "name": "Asha Devi",
+        "by": "1990",
+        "cert": codes.certificate_id("test-secret", ref),
+    }
     assert second.status == "already_recorded" and second.value == json.loads(first.value)["cert"]
     confirmations = [e for e in outbox(r) if e["t"] == "sms.vaccinated"]
     assert len(confirmations) == 1
@@ -366,20 +443,30 @@ def test_a_verify_from_yesterday_does_not_allow_a_dose_today(store, sample, monk
 
 
 def test_cancel_frees_the_slot_for_the_next_booker(store, r, small_session):
-    refs = [store.book(mobile=f"+9198300{i:05d}", name="P", birth_year=1980,
-                       session_id=small_session, slot=0).value for i in range(25)]
-    assert store.book(mobile=CITIZEN, name="Late", birth_year=1980,
-                      session_id=small_session, slot=0).status == "full"
+    refs = [
+        store.book(
+            mobile=f"+9198300{i:05d}", name="P", birth_year=1980, session_id=small_session, slot=0
+        ).value
+        for i in range(25)
+    ]
+    assert (
+        store.book(
+            mobile=CITIZEN, name="Late", birth_year=1980, session_id=small_session, slot=0
+        ).status
+        == "full"
+    )
     assert store.cancel(mobile="+919830000003", ref=refs[3]).ok
     assert store.cancel(mobile="+919830000003", ref=refs[3]).status == "state"
-    assert store.book(mobile=CITIZEN, name="Late", birth_year=1980,
-                      session_id=small_session, slot=0).ok
+    assert store.book(
+        mobile=CITIZEN, name="Late", birth_year=1980, session_id=small_session, slot=0
+    ).ok
     assert int(r.hget(keys.session(small_session), "booked:0")) == 25
     assert [e["t"] for e in outbox(r)].count("sms.cancelled") == 1
 
 
 def test_an_open_booking_whose_day_is_over_shows_missed_and_frees_the_beneficiary(
-        store, sample, monkeypatch):
+    store, sample, monkeypatch
+):
     real_now = store.now()
     monkeypatch.setattr(store, "now", lambda: real_now)
     ref = book(store).value
@@ -392,12 +479,15 @@ def test_an_open_booking_whose_day_is_over_shows_missed_and_frees_the_beneficiar
 
 
 def test_a_past_session_cannot_be_booked(store, sample, monkeypatch):
-    later = datetime.combine(date.today() + timedelta(days=30), datetime.min.time(),
-                             store.settings.tz)
+    later = datetime.combine(
+        date.today() + timedelta(days=30), datetime.min.time(), store.settings.tz
+    )
     sid = session_id(store)
     monkeypatch.setattr(store, "now", lambda: later)
-    assert store.book(mobile=CITIZEN, name="A", birth_year=1990, session_id=sid,
-                      slot=0).status == "past"
+    assert (
+        store.book(mobile=CITIZEN, name="A", birth_year=1990, session_id=sid, slot=0).status
+        == "past"
+    )
 
 
 # -- the clock: slots whose end has passed ------------------------------------------------
@@ -411,12 +501,17 @@ def _open_today(store) -> list[str]:
     return [slot["time"] for s in today for slot in s["slots"] if slot["open"] > 0]
 
 
-@pytest.mark.parametrize("hhmm, still_open", [
-    ("08:00", SAKET_TIMES), ("10:30", SAKET_TIMES), ("11:00", SAKET_TIMES[1:]),
-    ("15:59", SAKET_TIMES[2:]), ("23:47", []),
-])
-def test_a_slot_is_offered_and_booked_only_until_its_end(store, r, sample, clock, hhmm,
-                                                         still_open):
+@pytest.mark.parametrize(
+    "hhmm, still_open",
+    [
+        ("08:00", SAKET_TIMES),
+        ("10:30", SAKET_TIMES),
+        ("11:00", SAKET_TIMES[1:]),
+        ("15:59", SAKET_TIMES[2:]),
+        ("23:47", []),
+    ],
+)
+def test_a_slot_is_offered_and_booked_only_until_its_end(store, r, sample, clock, hhmm, still_open):
     clock.at(hhmm)
     assert _open_today(store) == still_open
     for i, time_ in enumerate(SAKET_TIMES):
@@ -445,8 +540,10 @@ def test_verify_and_dose_stay_open_after_the_slot_ends_but_only_on_its_day(store
     clock.at("23:47")  # people come late: the day is not over yet
     assert store.verify(vaccinator=VACCINATOR, ref=early, code=code_of(store, early)).ok
     assert store.record_dose(vaccinator=VACCINATOR, ref=early).ok
-    assert store.verify(vaccinator=VACCINATOR, ref=tomorrow,
-                        code=code_of(store, tomorrow)).status == "wrong_day"
+    assert (
+        store.verify(vaccinator=VACCINATOR, ref=tomorrow, code=code_of(store, tomorrow)).status
+        == "wrong_day"
+    )
     code = code_of(store, other)
     clock.at("00:05", days=1)
     assert store.verify(vaccinator=VACCINATOR, ref=other, code=code).status == "wrong_day"
@@ -457,8 +554,12 @@ def test_verify_and_dose_stay_open_after_the_slot_ends_but_only_on_its_day(store
 
 
 def test_no_security_code_is_stored_in_plain_text(store, r, sample):
-    refs = [book(store, mobile=f"+91985000{i:04d}", name=f"Person {i}", year=1960 + i % 40,
-                 offset=i % 7).value for i in range(60)]
+    refs = [
+        book(
+            store, mobile=f"+91985000{i:04d}", name=f"Person {i}", year=1960 + i % 40, offset=i % 7
+        ).value
+        for i in range(60)
+    ]
     for ref in refs[:10]:
         if store.appointment(ref)["date"] == store.today():
             store.verify(vaccinator=VACCINATOR, ref=ref, code=code_of(store, ref))
@@ -518,12 +619,15 @@ def test_todays_counts_follow_a_verified_booking_through_lock_reissue_and_cancel
 
 
 def test_four_people_per_mobile_counts_open_and_vaccinated_not_cancelled_or_missed(
-        store, r, sample, clock):
+    store, r, sample, clock
+):
     asha = book(store, name="Asha Devi").value
     assert store.verify(vaccinator=VACCINATOR, ref=asha, code=code_of(store, asha)).ok
     assert store.record_dose(vaccinator=VACCINATOR, ref=asha).ok
-    refs = {name: book(store, name=name, offset=1).value
-            for name in ("Ravi Kumar", "Meena Kumari", "Arjun Singh")}
+    refs = {
+        name: book(store, name=name, offset=1).value
+        for name in ("Ravi Kumar", "Meena Kumari", "Arjun Singh")
+    }
     assert book(store, name="Fifth Person", offset=1).status == "too_many"
     assert store.cancel(mobile=CITIZEN, ref=refs["Ravi Kumar"]).ok
     # A cancelled booking holds no place: someone else may have it...
@@ -540,14 +644,33 @@ def test_four_people_per_mobile_counts_open_and_vaccinated_not_cancelled_or_miss
 
 # -- the youngest age any session takes -----------------------------------------------------
 
+
 def _children(today, min_age=12, max_age=14, sid="K1") -> dict:
     """One centre near 110017 with one session for children of ``min_age``-``max_age``."""
-    return {"centres": [{"id": "C9", "name": "School Camp", "district": "South Delhi",
-                         "state": "Delhi", "pincode": "110017", "address": ""}],
-            "sessions": [{"id": sid, "centre_id": "C9", "date": today.isoformat(),
-                          "vaccine": "COVAXIN", "min_age": min_age, "max_age": max_age,
-                          "slots": [{"time": "15:00-17:00", "capacity": 10}]}],
-            "vaccinators": []}
+    return {
+        "centres": [
+            {
+                "id": "C9",
+                "name": "School Camp",
+                "district": "South Delhi",
+                "state": "Delhi",
+                "pincode": "110017",
+                "address": "",
+            }
+        ],
+        "sessions": [
+            {
+                "id": sid,
+                "centre_id": "C9",
+                "date": today.isoformat(),
+                "vaccine": "COVAXIN",
+                "min_age": min_age,
+                "max_age": max_age,
+                "slots": [{"time": "15:00-17:00", "capacity": 10}],
+            }
+        ],
+        "vaccinators": [],
+    }
 
 
 def test_with_nothing_loaded_only_the_programme_age_is_refused(store):
@@ -568,8 +691,7 @@ def test_a_session_with_no_minimum_age_lets_anyone_past_the_age_question(store):
     assert store.too_young(0) is None
 
 
-def test_a_session_reloaded_for_older_people_raises_the_age_within_a_minute(
-        store, r, clock):
+def test_a_session_reloaded_for_older_people_raises_the_age_within_a_minute(store, r, clock):
     today = store.now().date()
     load(store, _children(today))
     assert store.too_young(13) is None

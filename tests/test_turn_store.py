@@ -12,9 +12,15 @@ MOBILE = "+919811111111"
 
 
 def _session(rev: int = 1) -> UssdSession:
-    return UssdSession(FlowState("booking", "pincode", {"name": "Asha Devi", "by": 1990}),
-                       MOBILE, "en", 12, "0a1b2c3d4e5f6a7b",
-                       Screen("ussd.book.pincode", {"name": "Asha Devi"}), rev=rev)
+    return UssdSession(
+        FlowState("booking", "pincode", {"name": "Asha Devi", "by": 1990}),
+        MOBILE,
+        "en",
+        12,
+        "0a1b2c3d4e5f6a7b",
+        Screen("ussd.book.pincode", {"name": "Asha Devi"}),
+        rev=rev,
+    )
 
 
 def test_an_sms_turn_reads_its_guard_claim_conversation_vaccinator_and_language(store, r):
@@ -40,20 +46,29 @@ def test_a_stranger_sms_turn_reads_nothing_but_wins_its_claim(store):
 def test_a_saved_sms_turn_keeps_deletes_or_writes_the_conversation_once(store, r):
     conv_key = keys.conversation("sms", MOBILE)
     at = FlowState("booking", "pincode", {"name": "आशा देवी"})
-    assert store.save_sms_turn(message_id="m1", mobile=MOBILE, conversation=at, ttl=60,
-                               guard_ttl=60, chosen_lang="hi",
-                               replies=[Sms("reply:m1:0", "sms.help", "hi")])
+    assert store.save_sms_turn(
+        message_id="m1",
+        mobile=MOBILE,
+        conversation=at,
+        ttl=60,
+        guard_ttl=60,
+        chosen_lang="hi",
+        replies=[Sms("reply:m1:0", "sms.help", "hi")],
+    )
     assert r.get(conv_key).decode() == '{"s": "pincode", "d": {"name": "आशा देवी"}}'
     assert r.get(keys.language(MOBILE)) == b"hi" and r.xlen(keys.OUTBOX) == 1
     assert store.load_sms_turn("m1", MOBILE, claim_ttl=30).replay
-    assert not store.save_sms_turn(message_id="m1", mobile=MOBILE, conversation=DELETE,
-                                   ttl=60, guard_ttl=60)  # a replay writes nothing
+    assert not store.save_sms_turn(
+        message_id="m1", mobile=MOBILE, conversation=DELETE, ttl=60, guard_ttl=60
+    )  # a replay writes nothing
     assert r.get(conv_key) is not None and r.xlen(keys.OUTBOX) == 1
-    assert store.save_sms_turn(message_id="m2", mobile=MOBILE, conversation=KEEP, ttl=60,
-                               guard_ttl=60)
+    assert store.save_sms_turn(
+        message_id="m2", mobile=MOBILE, conversation=KEEP, ttl=60, guard_ttl=60
+    )
     assert store.load_sms_turn("m3", MOBILE, claim_ttl=30).conversation == at
-    assert store.save_sms_turn(message_id="m3", mobile=MOBILE, conversation=DELETE, ttl=60,
-                               guard_ttl=60)
+    assert store.save_sms_turn(
+        message_id="m3", mobile=MOBILE, conversation=DELETE, ttl=60, guard_ttl=60
+    )
     assert r.get(conv_key) is None and r.get(keys.language(MOBILE)) == b"hi"
 
 
@@ -69,12 +84,21 @@ def test_a_ussd_session_and_dropped_booking_stored_by_the_previous_release_load(
 
 
 def test_a_ussd_hop_saves_only_over_the_revision_it_read(store, r):
-    assert store.save_ussd_turn(session_id="S1", mobile=MOBILE, session=_session(1), ttl=60,
-                                expect_rev=0, resume=_session().at, resume_ttl=60)
-    assert not store.save_ussd_turn(session_id="S1", mobile=MOBILE, session=_session(1),
-                                    ttl=60, expect_rev=0)  # a duplicate hop lost the race
-    assert store.save_ussd_turn(session_id="S1", mobile=MOBILE, session=_session(2), ttl=60,
-                                expect_rev=1, resume=DELETE)
+    assert store.save_ussd_turn(
+        session_id="S1",
+        mobile=MOBILE,
+        session=_session(1),
+        ttl=60,
+        expect_rev=0,
+        resume=_session().at,
+        resume_ttl=60,
+    )
+    assert not store.save_ussd_turn(
+        session_id="S1", mobile=MOBILE, session=_session(1), ttl=60, expect_rev=0
+    )  # a duplicate hop lost the race
+    assert store.save_ussd_turn(
+        session_id="S1", mobile=MOBILE, session=_session(2), ttl=60, expect_rev=1, resume=DELETE
+    )
     turn = store.load_ussd_turn("S1", MOBILE)
     assert turn.session == _session(2) and turn.resume is None
     assert json.loads(r.get(keys.conversation("ussd", "S1")))["rev"] == 2
@@ -83,7 +107,8 @@ def test_a_ussd_hop_saves_only_over_the_revision_it_read(store, r):
 def test_an_ended_session_keeps_its_state_while_its_booking_is_kept_for_the_next_dial(store, r):
     stored = json.dumps({"k": "kept as it was"})
     r.set(keys.conversation("ussd", "S1"), stored)
-    assert store.save_ussd_turn(session_id="S1", mobile=MOBILE, session=KEEP,
-                                resume=_session().at, resume_ttl=60)
+    assert store.save_ussd_turn(
+        session_id="S1", mobile=MOBILE, session=KEEP, resume=_session().at, resume_ttl=60
+    )
     assert r.get(keys.conversation("ussd", "S1")).decode() == stored
     assert store.load_ussd_turn("S2", MOBILE).resume == _session().at

@@ -65,23 +65,30 @@ def test_booking_over_ussd_queues_the_code_sms(client, sample, r, settings):
     assert appt["check"] == codes.code_check(settings.secret_key, ref, code)
 
 
-@pytest.mark.parametrize("steps, junk, hint", [
-    ([], "7", "Choose a number from the list."),
-    (["1"], "Asha 2", "Name: letters only, up to 50."),
-    (["1"], "A" * 51, "Name: letters only, up to 50."),
-    (["1", "Asha Devi"], "90", "Year of birth: 4 digits, e.g. 1985."),
-    (["1", "Asha Devi"], "1776", "Year of birth: 4 digits, e.g. 1985."),
-    (["1", "Asha Devi", "1990"], "11001", "Pincode: 6 digits."),
-    (["1", "Asha Devi", "1990"], "999999",
-     "No open slots near 999999 for this age in the next 7 days."),
-    (["1", "Asha Devi", "1990", "110017"], "5", "Choose a number from the list."),
-    (["1", "Asha Devi", "1990", "110017", "1"], "8", "Choose a number from the list."),
-    (["1", "Asha Devi", "1990", "110017", "1", "1"], "x", "Choose a number from the list."),
-    (["1", "Asha Devi", "1990", "110017", "1", "1", "1"], "5", "Reply 1, 2 or 0."),
-    (["2"], "7", "Reply 0."),
-])
-def test_invalid_input_shows_the_same_screen_with_a_one_line_hint(client, sample, r, steps,
-                                                                   junk, hint):
+@pytest.mark.parametrize(
+    "steps, junk, hint",
+    [
+        ([], "7", "Choose a number from the list."),
+        (["1"], "Asha 2", "Name: letters only, up to 50."),
+        (["1"], "A" * 51, "Name: letters only, up to 50."),
+        (["1", "Asha Devi"], "90", "Year of birth: 4 digits, e.g. 1985."),
+        (["1", "Asha Devi"], "1776", "Year of birth: 4 digits, e.g. 1985."),
+        (["1", "Asha Devi", "1990"], "11001", "Pincode: 6 digits."),
+        (
+            ["1", "Asha Devi", "1990"],
+            "999999",
+            "No open slots near 999999 for this age in the next 7 days.",
+        ),
+        (["1", "Asha Devi", "1990", "110017"], "5", "Choose a number from the list."),
+        (["1", "Asha Devi", "1990", "110017", "1"], "8", "Choose a number from the list."),
+        (["1", "Asha Devi", "1990", "110017", "1", "1"], "x", "Choose a number from the list."),
+        (["1", "Asha Devi", "1990", "110017", "1", "1", "1"], "5", "Reply 1, 2 or 0."),
+        (["2"], "7", "Reply 0."),
+    ],
+)
+def test_invalid_input_shows_the_same_screen_with_a_one_line_hint(
+    client, sample, r, steps, junk, hint
+):
     phone = Phone(client)
     phone.dial()
     screen = phone.press(*steps) if steps else MENU
@@ -192,8 +199,10 @@ def test_my_appointments_shows_the_code_of_each_open_booking(client, sample, r, 
     second = phone.press("1")
     assert second.startswith("CON 2/2 ") and second.endswith("\n0 Back")
     shown = {re.search(r"Ref (\d{5} \d{5}) Code (\d{4})", s).groups() for s in (first, second)}
-    assert shown == {(codes.format_reference(ref_a), code_a),
-                     (codes.format_reference(ref_b), code_b)}
+    assert shown == {
+        (codes.format_reference(ref_a), code_a),
+        (codes.format_reference(ref_b), code_b),
+    }
     assert phone.press("0") == first
     assert phone.press("0") == MENU
 
@@ -245,8 +254,9 @@ def test_the_last_slot_taken_while_confirming_is_said_plainly(client, store, r):
     assert asha.press("1").startswith("END Booked")
     late = ravi.press("1")
     # Nothing left anywhere near: said so, with the pincode question to try another.
-    assert late.startswith("CON No open slots near 110017 for this age in the next 7 days.\n"
-                           "Pincode where Ravi Kumar")
+    assert late.startswith(
+        "CON No open slots near 110017 for this age in the next 7 days.\nPincode where Ravi Kumar"
+    )
     assert ravi.press("0").startswith("CON Year of birth of Ravi Kumar")
     assert len(appointments(r)) == 1
 
@@ -310,8 +320,31 @@ def test_a_hop_costs_at_most_three_redis_round_trips(client, sample, monkeypatch
     phone = Phone(client)
     trips = []
     with counting_round_trips(monkeypatch) as sent:
-        for step in [None, "1", "Asha Devi", "1990", "110017", "1", "1", "1", "x", "0", "1",
-                     "1", "again", None, "2", "1", "0", "3", "1", "0", "00", "4", "1"]:
+        for step in [
+            None,
+            "1",
+            "Asha Devi",
+            "1990",
+            "110017",
+            "1",
+            "1",
+            "1",
+            "x",
+            "0",
+            "1",
+            "1",
+            "again",
+            None,
+            "2",
+            "1",
+            "0",
+            "3",
+            "1",
+            "0",
+            "00",
+            "4",
+            "1",
+        ]:
             before = len(sent)
             if step is None:
                 phone.dial()
@@ -338,8 +371,11 @@ def test_no_security_code_is_stored_in_redis(client, sample, r, settings):
     current = live_codes(r, settings.secret_key)
     assert len(current) == 2
     # Everything a caller could be shown renders with the codes...
-    assert all(any(c in render_entry(e, settings.secret_key) for c in current)
-               for e in outbox(r) if e["t"] in ("sms.booked", "sms.slip"))
+    assert all(
+        any(c in render_entry(e, settings.secret_key) for c in current)
+        for e in outbox(r)
+        if e["t"] in ("sms.booked", "sms.slip")
+    )
     # ...yet no value in Redis holds one as a number of its own.
     benign = {"1990", "1985", str(sample["sessions"][0]["date"][:4])}
     for value in all_values(r):
@@ -357,9 +393,15 @@ def test_a_hop_repeated_at_the_same_moment_books_once(client, sample, r, setting
 
     def hop():
         start.wait()
-        response = client.application.test_client().post("/ussd", data={
-            "sessionId": phone.session, "serviceCode": "*384*1#",
-            "phoneNumber": phone.number, "text": text})
+        response = client.application.test_client().post(
+            "/ussd",
+            data={
+                "sessionId": phone.session,
+                "serviceCode": "*384*1#",
+                "phoneNumber": phone.number,
+                "text": text,
+            },
+        )
         bodies.append(response.get_data(as_text=True))
 
     threads = [threading.Thread(target=hop) for _ in range(8)]
@@ -491,8 +533,9 @@ def _day(d) -> str:
     return f"{d:%a} {d:%d-%m}"
 
 
-def test_at_2347_today_is_not_offered_and_at_1030_its_slots_not_yet_over_are(client, sample,
-                                                                             store, clock):
+def test_at_2347_today_is_not_offered_and_at_1030_its_slots_not_yet_over_are(
+    client, sample, store, clock
+):
     clock.at("23:47")
     phone = Phone(client)
     phone.dial()
@@ -508,12 +551,16 @@ def test_at_2347_today_is_not_offered_and_at_1030_its_slots_not_yet_over_are(cli
     assert "\n1 09:00-11:00\n2 11:00-13:00\n3 14:00-16:00\n0 Back" in slots
 
 
-@pytest.mark.parametrize("lang, hint", [
-    ("en", "CON That slot has passed. Choose another.\n"),
-    ("hi", "CON वह समय निकल चुका है। कोई दूसरा समय चुनें।\n"),
-])
+@pytest.mark.parametrize(
+    "lang, hint",
+    [
+        ("en", "CON That slot has passed. Choose another.\n"),
+        ("hi", "CON वह समय निकल चुका है। कोई दूसरा समय चुनें।\n"),
+    ],
+)
 def test_a_slot_that_ends_while_confirming_is_refused_and_the_others_offered(
-        client, sample, r, clock, lang, hint):
+    client, sample, r, clock, lang, hint
+):
     phone = Phone(client)
     if lang == "hi":
         phone.dial()
@@ -532,16 +579,19 @@ def test_a_slot_that_ends_while_confirming_is_refused_and_the_others_offered(
 
 def _two_slots(store, capacity: int = 1) -> dict:
     data = tiny_data(store.now().date(), capacity=capacity)
-    data["sessions"][0]["slots"] = [{"time": "09:00-11:00", "capacity": capacity},
-                                    {"time": "11:00-13:00", "capacity": capacity}]
+    data["sessions"][0]["slots"] = [
+        {"time": "09:00-11:00", "capacity": capacity},
+        {"time": "11:00-13:00", "capacity": capacity},
+    ]
     load_data(store, data)
     return data
 
 
 def test_a_resumed_booking_reads_the_slots_again(client, store, r):
     sid = _two_slots(store)["sessions"][0]["id"]
-    taken = store.book(mobile="+919833333333", name="Ravi Kumar", birth_year=1985,
-                       session_id=sid, slot=0).value
+    taken = store.book(
+        mobile="+919833333333", name="Ravi Kumar", birth_year=1985, session_id=sid, slot=0
+    ).value
     phone = Phone(client)
     phone.dial()
     slots = phone.press("1", "Asha Devi", "1990", "110017", "1", "1")
@@ -555,8 +605,9 @@ def test_a_resumed_booking_reads_the_slots_again(client, store, r):
 
 def test_a_list_answered_after_a_minute_is_read_again(client, store, r, clock):
     sid = _two_slots(store)["sessions"][0]["id"]
-    taken = store.book(mobile="+919833333333", name="Ravi Kumar", birth_year=1985,
-                       session_id=sid, slot=0).value
+    taken = store.book(
+        mobile="+919833333333", name="Ravi Kumar", birth_year=1985, session_id=sid, slot=0
+    ).value
     phone = Phone(client)
     phone.dial()
     assert phone.press("1", "Asha Devi", "1990", "110017", "1").startswith("CON PHC Saket\n1 ")
@@ -564,16 +615,14 @@ def test_a_list_answered_after_a_minute_is_read_again(client, store, r, clock):
     clock.advance(61)
     assert "\n1 09:00-11:00\n2 11:00-13:00\n0 Back" in phone.press("1")
     # A slot list shown, its slot then taken: a minute later the pick is refused, list re-read.
-    store.book(mobile="+919844444444", name="Meena Devi", birth_year=1980, session_id=sid,
-               slot=1)
+    store.book(mobile="+919844444444", name="Meena Devi", birth_year=1980, session_id=sid, slot=1)
     clock.advance(61)
     late = phone.press("2")
     assert late.startswith("CON That slot is no longer open. Choose another.\n")
     assert "\n1 09:00-11:00\n0 Back" in late
 
 
-def test_a_list_answered_within_a_minute_is_not_read_again(client, store, r, clock,
-                                                             monkeypatch):
+def test_a_list_answered_within_a_minute_is_not_read_again(client, store, r, clock, monkeypatch):
     _two_slots(store)
     phone = Phone(client)
     phone.dial()
@@ -588,7 +637,8 @@ def test_a_list_answered_within_a_minute_is_not_read_again(client, store, r, clo
 
 
 def test_a_booking_made_when_redis_then_runs_out_of_memory_is_still_confirmed(
-        client, sample, r, monkeypatch):
+    client, sample, r, monkeypatch
+):
     phone = Phone(client)
     phone.dial()
     assert phone.press("1", "Asha Devi", "1990", "110017", "1", "1", "1").startswith("CON Book")
@@ -616,7 +666,8 @@ def test_a_booking_refused_for_lack_of_memory_says_busy_and_stores_nothing(clien
 
 
 def test_a_booking_made_when_redis_then_stalls_past_the_timeout_is_still_confirmed(
-        client, sample, r, monkeypatch):
+    client, sample, r, monkeypatch
+):
     pool = client.application.extensions["tikaline"].redis.connection_pool
     pool.connection_kwargs["socket_timeout"] = 0.3  # as 5 s against a 7 s stall, but quicker
     pool.disconnect()
@@ -654,12 +705,15 @@ def test_a_fifth_person_is_refused_naming_the_four_who_can_be_booked(client, sam
     phone.dial()
     phone.press("1")
     screen = phone.press("Arjun Singh")
-    assert screen.startswith("CON Only these 4 people can be booked on this number: Asha "
-                             "Devi, Fifth Person, Meena Kumari, Ravi Kumar.\nName of the person")
+    assert screen.startswith(
+        "CON Only these 4 people can be booked on this number: Asha "
+        "Devi, Fifth Person, Meena Kumari, Ravi Kumar.\nName of the person"
+    )
 
 
 def test_a_cancel_made_when_redis_then_runs_out_of_memory_is_still_confirmed(
-        client, sample, r, monkeypatch):
+    client, sample, r, monkeypatch
+):
     phone = Phone(client)
     book(phone)
     phone.dial()
@@ -671,11 +725,14 @@ def test_a_cancel_made_when_redis_then_runs_out_of_memory_is_still_confirmed(
     assert [e["t"] for e in outbox(r)].count("sms.cancelled") == 1
 
 
-@pytest.mark.parametrize("name", [
-    "रामकुमारी देवी कुशवाहा श्रीवास्तव",  # 33 code points, 17 letters as a reader counts them
-    "A" * 50,
-    ("क्षत्रिय " * 12)[:-1],  # 47 letters, 107 code points: a conjunct counts once
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "रामकुमारी देवी कुशवाहा श्रीवास्तव",  # 33 code points, 17 letters as a reader counts them
+        "A" * 50,
+        ("क्षत्रिय " * 12)[:-1],  # 47 letters, 107 code points: a conjunct counts once
+    ],
+)
 def test_names_up_to_fifty_letters_as_a_reader_counts_them(client, sample, r, settings, name):
     phone = Phone(client)
     phone.dial()
@@ -684,5 +741,4 @@ def test_names_up_to_fifty_letters_as_a_reader_counts_them(client, sample, r, se
     confirm = phone.press("1990", "110017", "1", "1", "1")
     assert confirm.startswith("CON Book ")  # the Phone checks every screen keeps to 160
     assert phone.press("1").startswith("END Booked ")
-    assert appointments(r)[ref_and_code(last_text(r, settings, phone.number))[0]][
-        "name"] == name
+    assert appointments(r)[ref_and_code(last_text(r, settings, phone.number))[0]]["name"] == name

@@ -34,8 +34,9 @@ def _snapshot(r) -> dict:
 @pytest.mark.parametrize("case", CASES, ids=[c["label"] for c in CASES])
 def test_real_payloads(client, sample, r, case):
     before = _snapshot(r) if case["status"] != 200 else None
-    response = client.post(case["path"], data=case["body"].encode(),
-                           content_type=case.get("content_type", FORM))
+    response = client.post(
+        case["path"], data=case["body"].encode(), content_type=case.get("content_type", FORM)
+    )
     body = response.get_data(as_text=True)
     assert response.status_code == case["status"], body
     assert response.mimetype == "text/plain"
@@ -68,9 +69,11 @@ def guarded_client(settings, r, sample):
 @pytest.mark.parametrize("query", ["", "?token=wrong", "?token=s3cret-toke", "?token="])
 def test_wrong_or_missing_token_is_403_and_changes_nothing(guarded_client, r, path, query):
     before = _snapshot(r)
-    body = {"/ussd": "sessionId=A1&serviceCode=%2A384%23&phoneNumber=%2B919811111111&text=",
-            "/ussd/events": "sessionId=A1&phoneNumber=%2B919811111111&status=Success",
-            "/sms/inbound": "from=%2B919811111111&to=56767&text=BOOK&id=m1"}[path]
+    body = {
+        "/ussd": "sessionId=A1&serviceCode=%2A384%23&phoneNumber=%2B919811111111&text=",
+        "/ussd/events": "sessionId=A1&phoneNumber=%2B919811111111&status=Success",
+        "/sms/inbound": "from=%2B919811111111&to=56767&text=BOOK&id=m1",
+    }[path]
     response = guarded_client.post(path + query, data=body, content_type=FORM)
     assert response.status_code == 403
     assert "token" in response.get_data(as_text=True)
@@ -79,8 +82,10 @@ def test_wrong_or_missing_token_is_403_and_changes_nothing(guarded_client, r, pa
 
 def test_right_token_is_served(guarded_client, r):
     response = guarded_client.post(
-        "/ussd?token=s3cret-token", content_type=FORM,
-        data="sessionId=A1&serviceCode=%2A384%23&phoneNumber=%2B919811111111&text=")
+        "/ussd?token=s3cret-token",
+        content_type=FORM,
+        data="sessionId=A1&serviceCode=%2A384%23&phoneNumber=%2B919811111111&text=",
+    )
     assert response.status_code == 200
     assert response.get_data(as_text=True).startswith("CON TikaLine vaccination")
 
@@ -88,10 +93,12 @@ def test_right_token_is_served(guarded_client, r):
 @pytest.mark.parametrize("path", ["/ussd", "/ussd/events", "/sms/inbound"])
 def test_oversized_body_is_413_as_text(client, sample, r, path):
     before = _snapshot(r)
-    response = client.post(path, content_type=FORM,
-                           data="sessionId=A1&phoneNumber=%2B919811111111&status=Success"
-                                "&from=%2B919811111111&to=1&id=m1&serviceCode=x&text="
-                                + "1*" * 10_000)
+    response = client.post(
+        path,
+        content_type=FORM,
+        data="sessionId=A1&phoneNumber=%2B919811111111&status=Success"
+        "&from=%2B919811111111&to=1&id=m1&serviceCode=x&text=" + "1*" * 10_000,
+    )
     assert response.status_code == 413
     assert response.mimetype == "text/plain"
     assert "too large" in response.get_data(as_text=True)
@@ -101,8 +108,10 @@ def test_oversized_body_is_413_as_text(client, sample, r, path):
 @pytest.mark.parametrize("path", ["/ussd", "/sms/inbound"])
 def test_body_that_is_not_utf8_is_400(client, sample, r, path):
     before = _snapshot(r)
-    raw = (b"sessionId=A1&serviceCode=x&phoneNumber=%2B919811111111&from=%2B919811111111"
-           b"&to=1&id=m1&text=\xff\xfeBOOK")
+    raw = (
+        b"sessionId=A1&serviceCode=x&phoneNumber=%2B919811111111&from=%2B919811111111"
+        b"&to=1&id=m1&text=\xff\xfeBOOK"
+    )
     response = client.post(path, data=raw, content_type=FORM)
     assert response.status_code == 400
     assert "UTF-8" in response.get_data(as_text=True)
@@ -141,36 +150,43 @@ def redis_down_client(settings, tmp_path):
     return app.test_client()
 
 
-def test_without_redis_health_is_503_ussd_ends_politely_and_sms_asks_for_a_retry(
-        redis_down_client):
+def test_without_redis_health_is_503_ussd_ends_politely_and_sms_asks_for_a_retry(redis_down_client):
     assert redis_down_client.get("/healthz").status_code == 503
     response = redis_down_client.post(
-        "/ussd", content_type=FORM,
-        data="sessionId=A1&serviceCode=%2A384%23&phoneNumber=%2B919811111111&text=")
+        "/ussd",
+        content_type=FORM,
+        data="sessionId=A1&serviceCode=%2A384%23&phoneNumber=%2B919811111111&text=",
+    )
     assert response.status_code == 200
     assert response.get_data(as_text=True).startswith("END Sorry, TikaLine is busy")
     response = redis_down_client.post(
-        "/sms/inbound", content_type=FORM,
-        data="from=%2B919811111111&to=56767&text=BOOK&id=m1")
+        "/sms/inbound", content_type=FORM, data="from=%2B919811111111&to=56767&text=BOOK&id=m1"
+    )
     assert response.status_code == 503  # the provider retries; nothing was applied
     response = redis_down_client.post(
-        "/ussd/events", content_type=FORM,
-        data="sessionId=A1&phoneNumber=%2B919811111111&status=Incomplete")
+        "/ussd/events",
+        content_type=FORM,
+        data="sessionId=A1&phoneNumber=%2B919811111111&status=Incomplete",
+    )
     assert response.status_code == 503
 
 
 @pytest.mark.parametrize("path", ["/ussd", "/sms/inbound", "/sms/delivery"])
 def test_a_percent_escaped_invalid_byte_is_refused_not_taken_as_text(client, r, path):
-    body = "sessionId=ATUid_1&serviceCode=*384*1%23&phoneNumber=%2B919811111111&networkCode=1" \
-           "&text=%ff&from=%2B919811111111&to=384&date=x&id=%ff&status=Success"
+    body = (
+        "sessionId=ATUid_1&serviceCode=*384*1%23&phoneNumber=%2B919811111111&networkCode=1"
+        "&text=%ff&from=%2B919811111111&to=384&date=x&id=%ff&status=Success"
+    )
     answer = client.post(path, data=body, content_type="application/x-www-form-urlencoded")
     assert answer.status_code == 400 and b"UTF-8" in answer.data
     assert r.xlen(keys.OUTBOX) == 0
 
 
 def test_an_end_of_session_notice_with_an_unknown_status_is_refused(client, r):
-    answer = client.post("/ussd/events", data={
-        "sessionId": "ATUid_1", "phoneNumber": "+919811111111", "status": "Weird"})
+    answer = client.post(
+        "/ussd/events",
+        data={"sessionId": "ATUid_1", "phoneNumber": "+919811111111", "status": "Weird"},
+    )
     assert answer.status_code == 400 and b"Success, Incomplete, Failed" in answer.data
     assert r.dbsize() == 0
 
@@ -181,16 +197,43 @@ class Gunicorn:
     def __init__(self, redis_url: str, instance: Path, **env: str):
         self.port = free_port()
         self.lines: list[str] = []
-        env = {**os.environ, "REDIS_URL": redis_url, "WEBHOOK_TOKEN": "s3cret-token",
-               "SECRET_KEY": "k" * 40, "INSTANCE_PATH": str(instance), "LOG_LEVEL": "INFO",
-               "PYTHONUNBUFFERED": "1", **env}
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "WEBHOOK_TOKEN": "s3cret-token",
+            "SECRET_KEY": "k" * 40,
+            "INSTANCE_PATH": str(instance),
+            "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", "1", "--bind",
-             f"127.0.0.1:{self.port}", "app:create_app()"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--no-control-socket",
+                "--workers",
+                "1",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "app:create_app()",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         threading.Thread(target=self._collect, daemon=True).start()
-        wait_for(lambda: self.request(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
-                 or self.proc.poll() is not None, "gunicorn to answer", timeout=60)
+        wait_for(
+            lambda: (
+                self.request(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
+                or self.proc.poll() is not None
+            ),
+            "gunicorn to answer",
+            timeout=60,
+        )
         assert self.proc.poll() is None, "".join(self.lines)
 
     def _collect(self) -> None:
@@ -228,19 +271,27 @@ def gunicorn(redis_url, tmp_path_factory):
 
 
 def _post(path: str, body: bytes, chunked: bool = False) -> bytes:
-    head = (f"POST {path}?token=s3cret-token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-            f"Content-Type: {FORM}\r\n").encode()
+    head = (
+        f"POST {path}?token=s3cret-token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        f"Content-Type: {FORM}\r\n"
+    ).encode()
     if not chunked:
         return head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
-    pieces = [body[i:i + 4096] for i in range(0, len(body), 4096)]
-    return head + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(
-        b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    pieces = [body[i : i + 4096] for i in range(0, len(body), 4096)]
+    return (
+        head
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces)
+        + b"0\r\n\r\n"
+    )
 
 
 @pytest.mark.parametrize("path", ["/sms/inbound", "/ussd", "/sms/delivery"])
 def test_a_chunked_body_over_the_limit_is_413_not_cut_short(gunicorn, r, path):
-    body = (b"from=%2B919811111111&to=384&id=m1&date=x&sessionId=S1&serviceCode=x"
-            b"&phoneNumber=%2B919811111111&status=Success&text=HELP" + b"x" * 20_000)
+    body = (
+        b"from=%2B919811111111&to=384&id=m1&date=x&sessionId=S1&serviceCode=x"
+        b"&phoneNumber=%2B919811111111&status=Success&text=HELP" + b"x" * 20_000
+    )
     status_, answer = gunicorn.request(_post(path, body, chunked=True))
     assert status_ == 413 and "too large" in answer
     assert r.dbsize() == 0  # nothing applied from the part that was read
@@ -253,8 +304,10 @@ def test_gunicorn_logs_info_events_one_line_each_with_numbers_masked(gunicorn, r
     body = b"sessionId=ATUid_log1&serviceCode=%2A384%23&phoneNumber=%2B919811111111&text="
     status_, answer = gunicorn.request(_post("/ussd", body))
     assert status_ == 200 and answer.startswith("CON ")
-    wait_for(lambda: any("event=ussd_hop session=ATUid_log1" in line
-                         for line in gunicorn.lines), "the hop's log line")
+    wait_for(
+        lambda: any("event=ussd_hop session=ATUid_log1" in line for line in gunicorn.lines),
+        "the hop's log line",
+    )
     [line] = [line for line in gunicorn.lines if "ATUid_log1" in line]
     assert " INFO " in line and "from=+9198******11" in line
     assert "+919811111111" not in "".join(gunicorn.lines)

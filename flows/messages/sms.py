@@ -26,8 +26,14 @@ USSD_TEXT = 156
 SMS_BUDGETS = {"sms.booked": (2, 3), "sms.slip": (3, 5)}
 CONVERSATION_BUDGET = (1, 3)
 # What gives way, in turn, when a text is over its budget: (param, letters kept).
-REDUCTIONS = (("address", 40), ("address", 0), ("name", 30), ("name", 20), ("name", 12),
-              ("name", 8))
+REDUCTIONS = (
+    ("address", 40),
+    ("address", 0),
+    ("name", 30),
+    ("name", 20),
+    ("name", 12),
+    ("name", 8),
+)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -70,8 +76,7 @@ def render_entry(fields: dict, secret: str | codes.Keyring) -> str:
     """The text of a queued outbox entry (``t`` template, ``l`` language, ``p`` JSON params).
 
     Security codes are not stored: they are derived here from ``SECRET_KEY`` at send time."""
-    return render(fields["t"], fields.get("l") or "en", json.loads(fields.get("p") or "{}"),
-                  secret)
+    return render(fields["t"], fields.get("l") or "en", json.loads(fields.get("p") or "{}"), secret)
 
 
 def render(template: str, lang: str, params: dict, secret: str | codes.Keyring) -> str:
@@ -103,8 +108,7 @@ def _fill(template: str, lang: str, params: dict, secret: str | codes.Keyring) -
         if _is_entry(value):
             params[name] = _fill(value["t"], lang, value.get("p") or {}, secret)
         elif isinstance(value, list) and value and all(_is_entry(v) for v in value):
-            params[name] = "\n".join(_fill(v["t"], lang, v.get("p") or {}, secret)
-                                     for v in value)
+            params[name] = "\n".join(_fill(v["t"], lang, v.get("p") or {}, secret) for v in value)
     return messages.text(template, lang, **params)
 
 
@@ -123,8 +127,10 @@ def _shortened(params, key: str, keep: int):
         return [_shortened(v, key, keep) for v in params]
     if not isinstance(params, dict):
         return params
-    return {k: shorten(v, keep) if k == key and isinstance(v, str)
-            else _shortened(v, key, keep) for k, v in params.items()}
+    return {
+        k: shorten(v, keep) if k == key and isinstance(v, str) else _shortened(v, key, keep)
+        for k, v in params.items()
+    }
 
 
 def shorten(text: str, keep: int) -> str:
@@ -146,8 +152,11 @@ def graphemes(text: str) -> list[str]:
     out: list[str] = []
     for char in text:
         joins = unicodedata.category(char)[0] == "M" or char in "\u200c\u200d"
-        after_virama = bool(out) and unicodedata.combining(out[-1][-1]) == _VIRAMA \
+        after_virama = (
+            bool(out)
+            and unicodedata.combining(out[-1][-1]) == _VIRAMA
             and unicodedata.category(char) == "Lo"
+        )
         if out and (joins or after_virama):
             out[-1] += char
         else:

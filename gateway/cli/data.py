@@ -29,16 +29,24 @@ def load_data(files):
         click.echo(f"refused, nothing loaded:\n{exc}", err=True)
         sys.exit(1)
     except redis.WatchError:
-        click.echo("bookings kept arriving on the sessions whose capacity this cuts; "
-                   "nothing loaded: run the same command again", err=True)
+        click.echo(
+            "bookings kept arriving on the sessions whose capacity this cuts; "
+            "nothing loaded: run the same command again",
+            err=True,
+        )
         sys.exit(1)
     except redis.RedisError as exc:  # one transaction: all of it was written or none
-        click.echo(f"Redis failed ({exc}); the load is one transaction, so either all or none "
-                   f"of it was written: run the same command again", err=True)
+        click.echo(
+            f"Redis failed ({exc}); the load is one transaction, so either all or none "
+            f"of it was written: run the same command again",
+            err=True,
+        )
         sys.exit(1)
-    click.echo(f"loaded {len(files)} file(s): {report.centres} centres, {report.sessions} "
-               f"sessions ({report.created} new, {report.updated} updated), "
-               f"{report.vaccinators} vaccinators")
+    click.echo(
+        f"loaded {len(files)} file(s): {report.centres} centres, {report.sessions} "
+        f"sessions ({report.created} new, {report.updated} updated), "
+        f"{report.vaccinators} vaccinators"
+    )
 
 
 @click.command("remove-vaccinator")
@@ -57,8 +65,12 @@ def remove_vaccinator(phone):
 
 
 @click.command("sample-data")
-@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None,
-              help="First session day (default: today in TIMEZONE).")
+@click.option(
+    "--start",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="First session day (default: today in TIMEZONE).",
+)
 @click.option("--days", default=7, show_default=True)
 @with_appcontext
 def sample_data_command(start, days):
@@ -70,6 +82,3 @@ def sample_data_command(start, days):
 def init_app(app: Flask) -> None:
     for command in (load_data, remove_vaccinator, sample_data_command):
         app.cli.add_command(command)
-
-
-

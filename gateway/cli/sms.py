@@ -16,20 +16,34 @@ from gateway.web import delivery
 
 
 @click.command("outbox-worker")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=None,
-              help="Sends in flight at once (default: OUTBOX_CONCURRENCY, 8).")
-@click.option("--rate", type=click.FloatRange(0), default=None,
-              help="At most this many sends per second, 0 for no cap (default: OUTBOX_RATE).")
-@click.option("--claim-idle", type=click.FloatRange(0.1), default=60.0, show_default=True,
-              help="Seconds before entries left pending by a dead worker are taken over; "
-                   "keep it above the send timeout.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Sends in flight at once (default: OUTBOX_CONCURRENCY, 8).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(0),
+    default=None,
+    help="At most this many sends per second, 0 for no cap (default: OUTBOX_RATE).",
+)
+@click.option(
+    "--claim-idle",
+    type=click.FloatRange(0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds before entries left pending by a dead worker are taken over; "
+    "keep it above the send timeout.",
+)
 @with_appcontext
 def outbox_worker(concurrency, rate, claim_idle):
     """Deliver the SMS outbox until SIGTERM (in-flight sends finish first)."""
     svc = services()
     try:
-        worker = outbox.Worker(svc.redis, svc.settings, concurrency=concurrency, rate=rate,
-                               claim_idle=claim_idle)
+        worker = outbox.Worker(
+            svc.redis, svc.settings, concurrency=concurrency, rate=rate, claim_idle=claim_idle
+        )
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
     worker.run(handle_signals=True)
@@ -68,9 +82,11 @@ def dead_command(limit):
         click.echo("no dead letters")
         return
     for d in letters:
-        click.echo(f"{d['id']}  {d.get('k', '')}  {d.get('to', '')}  {d.get('t', '')}  "
-                   f"attempts={d.get('attempts', '?')}  at={d.get('at', '')}  "
-                   f"{d.get('error', '')}")
+        click.echo(
+            f"{d['id']}  {d.get('k', '')}  {d.get('to', '')}  {d.get('t', '')}  "
+            f"attempts={d.get('attempts', '?')}  at={d.get('at', '')}  "
+            f"{d.get('error', '')}"
+        )
 
 
 @sms.command("requeue")

@@ -40,6 +40,17 @@ from gateway.outbox.ratelimit import RateLimiter
 from gateway.outbox.records import KEEP_SECONDS, REPORT_SECONDS
 from gateway.outbox.worker import BackgroundWorker, Worker, make_provider, start_background
 
-__all__ = ["KEEP_SECONDS", "REPORT_SECONDS", "STATUSES", "BackgroundWorker", "RateLimiter",
-           "Worker", "dead_letters", "make_provider", "requeue", "requeue_all", "start_background",
-           "stats"]
+__all__ = [
+    "KEEP_SECONDS",
+    "REPORT_SECONDS",
+    "STATUSES",
+    "BackgroundWorker",
+    "RateLimiter",
+    "Worker",
+    "dead_letters",
+    "make_provider",
+    "requeue",
+    "requeue_all",
+    "start_background",
+    "stats",
+]

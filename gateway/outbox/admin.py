@@ -24,14 +24,16 @@ def stats(client: redis.Redis) -> dict:
 
 def dead_letters(client: redis.Redis, count: int = 100) -> list[dict]:
     """The oldest ``count`` dead letters, each with its stream ``id``."""
-    return [{"id": as_text(i), **decoded(f)}
-            for i, f in client.xrange(keys.DEAD, count=count)]
+    return [{"id": as_text(i), **decoded(f)} for i, f in client.xrange(keys.DEAD, count=count)]
 
 
 def requeue(client: redis.Redis, ident: str) -> list[str]:
     """Put dead letters back on the outbox: ``ident`` is a dead-letter id or a message key."""
-    ids = [ident] if _is_stream_id(ident) else [
-        d["id"] for d in _all_dead(client) if d.get("k") == ident]
+    ids = (
+        [ident]
+        if _is_stream_id(ident)
+        else [d["id"] for d in _all_dead(client) if d.get("k") == ident]
+    )
     return _requeue_ids(client, ids)
 
 
@@ -55,8 +57,12 @@ def _requeue_ids(client: redis.Redis, ids: list[str]) -> list[str]:
     script = scripts_for(client)["outbox_requeue"]
     done = []
     for dead_id in ids:
-        k = as_text(script(keys=[keys.DEAD, keys.OUTBOX, keys.SMS_COUNTS, keys.RETRY],
-                           args=[dead_id, keys.template(keys.message), now()]))
+        k = as_text(
+            script(
+                keys=[keys.DEAD, keys.OUTBOX, keys.SMS_COUNTS, keys.RETRY],
+                args=[dead_id, keys.template(keys.message), now()],
+            )
+        )
         if k:
             done.append(k)
     return done

@@ -37,8 +37,8 @@ class GroupCommit:
 
     def _write_batch(self) -> None:
         with self._queue:
-            batch = self._waiting[:self._most]
-            del self._waiting[:self._most]
+            batch = self._waiting[: self._most]
+            del self._waiting[: self._most]
         error = None
         try:
             self._write_many([t.item for t in batch])

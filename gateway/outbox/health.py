@@ -29,13 +29,16 @@ class WorkerHealth:
     """One worker's trouble with Redis: logged, backed off, and said through the name of its
     own connection; nothing here raises."""
 
-    def __init__(self, client: redis.Redis, worker: str,
-                 backoff: tuple[float, float] = (0.5, 30.0)):
+    def __init__(
+        self, client: redis.Redis, worker: str, backoff: tuple[float, float] = (0.5, 30.0)
+    ):
         pool = client.connection_pool
         # Its own connection: a pooled one would carry the name into other hands.
-        self.r = redis.Redis(connection_pool=redis.ConnectionPool(
-            connection_class=pool.connection_class, max_connections=1,
-            **pool.connection_kwargs))
+        self.r = redis.Redis(
+            connection_pool=redis.ConnectionPool(
+                connection_class=pool.connection_class, max_connections=1, **pool.connection_kwargs
+            )
+        )
         self.worker = worker
         self.backoff = backoff  # first delay and cap, in seconds
         self._trouble: tuple[float, int] | None = None  # (since, failures)
@@ -47,19 +50,27 @@ class WorkerHealth:
         now = time.time()
         since, failures = self._trouble or (now, 0)
         self._trouble = (since, failures + 1)
-        delay = min(self.backoff[1], self.backoff[0] * 2 ** failures)
+        delay = min(self.backoff[1], self.backoff[0] * 2**failures)
         error = f"{type(exc).__name__}: {exc}"
-        log.error("event=outbox_stuck worker=%s for=%.0fs retry_in=%.1fs error=%s", self.worker,
-                  now - since, delay, clean(error, 200),
-                  exc_info=not isinstance(exc, redis.RedisError))  # a bug: its traceback
+        log.error(
+            "event=outbox_stuck worker=%s for=%.0fs retry_in=%.1fs error=%s",
+            self.worker,
+            now - since,
+            delay,
+            clean(error, 200),
+            exc_info=not isinstance(exc, redis.RedisError),
+        )  # a bug: its traceback
         self._say("stuck", since, error)
         return delay
 
     def fine(self) -> None:
         """A round went through: say so at once after trouble, else every HEARTBEAT."""
         if self._trouble:
-            log.info("event=outbox_recovered worker=%s after=%.0fs", self.worker,
-                     time.time() - self._trouble[0])
+            log.info(
+                "event=outbox_recovered worker=%s after=%.0fs",
+                self.worker,
+                time.time() - self._trouble[0],
+            )
             self._trouble, self._well_since, self._next_say = None, time.time(), 0.0
         if time.monotonic() >= self._next_say:
             self._say("ok", self._well_since)
@@ -87,11 +98,17 @@ def workers(client: redis.Redis) -> list[dict]:
     found = []
     for conn in connections:
         name = conn.get("name", "")
-        parts = name[len(PREFIX):].split("|", 3) if name.startswith(PREFIX) else []
+        parts = name[len(PREFIX) :].split("|", 3) if name.startswith(PREFIX) else []
         if len(parts) == 4 and parts[2].isdigit():
             worker, state, since, error = parts
-            found.append({"worker": worker, "state": state, "since": int(since),
-                          "error": error.replace("_", " ")})
+            found.append(
+                {
+                    "worker": worker,
+                    "state": state,
+                    "since": int(since),
+                    "error": error.replace("_", " "),
+                }
+            )
     return sorted(found, key=lambda w: w["worker"])
 
 
@@ -119,6 +136,8 @@ def problems(client: redis.Redis, now: float | None = None) -> list[str]:
     lines = [describe(w, now) for w in found if w["state"] != "ok"]
     waited = oldest_wait(client, now)
     if waited > SLOW:
-        lines.append(f"outbox: the oldest SMS has waited {waited} s"
-                     + ("" if found else "; no outbox worker is connected"))
+        lines.append(
+            f"outbox: the oldest SMS has waited {waited} s"
+            + ("" if found else "; no outbox worker is connected")
+        )
     return lines

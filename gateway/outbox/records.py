@@ -64,10 +64,19 @@ def retry(scripts: Scripts, entry_id: str, entry: dict, detail: str, due: float)
     k = entry["k"]
     scripts["outbox_retry"](
         keys=[keys.message(k), keys.RETRY, keys.OUTBOX],
-        args=[keys.OUTBOX_GROUP, entry_id, k, short(detail),
-              datetime.fromtimestamp(due, UTC).isoformat(timespec="seconds"),
-              int(due * 1000), entry.get("to", ""), entry.get("t", ""),
-              entry.get("l", "en"), entry.get("p", "{}")])
+        args=[
+            keys.OUTBOX_GROUP,
+            entry_id,
+            k,
+            short(detail),
+            datetime.fromtimestamp(due, UTC).isoformat(timespec="seconds"),
+            int(due * 1000),
+            entry.get("to", ""),
+            entry.get("t", ""),
+            entry.get("l", "en"),
+            entry.get("p", "{}"),
+        ],
+    )
 
 
 def dead(scripts: Scripts, entry_id: str, entry: dict, error: str) -> None:
@@ -75,14 +84,26 @@ def dead(scripts: Scripts, entry_id: str, entry: dict, error: str) -> None:
     k = entry["k"]
     scripts["outbox_dead"](
         keys=[keys.message(k), keys.DEAD, keys.OUTBOX, keys.SMS_COUNTS],
-        args=[keys.OUTBOX_GROUP, entry_id, k, entry.get("to", ""), entry.get("t", ""),
-              entry.get("l", "en"), entry.get("p", "{}"), error, now(), short(error)])
+        args=[
+            keys.OUTBOX_GROUP,
+            entry_id,
+            k,
+            entry.get("to", ""),
+            entry.get("t", ""),
+            entry.get("l", "en"),
+            entry.get("p", "{}"),
+            error,
+            now(),
+            short(error),
+        ],
+    )
 
 
 def promote(scripts: Scripts, due_ms: int, most: int = 100) -> None:
     """Put the retries due by ``due_ms`` back on the stream."""
-    scripts["outbox_promote"](keys=[keys.RETRY, keys.OUTBOX],
-                              args=[due_ms, most, keys.template(keys.message)])
+    scripts["outbox_promote"](
+        keys=[keys.RETRY, keys.OUTBOX], args=[due_ms, most, keys.template(keys.message)]
+    )
 
 
 def take(scripts: Scripts, consumer: str, count: int) -> list:
@@ -90,7 +111,8 @@ def take(scripts: Scripts, consumer: str, count: int) -> list:
     attempt to send, 0 for a message already sent, -1 for a malformed entry."""
     taken = scripts["outbox_take"](
         keys=[keys.OUTBOX],
-        args=[keys.OUTBOX_GROUP, consumer, count, now(), keys.template(keys.message)])
+        args=[keys.OUTBOX_GROUP, consumer, count, now(), keys.template(keys.message)],
+    )
     return [(as_text(i), from_pairs(fields), int(state)) for i, fields, state in taken]
 
 
@@ -100,7 +122,13 @@ def begin(scripts: Scripts, entries: list) -> list:
         return []
     args: list = [keys.OUTBOX_GROUP, now(), keys.template(keys.message)]
     for entry_id, entry in entries:
-        args += [entry_id, entry.get("k") or f"entry:{entry_id}", entry.get("to", ""),
-                 entry.get("t", ""), entry.get("l", "en"), entry.get("p", "{}")]
+        args += [
+            entry_id,
+            entry.get("k") or f"entry:{entry_id}",
+            entry.get("to", ""),
+            entry.get("t", ""),
+            entry.get("l", "en"),
+            entry.get("p", "{}"),
+        ]
     states = scripts["outbox_begin"](keys=[keys.OUTBOX], args=args)
     return [(i, e, int(state)) for (i, e), state in zip(entries, states, strict=True)]

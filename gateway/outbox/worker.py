@@ -36,25 +36,37 @@ def make_provider(settings: Settings, client: redis.Redis, timeout=None, **optio
         return SMSClient.from_settings(settings, timeout=timeout or DEFAULT_TIMEOUT, **options)
     from gateway.providers.console import ConsoleProvider
 
-    log.warning("event=console_provider: AT_USERNAME unset, outbound SMS are logged and kept "
-                "for the simulator")
+    log.warning(
+        "event=console_provider: AT_USERNAME unset, outbound SMS are logged and kept "
+        "for the simulator"
+    )
     return ConsoleProvider(client)
-
 
 
 class Worker:
     """One outbox consumer: ``run()`` until ``stop()``; in-flight sends always finish."""
 
-    def __init__(self, client: redis.Redis, settings: Settings, provider=None, *,
-                 concurrency: int | None = None, rate: float | None = None,
-                 max_attempts: int | None = None, claim_idle: float = 60.0,
-                 block_ms: int = 1000, backoff: tuple[float, float, float] = (2.0, 3.0, 1800.0),
-                 redis_backoff: tuple[float, float] = (0.5, 30.0), name: str | None = None):
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        provider=None,
+        *,
+        concurrency: int | None = None,
+        rate: float | None = None,
+        max_attempts: int | None = None,
+        claim_idle: float = 60.0,
+        block_ms: int = 1000,
+        backoff: tuple[float, float, float] = (2.0, 3.0, 1800.0),
+        redis_backoff: tuple[float, float] = (0.5, 30.0),
+        name: str | None = None,
+    ):
         self.r = client
         self.settings = settings
         self.concurrency = max(1, concurrency or settings.outbox_concurrency)
         self.provider = provider or make_provider(
-            settings, client, **({"pool_size": self.concurrency} if settings.at_username else {}))
+            settings, client, **({"pool_size": self.concurrency} if settings.at_username else {})
+        )
         self.max_attempts = max(1, max_attempts or settings.outbox_max_attempts)
         self.rate = settings.outbox_rate if rate is None else rate
         self.limiter = RateLimiter(self.rate)
@@ -80,8 +92,13 @@ class Worker:
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self._on_signal)
-        log.info("event=outbox_worker_started worker=%s concurrency=%d rate_cap=%s provider=%s",
-                 self.name, self.concurrency, self.rate or "none", type(self.provider).__name__)
+        log.info(
+            "event=outbox_worker_started worker=%s concurrency=%d rate_cap=%s provider=%s",
+            self.name,
+            self.concurrency,
+            self.rate or "none",
+            type(self.provider).__name__,
+        )
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sms-send")
         next_reclaim = next_promote = 0.0
         ready = False
@@ -115,8 +132,11 @@ class Worker:
 
     def _on_signal(self, signum, frame) -> None:
         # No lock here: the interrupted main thread may hold it.
-        log.info("event=outbox_worker_stopping signal=%s in_flight=%d: stopping after them",
-                 signal.Signals(signum).name, len(self._in_flight))
+        log.info(
+            "event=outbox_worker_stopping signal=%s in_flight=%d: stopping after them",
+            signal.Signals(signum).name,
+            len(self._in_flight),
+        )
         self.stop()
 
     def _ensure_group(self) -> None:
@@ -153,22 +173,36 @@ class Worker:
         taken = records.take(self._scripts, self.name, count)
         if taken:
             return taken
-        answer = self.r.xreadgroup(keys.OUTBOX_GROUP, self.name, {keys.OUTBOX: ">"},
-                                   count=count, block=self.block_ms)
-        return records.begin(self._scripts, [(records.as_text(i), records.decoded(f))
-                                             for i, f in answer[0][1]] if answer else [])
+        answer = self.r.xreadgroup(
+            keys.OUTBOX_GROUP, self.name, {keys.OUTBOX: ">"}, count=count, block=self.block_ms
+        )
+        return records.begin(
+            self._scripts,
+            [(records.as_text(i), records.decoded(f)) for i, f in answer[0][1]] if answer else [],
+        )
 
     def _reclaim(self, count: int) -> list:
         cursor, claimed, *_ = self.r.xautoclaim(
-            keys.OUTBOX, keys.OUTBOX_GROUP, self.name, self.claim_idle_ms,
-            start_id=self._claim_cursor, count=count)
+            keys.OUTBOX,
+            keys.OUTBOX_GROUP,
+            self.name,
+            self.claim_idle_ms,
+            start_id=self._claim_cursor,
+            count=count,
+        )
         self._claim_cursor = records.as_text(cursor)
         if claimed:
-            log.warning("event=outbox_took_over worker=%s entries=%d: left pending by another",
-                        self.name, len(claimed))
+            log.warning(
+                "event=outbox_took_over worker=%s entries=%d: left pending by another",
+                self.name,
+                len(claimed),
+            )
         with self._lock:  # a send of ours slower than claim_idle: never started twice
-            ours = [(records.as_text(i), records.decoded(f)) for i, f in claimed
-                    if f and records.as_text(i) not in self._in_flight]
+            ours = [
+                (records.as_text(i), records.decoded(f))
+                for i, f in claimed
+                if f and records.as_text(i) not in self._in_flight
+            ]
         return records.begin(self._scripts, ours)
 
     def _started(self, entries: list) -> list:
@@ -217,24 +251,34 @@ class Worker:
     def _settle(self, entry_id: str, entry: dict, attempt: int, result: SendResult) -> None:
         k = entry["k"]
         if result.outcome == SENT:
-            self._persist((entry_id, k, result.message_id, records.now(),
-                           records.short(result.detail)))
+            self._persist(
+                (entry_id, k, result.message_id, records.now(), records.short(result.detail))
+            )
             log.info("event=outbox_sent k=%s provider_id=%s", k, result.message_id or "-")
             return
         if result.outcome == REJECTED:
             self._dead(entry_id, entry, f"rejected: {result.detail}")
             return
         if result.outcome == CONFIG:
-            log.error("event=outbox_configuration_error k=%s detail=%s: check AT_USERNAME, "
-                      "AT_API_KEY, AT_SENDER_ID", k, result.detail)
+            log.error(
+                "event=outbox_configuration_error k=%s detail=%s: check AT_USERNAME, "
+                "AT_API_KEY, AT_SENDER_ID",
+                k,
+                result.detail,
+            )
         if attempt >= self.max_attempts:
             self._dead(entry_id, entry, f"{result.detail} (after {attempt} attempts)")
             return
         delay = self.delay(attempt)
         due = time.time() + delay
         records.retry(self._scripts, entry_id, entry, result.detail, due)
-        log.warning("event=outbox_attempt_failed k=%s attempt=%d detail=%s next_in=%.1fs", k,
-                    attempt, result.detail, delay)
+        log.warning(
+            "event=outbox_attempt_failed k=%s attempt=%d detail=%s next_in=%.1fs",
+            k,
+            attempt,
+            result.detail,
+            delay,
+        )
 
     def _persist(self, record: records.Sent) -> None:
         # Sent but not recorded is the one state that becomes a duplicate SMS (reclaimed and
@@ -247,12 +291,21 @@ class Worker:
             except redis.RedisError as exc:
                 error = clean(f"{type(exc).__name__}: {exc}", 200)
                 if self._stop.is_set():
-                    log.error("event=outbox_unrecorded k=%s error=%s: sent, but not recorded "
-                              "before stopping; the next worker sends it again", record[1], error)
+                    log.error(
+                        "event=outbox_unrecorded k=%s error=%s: sent, but not recorded "
+                        "before stopping; the next worker sends it again",
+                        record[1],
+                        error,
+                    )
                     raise
-                delay = min(cap, 1.0, first * 2 ** failures)
-                log.warning("event=outbox_record_retry k=%s failures=%d retry_in=%.1fs error=%s",
-                            record[1], failures + 1, delay, error)
+                delay = min(cap, 1.0, first * 2**failures)
+                log.warning(
+                    "event=outbox_record_retry k=%s failures=%d retry_in=%.1fs error=%s",
+                    record[1],
+                    failures + 1,
+                    delay,
+                    error,
+                )
                 self._stop.wait(delay)
 
     def delay(self, attempt: int) -> float:
@@ -268,6 +321,7 @@ class Worker:
 
 
 # -- in the web process, for a first run ----------------------------------------------------------
+
 
 class BackgroundWorker:
     """A worker running in a daemon thread of this process; ``stop()`` ends it cleanly."""
@@ -288,5 +342,3 @@ def start_background(app, **options) -> BackgroundWorker:
     handle = BackgroundWorker(Worker(services.redis, services.settings, **options))
     handle.thread.start()
     return handle
-
-

@@ -67,8 +67,17 @@ from gateway.providers.result import CONFIG, REJECTED, RETRY, SENT, SendResult
 USSD_FIELDS = ("sessionId", "serviceCode", "phoneNumber", "text")
 USSD_OPTIONAL = ("networkCode",)
 SESSION_END_FIELDS = ("sessionId", "phoneNumber", "status")
-SESSION_END_OPTIONAL = ("date", "serviceCode", "networkCode", "input", "errorMessage",
-                        "durationInMillis", "hopsCount", "cost", "lastAppResponse")
+SESSION_END_OPTIONAL = (
+    "date",
+    "serviceCode",
+    "networkCode",
+    "input",
+    "errorMessage",
+    "durationInMillis",
+    "hopsCount",
+    "cost",
+    "lastAppResponse",
+)
 SMS_FIELDS = ("from", "to", "text", "id")
 SMS_OPTIONAL = ("date", "linkId", "networkCode", "cost")
 SESSION_END_STATUSES = ("Success", "Incomplete", "Failed")
@@ -81,8 +90,11 @@ def parse_ussd(req, region: str) -> InboundMessage:
     """One USSD hop as a neutral message (``text`` is the whole ``*``-joined input path)."""
     form = form_fields(req, USSD_FIELDS, USSD_OPTIONAL)
     return InboundMessage(
-        channel=USSD, sender=_phone(form, "phoneNumber", region), text=form["text"],
-        session_id=_id(form, "sessionId"), event=RESUME if form["text"] else NEW,
+        channel=USSD,
+        sender=_phone(form, "phoneNumber", region),
+        text=form["text"],
+        session_id=_id(form, "sessionId"),
+        event=RESUME if form["text"] else NEW,
         meta={"service_code": form["serviceCode"], "network": form["networkCode"]},
     )
 
@@ -93,10 +105,17 @@ def parse_session_end(req, region: str) -> InboundMessage:
     if form["status"] not in SESSION_END_STATUSES:
         raise BadRequest("status must be one of " + ", ".join(SESSION_END_STATUSES))
     return InboundMessage(
-        channel=USSD, sender=_phone(form, "phoneNumber", region), text=form["input"],
-        session_id=_id(form, "sessionId"), event=CLOSE,
-        meta={"status": form["status"], "error": form["errorMessage"][:200],
-              "duration_ms": form["durationInMillis"], "hops": form["hopsCount"]},
+        channel=USSD,
+        sender=_phone(form, "phoneNumber", region),
+        text=form["input"],
+        session_id=_id(form, "sessionId"),
+        event=CLOSE,
+        meta={
+            "status": form["status"],
+            "error": form["errorMessage"][:200],
+            "duration_ms": form["durationInMillis"],
+            "hops": form["hopsCount"],
+        },
     )
 
 
@@ -104,7 +123,9 @@ def parse_sms(req, region: str) -> InboundMessage:
     """One inbound SMS as a neutral message; its ``id`` guards against replays."""
     form = form_fields(req, SMS_FIELDS, SMS_OPTIONAL)
     return InboundMessage(
-        channel=SMS, sender=_phone(form, "from", region), text=form["text"],
+        channel=SMS,
+        sender=_phone(form, "from", region),
+        text=form["text"],
         message_id=_id(form, "id"),
         meta={"to": form["to"][:32], "network": form["networkCode"], "link_id": form["linkId"]},
     )
@@ -131,7 +152,6 @@ def _id(form: dict, name: str) -> str:
     if not value or len(value) > MAX_ID or not value.isprintable():
         raise BadRequest(f"{name} must be 1-{MAX_ID} printable characters")
     return value
-
 
 
 # ---- Outbound: the SMS API through the official SDK, and delivery reports --------------------
@@ -169,9 +189,14 @@ DEFAULT_TIMEOUT = SDK_TIMEOUT  # (3.05, 9.05) connect, read: the SDK's own, made
 
 # Delivery statuses → our message statuses; Sent/Submitted/Buffered are still in flight.
 DELIVERY_STATUSES = {
-    "sent": "sent", "submitted": "sent", "buffered": "sent",
+    "sent": "sent",
+    "submitted": "sent",
+    "buffered": "sent",
     "success": "delivered",
-    "rejected": "failed", "failed": "failed", "absentsubscriber": "failed", "expired": "failed",
+    "rejected": "failed",
+    "failed": "failed",
+    "absentsubscriber": "failed",
+    "expired": "failed",
 }
 
 
@@ -209,8 +234,9 @@ class _PooledSMSService(SMSService):
     def use_environment(self) -> None:
         """Read proxy and CA settings once, for the base URL now set."""
         self._proxies = requests.utils.get_environ_proxies(self._baseUrl)
-        self._verify = (os.environ.get("REQUESTS_CA_BUNDLE")
-                        or os.environ.get("CURL_CA_BUNDLE") or True)
+        self._verify = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
         self._routes = {}
 
     def _route(self, url: str) -> tuple:
@@ -218,20 +244,28 @@ class _PooledSMSService(SMSService):
         if route is None:  # the first SMS only: the SDK always posts to the same URL
             prepared = requests.Request("POST", url).prepare()
             adapter = self._adapter
-            pool = adapter.get_connection_with_tls_context(prepared, self._verify,
-                                                           proxies=self._proxies)
+            pool = adapter.get_connection_with_tls_context(
+                prepared, self._verify, proxies=self._proxies
+            )
             adapter.cert_verify(pool, url, self._verify, None)
             route = self._routes[url] = (pool, adapter.request_url(prepared, self._proxies))
         return route
 
-    def _make_request(self, url, method, headers, data, params, callback=None,
-                      timeout=DEFAULT_TIMEOUT):
+    def _make_request(
+        self, url, method, headers, data, params, callback=None, timeout=DEFAULT_TIMEOUT
+    ):
         pool, target = self._route(url)
         if params:
             target += ("&" if "?" in target else "?") + urlencode(params, doseq=True)
         body = urlencode(data or {}, doseq=True)
-        answer = _urlopen(pool, method, target, body.encode(),
-                          {**_SESSION_HEADERS, **headers, "Content-Type": _FORM}, timeout)
+        answer = _urlopen(
+            pool,
+            method,
+            target,
+            body.encode(),
+            {**_SESSION_HEADERS, **headers, "Content-Type": _FORM},
+            timeout,
+        )
         content_type = answer.headers.get("content-type", "")
         text = _decode(answer.data, content_type)
         if not 200 <= answer.status < 300:
@@ -254,13 +288,21 @@ def _urlopen(pool, method: str, target: str, body: bytes, headers: dict, timeout
     connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
     errors = urllib3.exceptions
     try:
-        return pool.urlopen(method, target, body=body, headers=headers, redirect=False,
-                            assert_same_host=False, retries=_NO_RETRY,
-                            timeout=urllib3.Timeout(connect=connect, read=read))
+        return pool.urlopen(
+            method,
+            target,
+            body=body,
+            headers=headers,
+            redirect=False,
+            assert_same_host=False,
+            retries=_NO_RETRY,
+            timeout=urllib3.Timeout(connect=connect, read=read),
+        )
     except errors.MaxRetryError as exc:  # what a failed connect comes wrapped in
         reason = exc.reason
-        if (isinstance(reason, errors.ConnectTimeoutError)
-                and not isinstance(reason, errors.NewConnectionError)):
+        if isinstance(reason, errors.ConnectTimeoutError) and not isinstance(
+            reason, errors.NewConnectionError
+        ):
             raise requests.ConnectTimeout(exc) from exc
         if isinstance(reason, errors.ProxyError):
             raise requests.exceptions.ProxyError(exc) from exc
@@ -284,8 +326,16 @@ def _decode(data: bytes, content_type: str) -> str:
 class SMSClient:
     """The SDK's SMS service, built and kept here (``initialize()`` rebinds module globals)."""
 
-    def __init__(self, username: str, api_key: str, *, sender_id: str | None = None,
-                 base_url: str | None = None, timeout=DEFAULT_TIMEOUT, pool_size: int = 8):
+    def __init__(
+        self,
+        username: str,
+        api_key: str,
+        *,
+        sender_id: str | None = None,
+        base_url: str | None = None,
+        timeout=DEFAULT_TIMEOUT,
+        pool_size: int = 8,
+    ):
         self._service = _PooledSMSService(username, api_key, pool_size)
         if base_url:
             self._service._baseUrl = base_url.rstrip("/")
@@ -298,14 +348,19 @@ class SMSClient:
         """A client for AT_USERNAME / AT_API_KEY / AT_SENDER_ID / AT_BASE_URL."""
         if not settings.at_api_key:
             raise ConfigurationError("AT_USERNAME is set but AT_API_KEY is not")
-        return cls(settings.at_username, settings.at_api_key, sender_id=settings.at_sender_id,
-                   base_url=settings.at_base_url, timeout=timeout, **options)
+        return cls(
+            settings.at_username,
+            settings.at_api_key,
+            sender_id=settings.at_sender_id,
+            base_url=settings.at_base_url,
+            timeout=timeout,
+            **options,
+        )
 
     def send(self, to: str, text: str, entry: dict | None = None) -> SendResult:
         """Send one SMS and reduce whatever happens to sent / retry / rejected / config."""
         try:
-            answer = self._service.send(text, [to], sender_id=self.sender_id,
-                                        timeout=self.timeout)
+            answer = self._service.send(text, [to], sender_id=self.sender_id, timeout=self.timeout)
         except requests.Timeout as exc:
             # A read timeout may mean the API took it. We retry anyway: at least once beats
             # at most once for a code, and a repeat carries the very same text.
@@ -342,8 +397,9 @@ def reduce_answer(answer) -> SendResult:
     detail = f"{code} {first.get('status') or ''}".strip()
     message_id = str(first.get("messageId") or "")
     if code in SENT_CODES:
-        return SendResult(SENT, message_id="" if message_id == "None" else message_id,
-                          detail=detail)
+        return SendResult(
+            SENT, message_id="" if message_id == "None" else message_id, detail=detail
+        )
     if code in CONFIG_CODES:
         return SendResult(CONFIG, detail=detail)
     if code in REJECTED_CODES:

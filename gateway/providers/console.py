@@ -36,13 +36,24 @@ class ConsoleProvider:
         """Log and keep one message; returns a provider message id like a real send."""
         entry = entry or {}
         message_id = "console-" + uuid.uuid4().hex
-        log.info("event=console_sms to=%s k=%s template=%s lang=%s chars=%d", mask(to),
-                 entry.get("k", "?"), entry.get("t", "?"), entry.get("l", "?"), len(text))
-        kept = json.dumps({
-            "id": entry.get("k", message_id),
-            "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "t": entry.get("t", ""), "l": entry.get("l", "en"), "p": entry.get("p", "{}"),
-        }, ensure_ascii=False)
+        log.info(
+            "event=console_sms to=%s k=%s template=%s lang=%s chars=%d",
+            mask(to),
+            entry.get("k", "?"),
+            entry.get("t", "?"),
+            entry.get("l", "?"),
+            len(text),
+        )
+        kept = json.dumps(
+            {
+                "id": entry.get("k", message_id),
+                "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "t": entry.get("t", ""),
+                "l": entry.get("l", "en"),
+                "p": entry.get("p", "{}"),
+            },
+            ensure_ascii=False,
+        )
         key = keys.console_inbox(to)
         with self.r.pipeline(transaction=True) as pipe:
             pipe.lpush(key, kept)

@@ -27,8 +27,9 @@ def form_fields(req: Request, required: tuple[str, ...], optional: tuple[str, ..
         raise RequestEntityTooLarge()
     try:
         # Strict decoding, also of %-escapes: werkzeug would quietly keep an invalid byte.
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True,
-                          encoding="utf-8", errors="strict")
+        pairs = parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict"
+        )
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("body is not valid UTF-8") from None
     form: dict[str, str] = {}

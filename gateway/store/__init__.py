@@ -86,8 +86,12 @@ def _new_caps(old: dict, session: dict):
     caps = [s["capacity"] for s in session["slots"]]
     i = 0
     while f"cap:{i}" in old:
-        yield i, int(old[f"cap:{i}"]), caps[i] if i < len(caps) else 0, int(
-            old.get(f"booked:{i}") or 0)
+        yield (
+            i,
+            int(old[f"cap:{i}"]),
+            caps[i] if i < len(caps) else 0,
+            int(old.get(f"booked:{i}") or 0),
+        )
         i += 1
 
 
@@ -148,8 +152,17 @@ class Store:
 
     # -- citizen operations -----------------------------------------------------------------
 
-    def book(self, *, mobile: str, name: str, birth_year: int, session_id: str, slot: int,
-             lang: str = "en", now: datetime | None = None) -> Outcome:
+    def book(
+        self,
+        *,
+        mobile: str,
+        name: str,
+        birth_year: int,
+        session_id: str,
+        slot: int,
+        lang: str = "en",
+        now: datetime | None = None,
+    ) -> Outcome:
         """Book a slot (value = ref) at ``now`` (the turn's time); a slot whose end has come
         is refused as ``passed``. Asking again for the booking this beneficiary already holds
         is a replay: status ``replay`` with the same ref, nothing written or queued."""
@@ -160,13 +173,33 @@ class Store:
             check = codes.code_check(ring.current, ref, codes.derive_code(ring.current, ref, 0))
             outcome = self._run(
                 "book",
-                [keys.session(session_id), keys.beneficiaries(mobile), keys.OUTBOX,
-                 keys.SMS_COUNTS, keys.appointment(ref)],
-                [keys.template(keys.appointment), ref, mobile, name, name_key(name),
-                 birth_year, slot, now.date().isoformat(), int(now.timestamp()), check, lang,
-                 MAX_BENEFICIARIES, ",".join(self.lifecycle.OPEN_STATES), f"{now:%H:%M}",
-                 ",".join(self.lifecycle.COUNTED_STATES), ring.current_id,
-                 keys.template(keys.day), keys.template(keys.centre)],
+                [
+                    keys.session(session_id),
+                    keys.beneficiaries(mobile),
+                    keys.OUTBOX,
+                    keys.SMS_COUNTS,
+                    keys.appointment(ref),
+                ],
+                [
+                    keys.template(keys.appointment),
+                    ref,
+                    mobile,
+                    name,
+                    name_key(name),
+                    birth_year,
+                    slot,
+                    now.date().isoformat(),
+                    int(now.timestamp()),
+                    check,
+                    lang,
+                    MAX_BENEFICIARIES,
+                    ",".join(self.lifecycle.OPEN_STATES),
+                    f"{now:%H:%M}",
+                    ",".join(self.lifecycle.COUNTED_STATES),
+                    ring.current_id,
+                    keys.template(keys.day),
+                    keys.template(keys.centre),
+                ],
             )
             if outcome.status != "ref_taken":
                 return outcome
@@ -174,13 +207,23 @@ class Store:
 
     def cancel(self, *, mobile: str, ref: str, lang: str = "en") -> Outcome:
         return self._run(
-            "cancel", [keys.appointment(ref), keys.OUTBOX, keys.SMS_COUNTS],
-            [keys.template(keys.session), keys.template(keys.day), ref, mobile, self.today(),
-             self.epoch(), lang, ",".join(self.lifecycle.sources("cancel"))],
+            "cancel",
+            [keys.appointment(ref), keys.OUTBOX, keys.SMS_COUNTS],
+            [
+                keys.template(keys.session),
+                keys.template(keys.day),
+                ref,
+                mobile,
+                self.today(),
+                self.epoch(),
+                lang,
+                ",".join(self.lifecycle.sources("cancel")),
+            ],
         )
 
-    def reissue(self, *, mobile: str, ref: str, lang: str = "en",
-                now: datetime | None = None) -> Outcome:
+    def reissue(
+        self, *, mobile: str, ref: str, lang: str = "en", now: datetime | None = None
+    ) -> Outcome:
         """A fresh code for a booked or locked appointment (value = the new code version);
         ``limit`` after 3 in a day. Wrong codes already entered still count after it."""
         version = self.r.hget(keys.appointment(ref), "ver")
@@ -190,68 +233,126 @@ class Store:
         ring = self.settings.keyring  # a fresh code is made with the current key
         new_code = codes.derive_code(ring.current, ref, version + 1)
         return self._run(
-            "reissue", [keys.appointment(ref), keys.OUTBOX, keys.SMS_COUNTS],
-            [keys.template(keys.session), keys.template(keys.centre), ref, mobile,
-             (now or self.now()).date().isoformat(), version,
-             codes.code_check(ring.current, ref, new_code), lang,
-             ",".join(self.lifecycle.sources("reissue")), MAX_REISSUES, ring.current_id],
+            "reissue",
+            [keys.appointment(ref), keys.OUTBOX, keys.SMS_COUNTS],
+            [
+                keys.template(keys.session),
+                keys.template(keys.centre),
+                ref,
+                mobile,
+                (now or self.now()).date().isoformat(),
+                version,
+                codes.code_check(ring.current, ref, new_code),
+                lang,
+                ",".join(self.lifecycle.sources("reissue")),
+                MAX_REISSUES,
+                ring.current_id,
+            ],
         )
 
     # -- vaccinator operations --------------------------------------------------------------
 
-    def verify(self, *, vaccinator: str, ref: str, code: str,
-               now: datetime | None = None) -> Outcome:
+    def verify(
+        self, *, vaccinator: str, ref: str, code: str, now: datetime | None = None
+    ) -> Outcome:
         """Check a code at ``now``; ok → value is JSON {name, by, dose, time}; wrong_code →
         attempts left; blocked → seconds until the number may try again."""
         now = now or self.now()
         return self._vaccinator_run(
-            "verify", vaccinator,
-            [keys.appointment(ref), keys.vaccinator(vaccinator), keys.verify_failures(vaccinator),
-             keys.vaccinator_waiting(vaccinator), keys.OUTBOX, keys.SMS_COUNTS],
-            [keys.template(keys.session), keys.template(keys.day), ref, vaccinator,
-             self.settings.keyring.checks(ref, code),
-             now.date().isoformat(), int(now.timestamp()), MAX_ATTEMPTS, FAILURE_LIMIT,
-             ",".join(self.lifecycle.sources("verify")), ",".join(self.lifecycle.sources("lock")),
-             WAITING_WINDOW, FAILURE_WINDOW],
+            "verify",
+            vaccinator,
+            [
+                keys.appointment(ref),
+                keys.vaccinator(vaccinator),
+                keys.verify_failures(vaccinator),
+                keys.vaccinator_waiting(vaccinator),
+                keys.OUTBOX,
+                keys.SMS_COUNTS,
+            ],
+            [
+                keys.template(keys.session),
+                keys.template(keys.day),
+                ref,
+                vaccinator,
+                self.settings.keyring.checks(ref, code),
+                now.date().isoformat(),
+                int(now.timestamp()),
+                MAX_ATTEMPTS,
+                FAILURE_LIMIT,
+                ",".join(self.lifecycle.sources("verify")),
+                ",".join(self.lifecycle.sources("lock")),
+                WAITING_WINDOW,
+                FAILURE_WINDOW,
+            ],
         )
 
-    def record_dose(self, *, vaccinator: str, ref: str, batch: str = "",
-                    now: datetime | None = None) -> Outcome:
+    def record_dose(
+        self, *, vaccinator: str, ref: str, batch: str = "", now: datetime | None = None
+    ) -> Outcome:
         """Record the dose after VERIFY; ok → value is JSON {name, by, cert};
         already_recorded → value is the certificate ID."""
         now = now or self.now()
         return self._vaccinator_run(
-            "dose", vaccinator,
-            [keys.appointment(ref), keys.vaccinator(vaccinator), keys.verify_failures(vaccinator),
-             keys.vaccinator_waiting(vaccinator), keys.OUTBOX, keys.SMS_COUNTS],
-            [keys.template(keys.session), keys.template(keys.day), keys.template(keys.centre),
-             ref, vaccinator, now.date().isoformat(), int(now.timestamp()), batch,
-             codes.certificate_id(self.settings.secret_key, ref), FAILURE_LIMIT,
-             FAILURE_WINDOW],
+            "dose",
+            vaccinator,
+            [
+                keys.appointment(ref),
+                keys.vaccinator(vaccinator),
+                keys.verify_failures(vaccinator),
+                keys.vaccinator_waiting(vaccinator),
+                keys.OUTBOX,
+                keys.SMS_COUNTS,
+            ],
+            [
+                keys.template(keys.session),
+                keys.template(keys.day),
+                keys.template(keys.centre),
+                ref,
+                vaccinator,
+                now.date().isoformat(),
+                int(now.timestamp()),
+                batch,
+                codes.certificate_id(self.settings.secret_key, ref),
+                FAILURE_LIMIT,
+                FAILURE_WINDOW,
+            ],
         )
 
-    def _vaccinator_run(self, script: str, vaccinator: str, keys_: list[str],
-                        args: list) -> Outcome:
+    def _vaccinator_run(
+        self, script: str, vaccinator: str, keys_: list[str], args: list
+    ) -> Outcome:
         """Run a VERIFY/DOSE script; alert in the log when a refusal reached the number's limit."""
         reply = self._scripts[script](keys=keys_, args=args)
         if len(reply) > 2:  # this refusal was the last the number may make for now
-            log.warning("event=vaccinator_limit from=%s failures=%d window_s=%d",
-                        mask(vaccinator), FAILURE_LIMIT, FAILURE_WINDOW)
+            log.warning(
+                "event=vaccinator_limit from=%s failures=%d window_s=%d",
+                mask(vaccinator),
+                FAILURE_LIMIT,
+                FAILURE_WINDOW,
+            )
         return _as_outcome(reply[:2])
 
     def waiting(self, vaccinator: str, now: datetime | None = None) -> list[dict]:
         """Bookings this number verified in the last 30 minutes and has not dosed, oldest
         first: [{ref, name, by}]."""
         now = now or self.now()
-        return json.loads(self._scripts["waiting"](
-            keys=[keys.vaccinator_waiting(vaccinator)],
-            args=[keys.template(keys.appointment), vaccinator, now.date().isoformat(),
-                  int(now.timestamp()) - WAITING_WINDOW]))
+        return json.loads(
+            self._scripts["waiting"](
+                keys=[keys.vaccinator_waiting(vaccinator)],
+                args=[
+                    keys.template(keys.appointment),
+                    vaccinator,
+                    now.date().isoformat(),
+                    int(now.timestamp()) - WAITING_WINDOW,
+                ],
+            )
+        )
 
     # -- reads ------------------------------------------------------------------------------
 
-    def availability(self, pincode: str | None = None, days: int = 7,
-                     now: datetime | None = None) -> list[dict]:
+    def availability(
+        self, pincode: str | None = None, days: int = 7, now: datetime | None = None
+    ) -> list[dict]:
         """Centres (of a pincode, or all) with sessions in the next ``days`` and open slots;
         a slot whose end has come by ``now`` (the turn's time) has none open."""
         now = now or self.now()
@@ -259,9 +360,15 @@ class Store:
         last = first + timedelta(days=days - 1)
         raw = self._scripts["availability"](
             keys=[keys.pincode(pincode) if pincode else keys.CENTRES],
-            args=[keys.template(keys.centre), keys.template(keys.centre_sessions),
-                  keys.template(keys.session), first.strftime("%Y%m%d"), last.strftime("%Y%m%d"),
-                  first.isoformat(), f"{now:%H:%M}"],
+            args=[
+                keys.template(keys.centre),
+                keys.template(keys.centre_sessions),
+                keys.template(keys.session),
+                first.strftime("%Y%m%d"),
+                last.strftime("%Y%m%d"),
+                first.isoformat(),
+                f"{now:%H:%M}",
+            ],
         )
         centres = json.loads(raw) or []  # cjson writes an empty table as {}
         for centre in centres:
@@ -294,8 +401,9 @@ class Store:
         return youngest
 
     def appointment(self, ref: str) -> dict | None:
-        raw = self._scripts["appointment"](keys=[keys.appointment(ref)],
-                                             args=[keys.template(keys.session)])
+        raw = self._scripts["appointment"](
+            keys=[keys.appointment(ref)], args=[keys.template(keys.session)]
+        )
         return self._present(ref, json.loads(raw)) if raw else None
 
     def _present(self, ref: str, appt: dict) -> dict:
@@ -307,8 +415,10 @@ class Store:
 
     def beneficiaries(self, mobile: str) -> list[dict]:
         """This mobile's beneficiaries (name, birth year) from their latest appointments."""
-        return [{"name": a["name"], "birth_year": int(a["by"]), "ref": a["ref"]}
-                for a in self.slip(mobile)]
+        return [
+            {"name": a["name"], "birth_year": int(a["by"]), "ref": a["ref"]}
+            for a in self.slip(mobile)
+        ]
 
     def centre_names(self, centre_ids) -> dict[str, str]:
         ids = sorted(centre_ids)
@@ -350,12 +460,14 @@ class Store:
         stored = self._stored_sessions(s["id"] for s in data["sessions"])
         touchy = [s["id"] for s in data["sessions"] if _could_refuse(stored[s["id"]], s)]
         watched = [keys.centre(c["id"]) for c in data["centres"]] + [
-            keys.session(sid) for sid in touchy]
+            keys.session(sid) for sid in touchy
+        ]
         if watched:
             pipe.watch(*watched)
         stored.update(self._stored_sessions(touchy))  # as EXEC will find them, or it fails
-        refusals = {s["id"]: why for s in data["sessions"]
-                    if (why := _session_refusal(stored[s["id"]], s))}
+        refusals = {
+            s["id"]: why for s in data["sessions"] if (why := _session_refusal(stored[s["id"]], s))
+        }
         if refusals:
             return refusals, {}
         old_pins = self._stored_pincodes(c["id"] for c in data["centres"])
@@ -368,8 +480,10 @@ class Store:
             self._queue_vaccinator(pipe, vaccinator)
         done = [_as_outcome(r) for r in pipe.execute() if isinstance(r, list)]
         self._youngest = None  # this process reads the new youngest age at once
-        return {}, {"created": sum(o.value == "created" for o in done),
-                    "updated": sum(o.value == "updated" for o in done)}
+        return {}, {
+            "created": sum(o.value == "created" for o in done),
+            "updated": sum(o.value == "updated" for o in done),
+        }
 
     def _stored_sessions(self, ids) -> dict[str, dict]:
         ids = list(ids)
@@ -388,8 +502,13 @@ class Store:
     @staticmethod
     def _queue_centre(pipe, centre: dict, old_pin: str) -> None:
         key = keys.centre(centre["id"])
-        pipe.hset(key, mapping={k: centre.get(k) or "" for k in
-                                ("id", "name", "district", "state", "pincode", "address")})
+        pipe.hset(
+            key,
+            mapping={
+                k: centre.get(k) or ""
+                for k in ("id", "name", "district", "state", "pincode", "address")
+            },
+        )
         pipe.sadd(keys.CENTRES, centre["id"])
         if old_pin and old_pin != centre["pincode"]:
             pipe.srem(keys.pincode(old_pin), centre["id"])
@@ -399,20 +518,28 @@ class Store:
         slots = session["slots"]
         self._scripts["upsert_session"](
             keys=[keys.session(session["id"]), keys.centre_sessions(session["centre_id"])],
-            args=[session["id"], session["centre_id"], session["date"],
-                  session["date"].replace("-", ""), session["vaccine"],
-                  "" if session.get("min_age") is None else session["min_age"],
-                  "" if session.get("max_age") is None else session["max_age"],
-                  json.dumps([s["time"] for s in slots]), *[s["capacity"] for s in slots]],
-            client=pipe)
+            args=[
+                session["id"],
+                session["centre_id"],
+                session["date"],
+                session["date"].replace("-", ""),
+                session["vaccine"],
+                "" if session.get("min_age") is None else session["min_age"],
+                "" if session.get("max_age") is None else session["max_age"],
+                json.dumps([s["time"] for s in slots]),
+                *[s["capacity"] for s in slots],
+            ],
+            client=pipe,
+        )
         # Kept beside the session, in the same transaction: the youngest age any session takes.
         pipe.zadd(keys.MIN_AGES, {session["id"]: session.get("min_age") or 0})
 
     @staticmethod
     def _queue_vaccinator(pipe, vaccinator: dict) -> None:
-        pipe.hset(keys.vaccinator(vaccinator["phone"]),
-                  mapping={"name": vaccinator.get("name") or "",
-                           "centre_id": vaccinator["centre_id"]})
+        pipe.hset(
+            keys.vaccinator(vaccinator["phone"]),
+            mapping={"name": vaccinator.get("name") or "", "centre_id": vaccinator["centre_id"]},
+        )
         pipe.sadd(keys.VACCINATORS, vaccinator["phone"])
 
     def remove_vaccinator(self, phone: str) -> bool:
@@ -432,82 +559,148 @@ class Store:
         """An SMS turn's state in one round trip; claims the message id for ``claim_ttl`` s."""
         with self.r.pipeline(transaction=False) as pipe:
             pipe.set(keys.inbound_claim(message_id), "1", nx=True, ex=claim_ttl)
-            for key in (keys.inbound(message_id), keys.conversation(SMS, mobile),
-                        keys.language(mobile)):
+            for key in (
+                keys.inbound(message_id),
+                keys.conversation(SMS, mobile),
+                keys.language(mobile),
+            ):
                 pipe.get(key)
             pipe.hgetall(keys.vaccinator(mobile))
             claimed, guard, conv, lang, vaccinator = pipe.execute()
         stored = conversations.loads(_text(conv))
         return SmsTurnState(
-            replay=guard is not None, claimed=bool(claimed),
+            replay=guard is not None,
+            claimed=bool(claimed),
             conversation=conversations.flow_from_stored(stored) if stored else None,
-            vaccinator=_hash(vaccinator) or None, lang=_text(lang))
+            vaccinator=_hash(vaccinator) or None,
+            lang=_text(lang),
+        )
 
     def release_claim(self, message_id: str) -> None:
         """Give up applying an inbound SMS, so the provider's retry applies it."""
         self.r.delete(keys.inbound_claim(message_id))
 
-    def save_sms_turn(self, *, message_id: str, mobile: str, conversation: FlowState | Mark,
-                      ttl: int, guard_ttl: int, chosen_lang: str | None = None,
-                      replies: Sequence[Sms] = ()) -> bool:
+    def save_sms_turn(
+        self,
+        *,
+        message_id: str,
+        mobile: str,
+        conversation: FlowState | Mark,
+        ttl: int,
+        guard_ttl: int,
+        chosen_lang: str | None = None,
+        replies: Sequence[Sms] = (),
+    ) -> bool:
         """Write an SMS turn atomically with its replay guard; False when it was a replay."""
         return self._commit_turn(
-            mobile=mobile, conversation=keys.conversation(SMS, mobile),
-            state=conversations.change(conversation, conversations.sms_to_stored), ttl=ttl,
-            guard=keys.inbound(message_id), guard_ttl=guard_ttl,
-            lang=chosen_lang or "", messages=replies)
+            mobile=mobile,
+            conversation=keys.conversation(SMS, mobile),
+            state=conversations.change(conversation, conversations.sms_to_stored),
+            ttl=ttl,
+            guard=keys.inbound(message_id),
+            guard_ttl=guard_ttl,
+            lang=chosen_lang or "",
+            messages=replies,
+        )
 
     def load_ussd_turn(self, session_id: str, mobile: str) -> UssdTurnState:
         """A USSD hop's state in one round trip: the session, the dropped booking, the language."""
         with self.r.pipeline(transaction=False) as pipe:
-            for key in (keys.conversation(USSD, session_id), keys.resume(mobile),
-                        keys.language(mobile)):
+            for key in (
+                keys.conversation(USSD, session_id),
+                keys.resume(mobile),
+                keys.language(mobile),
+            ):
                 pipe.get(key)
             session, resume, lang = (_text(v) for v in pipe.execute())
         pointer = conversations.loads(resume)
         return UssdTurnState(
             session=_session(session),
             resume=conversations.flow_from_stored(pointer) if pointer else None,
-            lang=lang)
+            lang=lang,
+        )
 
     def ussd_session(self, session_id: str) -> UssdSession | None:
         """A USSD session as its last hop saved it."""
         return _session(_text(self.r.get(keys.conversation(USSD, session_id))))
 
-    def save_ussd_turn(self, *, session_id: str, mobile: str, session: UssdSession | Mark,
-                       ttl: int = 0, expect_rev: int | None = None,
-                       resume: FlowState | Mark = KEEP, resume_ttl: int = 0,
-                       chosen_lang: str | None = None) -> bool:
+    def save_ussd_turn(
+        self,
+        *,
+        session_id: str,
+        mobile: str,
+        session: UssdSession | Mark,
+        ttl: int = 0,
+        expect_rev: int | None = None,
+        resume: FlowState | Mark = KEEP,
+        resume_ttl: int = 0,
+        chosen_lang: str | None = None,
+    ) -> bool:
         """Write a hop atomically; False when the session moved past ``expect_rev`` first."""
         return self._commit_turn(
-            mobile=mobile, conversation=keys.conversation(USSD, session_id),
-            state=conversations.change(session, conversations.session_to_stored), ttl=ttl,
+            mobile=mobile,
+            conversation=keys.conversation(USSD, session_id),
+            state=conversations.change(session, conversations.session_to_stored),
+            ttl=ttl,
             expect_rev=expect_rev,
             pointer=conversations.change(resume, conversations.pointer_to_stored),
-            pointer_ttl=resume_ttl, lang=chosen_lang or "")
+            pointer_ttl=resume_ttl,
+            lang=chosen_lang or "",
+        )
 
-    def _commit_turn(self, *, mobile: str, conversation: str, state: str, ttl: int,
-                     guard: str = "", guard_ttl: int = 0, expect_rev: int | None = None,
-                     pointer: str = "=", pointer_ttl: int = 0, lang: str = "",
-                     messages: Sequence[Sms] = ()) -> bool:
+    def _commit_turn(
+        self,
+        *,
+        mobile: str,
+        conversation: str,
+        state: str,
+        ttl: int,
+        guard: str = "",
+        guard_ttl: int = 0,
+        expect_rev: int | None = None,
+        pointer: str = "=",
+        pointer_ttl: int = 0,
+        lang: str = "",
+        messages: Sequence[Sms] = (),
+    ) -> bool:
         """Write a turn atomically (see converse.lua); False when a replay or a race lost."""
-        args = [guard_ttl if guard else 0, "" if expect_rev is None else expect_rev,
-                state, ttl, pointer, pointer_ttl, lang]
+        args = [
+            guard_ttl if guard else 0,
+            "" if expect_rev is None else expect_rev,
+            state,
+            ttl,
+            pointer,
+            pointer_ttl,
+            lang,
+        ]
         for m in messages:
             args += [m.key, mobile, m.template, m.lang, conversations.dumps(m.params)]
         written = self._scripts["converse"](
-            keys=[guard or keys.inbound("-"), conversation, keys.resume(mobile),
-                  keys.language(mobile), keys.OUTBOX, keys.SMS_COUNTS],
-            args=args)
+            keys=[
+                guard or keys.inbound("-"),
+                conversation,
+                keys.resume(mobile),
+                keys.language(mobile),
+                keys.OUTBOX,
+                keys.SMS_COUNTS,
+            ],
+            args=args,
+        )
         return written == 1
 
     def slip(self, mobile: str) -> list[dict]:
         """The slip in one round trip: each beneficiary's latest appointment, with the centre
         name, the shown state and, while open, the code (derived here, never stored)."""
-        rows = json.loads(self._scripts["slip"](
-            keys=[keys.beneficiaries(mobile)],
-            args=[keys.template(keys.appointment), keys.template(keys.session),
-                  keys.template(keys.centre)]))
+        rows = json.loads(
+            self._scripts["slip"](
+                keys=[keys.beneficiaries(mobile)],
+                args=[
+                    keys.template(keys.appointment),
+                    keys.template(keys.session),
+                    keys.template(keys.centre),
+                ],
+            )
+        )
         slip = [self._present(row["ref"], row) for row in rows]
         return sorted(slip, key=lambda a: (a["date"], a["name"]))
 
@@ -517,8 +710,16 @@ class Store:
         now = now or self.now()  # one reading: the day and the hour agree
         today = now.date().isoformat()
         raw = self._scripts["centre_today"](
-            keys=[keys.centre(centre_id), keys.day(centre_id, today),
-                  keys.centre_sessions(centre_id)],
-            args=[keys.template(keys.session), today.replace("-", ""), today,
-                  now.strftime("%H:%M")])
+            keys=[
+                keys.centre(centre_id),
+                keys.day(centre_id, today),
+                keys.centre_sessions(centre_id),
+            ],
+            args=[
+                keys.template(keys.session),
+                today.replace("-", ""),
+                today,
+                now.strftime("%H:%M"),
+            ],
+        )
         return {"date": today, **json.loads(raw)}

@@ -114,17 +114,31 @@ def sms_to_stored(at: FlowState) -> str:
 def session_to_stored(session: UssdSession) -> str:
     """A USSD session as stored."""
     screen = session.screen
-    return dumps({"rev": session.rev, **flow_to_stored(session.at), "m": session.mobile,
-                  "l": session.lang, "pl": session.path_len, "ph": session.path_digest,
-                  "scr": {"t": screen.template, "p": screen.params, "e": screen.end}})
+    return dumps(
+        {
+            "rev": session.rev,
+            **flow_to_stored(session.at),
+            "m": session.mobile,
+            "l": session.lang,
+            "pl": session.path_len,
+            "ph": session.path_digest,
+            "scr": {"t": screen.template, "p": screen.params, "e": screen.end},
+        }
+    )
 
 
 def session_from_stored(raw: dict[str, Any]) -> UssdSession:
     """A USSD session from its compact form."""
     scr = raw["scr"]
-    return UssdSession(at=flow_from_stored(raw), mobile=raw["m"], lang=raw["l"],
-                       path_len=raw["pl"], path_digest=raw["ph"],
-                       screen=Screen(scr["t"], scr["p"], bool(scr["e"])), rev=raw["rev"])
+    return UssdSession(
+        at=flow_from_stored(raw),
+        mobile=raw["m"],
+        lang=raw["l"],
+        path_len=raw["pl"],
+        path_digest=raw["ph"],
+        screen=Screen(scr["t"], scr["p"], bool(scr["e"])),
+        rev=raw["rev"],
+    )
 
 
 def pointer_to_stored(at: FlowState) -> str:

@@ -72,6 +72,7 @@ class LoadReport:
 
 # -- showing values in messages -------------------------------------------------------------
 
+
 def _show(value) -> str:
     """A value as a problem quotes it: short, control characters escaped, never nested."""
     if isinstance(value, bool) or value is None:
@@ -92,6 +93,7 @@ def _is_control(ch: str) -> bool:
 
 # -- field checkers: value (JSON value, or CSV text) → clean value, or Problem ---------------
 
+
 def _string(value, what: str = "text") -> str:
     if not isinstance(value, str):
         raise Problem(f"{_show(value)} should be {what} in quotes")
@@ -100,6 +102,7 @@ def _string(value, what: str = "text") -> str:
 
 def text(limit: int):
     """A checker for free text of at most ``limit`` characters, without control characters."""
+
     def check(value, from_csv=False) -> str:
         clean = unicodedata.normalize("NFC", _string(value)).strip()
         bad = next((ch for ch in clean if _is_control(ch)), None)
@@ -108,6 +111,7 @@ def text(limit: int):
         if len(clean) > limit:
             raise Problem(f"{_show(clean)} is longer than {limit} characters")
         return clean
+
     return check
 
 
@@ -124,8 +128,9 @@ def pincode(value, from_csv=False) -> str:
     raw = _string(value, "a 6-digit pincode")
     if len(raw) > 20:
         raise Problem(f"{_show(raw)} is not a 6-digit pincode")
-    clean = "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch
-                    for ch in raw if not ch.isspace())
+    clean = "".join(
+        str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in raw if not ch.isspace()
+    )
     if not _PINCODE.fullmatch(clean):
         raise Problem(f"{_show(raw)} is not a 6-digit pincode")
     return clean
@@ -145,6 +150,7 @@ def day(value, from_csv=False) -> str:
 def whole(low: int, high: int):
     """A checker for an integer in [low, high]: a JSON number without a fraction (true and
     false are not numbers), or in CSV the digits alone."""
+
     def check(value, from_csv=False) -> int:
         if from_csv and isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
             value = int(value.strip())
@@ -153,6 +159,7 @@ def whole(low: int, high: int):
         if not low <= value <= high:
             raise Problem(f"{value} is not between {low} and {high}")
         return value
+
     return check
 
 
@@ -220,19 +227,34 @@ CAPACITY = whole(0, MAX_CAPACITY)
 
 # Each kind's fields: name → (checker, required). Missing optional fields become "" or None.
 FIELDS = {
-    "centres": {"id": (identifier, True), "name": (text(MAX_CENTRE_NAME), True),
-                "district": (text(60), True), "state": (text(60), False),
-                "pincode": (pincode, True), "address": (text(160), False)},
-    "sessions": {"id": (identifier, True), "centre_id": (identifier, True),
-                 "date": (day, True), "vaccine": (vaccine, True),
-                 "min_age": (AGE, False), "max_age": (AGE, False), "slots": (slots, True)},
-    "vaccinators": {"phone": (text(32), True), "name": (text(80), False),
-                    "centre_id": (identifier, True)},
+    "centres": {
+        "id": (identifier, True),
+        "name": (text(MAX_CENTRE_NAME), True),
+        "district": (text(60), True),
+        "state": (text(60), False),
+        "pincode": (pincode, True),
+        "address": (text(160), False),
+    },
+    "sessions": {
+        "id": (identifier, True),
+        "centre_id": (identifier, True),
+        "date": (day, True),
+        "vaccine": (vaccine, True),
+        "min_age": (AGE, False),
+        "max_age": (AGE, False),
+        "slots": (slots, True),
+    },
+    "vaccinators": {
+        "phone": (text(32), True),
+        "name": (text(80), False),
+        "centre_id": (identifier, True),
+    },
 }
 _OPTIONAL_DEFAULT = {"min_age": None, "max_age": None}
 
 
 # -- reading files --------------------------------------------------------------------------
+
 
 def read_file(path: Path | str) -> dict[str, list[Row]]:
     """The rows of one file, by kind, each with where it came from; DataError if unreadable."""
@@ -246,8 +268,10 @@ def read_file(path: Path | str) -> dict[str, list[Row]]:
         text_ = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{name} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
-                        f"save it as UTF-8 (in a spreadsheet: CSV UTF-8)") from None
+        raise DataError(
+            f"{name} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+            f"save it as UTF-8 (in a spreadsheet: CSV UTF-8)"
+        ) from None
     if path.suffix.lower() == ".json":
         return rows_of(_parse_json(name, text_), name)
     return _read_csv(name, text_)
@@ -266,12 +290,15 @@ def rows_of(data, source: str = "") -> dict[str, list[Row]]:
     """The rows of the spec's JSON shape (``source`` names the file in problems)."""
     prefix = f"{source} " if source else ""
     if not isinstance(data, dict):
-        raise DataError(f"{source or 'data'}: expected an object with centres, sessions, "
-                        f"vaccinators")
+        raise DataError(
+            f"{source or 'data'}: expected an object with centres, sessions, vaccinators"
+        )
     unknown = sorted(str(k) for k in data if k not in FIELDS)
     if unknown:
-        raise DataError(f"{source or 'data'}: unknown key {_show(unknown[0])} "
-                        f"(expected centres, sessions, vaccinators)")
+        raise DataError(
+            f"{source or 'data'}: unknown key {_show(unknown[0])} "
+            f"(expected centres, sessions, vaccinators)"
+        )
     out = {}
     for kind in FIELDS:
         listed = data.get(kind)
@@ -300,10 +327,12 @@ def _csv_kind(name: str, header: list[str]) -> str:
     required = {k: {f for f, (_, need) in fields.items() if need} for k, fields in FIELDS.items()}
     kind = next((k for k, cols in required.items() if cols <= set(header)), None)
     if kind is None:
-        raise DataError(f"{name} line 1: the header matches none of centres "
-                        f"({','.join(FIELDS['centres'])}), sessions "
-                        f"({','.join(FIELDS['sessions'])}), vaccinators "
-                        f"({','.join(FIELDS['vaccinators'])})")
+        raise DataError(
+            f"{name} line 1: the header matches none of centres "
+            f"({','.join(FIELDS['centres'])}), sessions "
+            f"({','.join(FIELDS['sessions'])}), vaccinators "
+            f"({','.join(FIELDS['vaccinators'])})"
+        )
     for i, column in enumerate(header):
         if column not in FIELDS[kind]:
             raise DataError(f"{name} line 1: unknown column {_show(column)} for {kind}")
@@ -314,13 +343,18 @@ def _csv_kind(name: str, header: list[str]) -> str:
 
 def _csv_row(name: str, line: int, header: list[str], record: list[str]) -> Row:
     if len(record) != len(header):
-        return Row(f"{name} line {line}", {}, True,
-                   f"{len(record)} fields, the header has {len(header)} "
-                   f"(a comma inside a value needs \"quotes\")")
+        return Row(
+            f"{name} line {line}",
+            {},
+            True,
+            f"{len(record)} fields, the header has {len(header)} "
+            f'(a comma inside a value needs "quotes")',
+        )
     return Row(f"{name} line {line}", dict(zip(header, record, strict=True)), from_csv=True)
 
 
 # -- checking rows --------------------------------------------------------------------------
+
 
 def validate(batches, known_centres=frozenset(), region: str = "IN") -> dict:
     """Checked and normalised copies of the rows of every batch (as ``read_file`` returns
@@ -368,8 +402,9 @@ def _check_across(kind: str, row: Row, clean: dict, problems: list[str], region:
     """What one field alone cannot tell: age order, and a phone read in the region."""
     if kind == "sessions" and None not in (clean["min_age"], clean["max_age"]):
         if clean["min_age"] > clean["max_age"]:
-            problems.append(row.problem(
-                "max_age", f"{clean['max_age']} is below min_age {clean['min_age']}"))
+            problems.append(
+                row.problem("max_age", f"{clean['max_age']} is below min_age {clean['min_age']}")
+            )
     if kind == "vaccinators":
         e164 = normalise(clean["phone"], region)
         if not e164:
@@ -385,21 +420,28 @@ def _check_repeats(out: dict, problems: list[str]) -> None:
         for row, clean in out[kind]:
             seen, seen_clean = first.setdefault(clean[key], (row, clean))
             if seen is not row and seen_clean != clean:
-                problems.append(row.problem(key, f"{_show(clean[key])} is also at {seen.where}, "
-                                                 f"with other values"))
+                problems.append(
+                    row.problem(
+                        key, f"{_show(clean[key])} is also at {seen.where}, with other values"
+                    )
+                )
         out[kind] = list(first.values())
 
 
 def _check_centres(batches, out: dict, known, problems: list[str]) -> None:
     # Centres listed in the load count as known even if their row is bad: one error, not forty.
-    listed = set(known) | {row.data["id"].strip() for batch in batches
-                           for row in batch["centres"]
-                           if isinstance(row.data, dict) and isinstance(row.data.get("id"), str)}
+    listed = set(known) | {
+        row.data["id"].strip()
+        for batch in batches
+        for row in batch["centres"]
+        if isinstance(row.data, dict) and isinstance(row.data.get("id"), str)
+    }
     for kind in ("sessions", "vaccinators"):
         for row, clean in out[kind]:
             if clean["centre_id"] not in listed:
-                problems.append(row.problem("centre_id",
-                                            f"unknown centre {_show(clean['centre_id'])}"))
+                problems.append(
+                    row.problem("centre_id", f"unknown centre {_show(clean['centre_id'])}")
+                )
 
 
 def _summary(problems: list[str]) -> str:
@@ -410,6 +452,7 @@ def _summary(problems: list[str]) -> str:
 
 
 # -- loading --------------------------------------------------------------------------------
+
 
 def load(store, data: dict) -> LoadReport:
     """Check data in the spec's JSON shape, then write it all or nothing (DataError)."""
@@ -429,16 +472,24 @@ def load_batches(store, batches) -> LoadReport:
     refusals, tally = store.load_reference(rows)
     if refusals:
         where = {c["id"]: row for row, c in clean["sessions"]}
-        raise DataError(_summary([_refusal(where[sid], outcome)
-                                  for sid, outcome in refusals.items()]))
-    return LoadReport(centres=len(rows["centres"]), sessions=len(rows["sessions"]),
-                      vaccinators=len(rows["vaccinators"]), **tally)
+        raise DataError(
+            _summary([_refusal(where[sid], outcome) for sid, outcome in refusals.items()])
+        )
+    return LoadReport(
+        centres=len(rows["centres"]),
+        sessions=len(rows["sessions"]),
+        vaccinators=len(rows["vaccinators"]),
+        **tally,
+    )
 
 
 def _refusal(row: Row, outcome) -> str:
     if outcome.status == "below_booked":
         slot, booked = outcome.value.split(":")
-        return row.problem(f"slots[{slot}].capacity",
-                           f"{booked} already booked; capacity cannot go below that")
-    return row.problem("centre_id", f"already exists for {outcome.value}; a session cannot "
-                                    f"move to another centre or date")
+        return row.problem(
+            f"slots[{slot}].capacity", f"{booked} already booked; capacity cannot go below that"
+        )
+    return row.problem(
+        "centre_id",
+        f"already exists for {outcome.value}; a session cannot move to another centre or date",
+    )

@@ -22,8 +22,11 @@ COMMON = "common"  # prepended to every other script, never run alone
 def sources() -> dict[str, str]:
     """Each script's full text by name (its file's stem), common.lua in front."""
     common = (LUA / f"{COMMON}.lua").read_text()
-    return {path.stem: common + path.read_text()
-            for path in sorted(LUA.glob("*.lua")) if path.stem != COMMON}
+    return {
+        path.stem: common + path.read_text()
+        for path in sorted(LUA.glob("*.lua"))
+        if path.stem != COMMON
+    }
 
 
 class Scripts:

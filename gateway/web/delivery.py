@@ -33,14 +33,29 @@ _FIELDS = ("id", "status")
 _OPTIONAL = ("phoneNumber", "networkCode", "failureReason", "retryCount")
 
 
-def apply_report(client, provider_id: str, status: str, failure_reason: str = "",
-                 network: str = "", retry_count: str = "") -> tuple[str, str]:
+def apply_report(
+    client,
+    provider_id: str,
+    status: str,
+    failure_reason: str = "",
+    network: str = "",
+    retry_count: str = "",
+) -> tuple[str, str]:
     """Apply one delivery report; returns (what happened, message key or '')."""
     mapped = delivery_status(status) or ""
     outcome, k = scripts_for(client)["delivery_report"](
         keys=[keys.provider_message(provider_id), keys.SMS_COUNTS],
-        args=[keys.template(keys.message), status, mapped, failure_reason, network, retry_count,
-              datetime.now(UTC).isoformat(timespec="seconds"), KEEP_SECONDS])
+        args=[
+            keys.template(keys.message),
+            status,
+            mapped,
+            failure_reason,
+            network,
+            retry_count,
+            datetime.now(UTC).isoformat(timespec="seconds"),
+            KEEP_SECONDS,
+        ],
+    )
     return outcome.decode(), k.decode()
 
 
@@ -53,10 +68,14 @@ def delivery_report():
     if not provider_id or not status or len(provider_id) > 100 or len(status) > 40:
         raise BadRequest("id and status must be non-empty and short")
     provider_id, status = clean(provider_id, 100), clean(status, 40)
-    outcome, k = apply_report(services().redis, provider_id, status,
-                              clean(form["failureReason"].strip(), 60),
-                              clean(form["networkCode"].strip(), 10),
-                              clean(form["retryCount"].strip(), 5))
+    outcome, k = apply_report(
+        services().redis,
+        provider_id,
+        status,
+        clean(form["failureReason"].strip(), 60),
+        clean(form["networkCode"].strip(), 10),
+        clean(form["retryCount"].strip(), 5),
+    )
     if outcome == "unknown_id":
         log.warning("event=report_unknown_id id=%s status=%s", provider_id, status)
     elif outcome == "unknown_status":

@@ -51,15 +51,22 @@ CITIZEN = "+919811111111"
 VACCINATOR = "+919800000001"
 INBOX_LIMIT = 50
 # The page may only reach this gateway: scripts, styles and fetches from its own origin.
-_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 # What the page may post to, through /simulator/send/<webhook>.
 WEBHOOKS = {"ussd": "/ussd", "ussd/events": "/ussd/events", "sms/inbound": "/sms/inbound"}
 _OPEN = {"simulator.login", "simulator.static"}  # reachable before logging in
 LOGIN_FAILURES, LOGIN_WINDOW = 20, 15 * 60  # wrong passwords, then no login for the window
 
-bp = Blueprint("simulator", __name__, url_prefix="/simulator", template_folder="templates",
-               static_folder="static")
+bp = Blueprint(
+    "simulator",
+    __name__,
+    url_prefix="/simulator",
+    template_folder="templates",
+    static_folder="static",
+)
 
 
 @bp.after_request
@@ -106,8 +113,9 @@ def login():
         wait = max(1, -(-r.ttl(keys.SIMULATOR_LOGIN_FAILURES) // 60))
         return render_template("simulator_login.html", wait=wait), 429
     password = services().settings.simulator_password or ""
-    if password and hmac.compare_digest(request.form.get("password", "").encode(),
-                                        password.encode()):
+    if password and hmac.compare_digest(
+        request.form.get("password", "").encode(), password.encode()
+    ):
         session.clear()
         session["simulator"] = _password_id(password)
         return redirect(url_for("simulator.page"))
@@ -138,9 +146,13 @@ def send(hook: str):
         return jsonify(error=f"no webhook {hook!r}; one of {', '.join(WEBHOOKS)}"), 404
     app = current_app._get_current_object()
     token = services().settings.webhook_token
-    with app.test_request_context(path, method="POST", data=request.form.to_dict(),
-                                  query_string={"token": token} if token else None,
-                                  environ_base={"REMOTE_ADDR": request.remote_addr}):
+    with app.test_request_context(
+        path,
+        method="POST",
+        data=request.form.to_dict(),
+        query_string={"token": token} if token else None,
+        environ_base={"REMOTE_ADDR": request.remote_addr},
+    ):
         return app.full_dispatch_request()
 
 
@@ -152,9 +164,15 @@ def page():
     phones = [v["phone"] for v in vaccinators]
     default = VACCINATOR if VACCINATOR in phones or not phones else phones[0]
     return render_template(
-        "simulator.html", ussd_code=USSD_CODE, short_code=svc.settings.at_sender_id or SHORT_CODE,
-        network_code=NETWORK_CODE, citizen=CITIZEN, vaccinator=default,
-        vaccinators=vaccinators, logout=login_required())
+        "simulator.html",
+        ussd_code=USSD_CODE,
+        short_code=svc.settings.at_sender_id or SHORT_CODE,
+        network_code=NETWORK_CODE,
+        citizen=CITIZEN,
+        vaccinator=default,
+        vaccinators=vaccinators,
+        logout=login_required(),
+    )
 
 
 @bp.get("/inbox")
@@ -205,8 +223,15 @@ def _present(entry: dict, secret: codes.Keyring) -> dict:
         log.warning("console inbox: cannot render %s: %r", fields["t"], exc)
         text = f"(message {fields['t']} could not be rendered)"
     encoding, parts = sms.segments(text)
-    return {"id": str(entry.get("id") or ""), "at": entry.get("at"), "template": fields["t"],
-            "lang": fields["l"], "text": text, "encoding": encoding, "segments": parts}
+    return {
+        "id": str(entry.get("id") or ""),
+        "at": entry.get("at"),
+        "template": fields["t"],
+        "lang": fields["l"],
+        "text": text,
+        "encoding": encoding,
+        "segments": parts,
+    }
 
 
 def _vaccinators(store, limit: int = 20) -> list[dict]:
@@ -218,8 +243,15 @@ def _vaccinators(store, limit: int = 20) -> list[dict]:
     phones = sorted(phones)
     found = [(phone, store.vaccinator(phone) or {}) for phone in phones]
     names = store.centre_names({v.get("centre_id") for _, v in found if v.get("centre_id")})
-    return [{"phone": phone, "name": v.get("name", ""), "centre_id": v.get("centre_id", ""),
-             "centre": names.get(v.get("centre_id", ""), "")} for phone, v in found]
+    return [
+        {
+            "phone": phone,
+            "name": v.get("name", ""),
+            "centre_id": v.get("centre_id", ""),
+            "centre": names.get(v.get("centre_id", ""), ""),
+        }
+        for phone, v in found
+    ]
 
 
 def init_app(app: Flask) -> None:
@@ -227,8 +259,9 @@ def init_app(app: Flask) -> None:
     settings = app.extensions["tikaline"].settings
     if settings.simulator_enabled:
         # The login's signed cookie: keyed from SECRET_KEY, never the key itself.
-        app.secret_key = hmac.new(settings.secret_key.encode(), b"simulator-session",
-                                  hashlib.sha256).hexdigest()
+        app.secret_key = hmac.new(
+            settings.secret_key.encode(), b"simulator-session", hashlib.sha256
+        ).hexdigest()
         app.config.update(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True)
         app.register_blueprint(bp)
     elif settings.webhook_token:
