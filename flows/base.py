@@ -12,8 +12,10 @@ to derive one, so it can be stored for replays.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 
 from transitions import Machine
 
@@ -23,8 +25,28 @@ from gateway.codes import parse_reference
 from gateway.inbound import USSD
 from gateway.store import Store
 
+if TYPE_CHECKING:  # the library declares its config types in its stubs only
+    from transitions.core import TransitionConfigDict
+
 USSD_SCREEN = 160  # characters, "CON "/"END " included
 MAX_OPTIONS = 8  # 9 is "more", 0 is "back"
+
+Data = dict[str, Any]  # a flow's stored data: the answers so far and the page shown
+Params = dict[str, Any]  # a template's params; a value may itself be an Entry
+Hint = tuple[str, Params]  # a refused answer's hint: template and params
+
+
+class Entry(TypedDict):
+    """A text to render: template and params."""
+
+    t: str
+    p: Params
+
+
+class Recipe(Entry):
+    """A screen: its text, and whether it closes the USSD session."""
+
+    e: bool
 
 
 @dataclass
@@ -35,22 +57,21 @@ class Turn:
     mobile: str
     channel: str
     lang: str
-    vaccinator: dict | None = None
+    vaccinator: dict[str, str] | None = None
     new_lang: str = ""  # set when the person chose a language this turn
-    replies: list = field(default_factory=list)  # SMS to queue with the commit: (t, p)
-    now: datetime | None = None  # the clock, read once per turn: every check sees one time
+    replies: list[Hint] = field(default_factory=list)  # SMS to queue with the commit: (t, p)
+    now: datetime = field(init=False)  # the clock, read once per turn: every check sees one time
     stored: bool = False  # the store made a change (a booking): the reply must tell it
 
     def __post_init__(self) -> None:
-        if self.now is None:
-            self.now = self.store.now()
+        self.now = self.store.now()
 
     @property
     def epoch(self) -> int:
         """This turn's time in epoch seconds."""
         return int(self.now.timestamp())
 
-    def say(self, template: str, **params) -> None:
+    def say(self, template: str, **params: Any) -> None:
         """Queue an SMS reply (sent through the outbox once the turn commits)."""
         self.replies.append((template, params))
 
@@ -65,11 +86,11 @@ class Turn:
             self.say("sms.bad_ref", typed=rest[:24])
         return ref
 
-    def text(self, recipe: dict) -> str:
+    def text(self, recipe: Entry) -> str:
         """A recipe rendered in this turn's language (codes derived, in memory only)."""
         return render(recipe["t"], self.lang, recipe["p"], self.store.settings.keyring)
 
-    def fits(self, recipe: dict) -> bool:
+    def fits(self, recipe: Entry) -> bool:
         """Whether a screen keeps to its channel's budget (see SPEC invariant 6)."""
         text = self.text(recipe)
         if self.channel == USSD:
@@ -87,12 +108,12 @@ class Turn:
         return messages.day(iso, self.lang)
 
 
-def recipe(template: str, end: bool = False, **params) -> dict:
+def recipe(template: str, end: bool = False, **params: Any) -> Recipe:
     """A screen: template, params and whether it closes the USSD session."""
     return {"t": template, "p": params, "e": end}
 
 
-def with_hint(screen: dict, hint: tuple[str, dict] | None, channel: str) -> dict:
+def with_hint(screen: Recipe, hint: Hint | None, channel: str) -> Recipe:
     """The screen with a one-line hint above it (a refused answer), or as it is."""
     if not hint:
         return screen
@@ -111,22 +132,22 @@ class Conversation:
 
     state: str  # set by the flow's machine
 
-    def __init__(self, turn: Turn, data: dict):
+    def __init__(self, turn: Turn, data: Data):
         self.turn = turn
         self.data = data
-        self.hint: tuple[str, dict] | None = None
+        self.hint: Hint | None = None
 
-    def refuse(self, key: str, **params) -> bool:
+    def refuse(self, key: str, **params: Any) -> bool:
         """A guard's "no": remember the hint to show above the screen again."""
         self.hint = (key, params)
         return False
 
-    def screen(self) -> dict | None:
+    def screen(self) -> Recipe | None:
         """This state's screen, with the hint of a refused answer."""
-        shown = getattr(self, f"screen_{self.state}")()
+        shown: Recipe | None = getattr(self, f"screen_{self.state}")()
         return with_hint(shown, self.hint, self.turn.channel) if shown else None
 
-    def page(self, items: list[tuple[str, str]], build) -> dict:
+    def page(self, items: list[tuple[str, str]], build: Callable[[str, str], Recipe]) -> Recipe:
         """The page of ``items`` (value, label) from ``data["page"]``: as many as fit (one at
         least, eight at most); ``build(lines, more)`` makes the screen. Remembers the values
         shown as ``data["opts"]`` so a reply's number means what the caller saw."""
@@ -134,7 +155,7 @@ class Conversation:
         count = max(1, min(MAX_OPTIONS, len(items) - start))
         # Sized as if a wrong answer's hint were already there, so that the page shown
         # again under it holds the same items under the same numbers.
-        hint = self.hint or ("hint.choose", {})
+        hint: Hint = self.hint or ("hint.choose", {})
         while True:
             shown = items[start : start + count]
             more = start + count < len(items)
@@ -148,40 +169,43 @@ class Conversation:
 
     # Paging guards and actions, shared by every listed screen.
 
-    def wants_more(self, text: str = "", *_) -> bool:
+    def wants_more(self, text: str = "", *_: object) -> bool:
         """Guard: the caller asked for the next page of a list that has one."""
         asked = words.normal(text) == "9" or words.answer_word(text) == "more"
         return bool(self.data.get("more")) and asked
 
-    def next_page(self, *_) -> None:
+    def next_page(self, *_: object) -> None:
         """Show the next page, remembering where this one started."""
         self.data.setdefault("pages", []).append(self.data.get("page", 0))
         self.data["page"] = self.data.get("page", 0) + len(self.data.get("opts", []))
 
-    def on_later_page(self, *_) -> bool:
+    def on_later_page(self, *_: object) -> bool:
         """Guard: a page before this one exists."""
         return bool(self.data.get("pages"))
 
-    def previous_page(self, *_) -> None:
+    def previous_page(self, *_: object) -> None:
         """Show the page before."""
         self.data["page"] = self.data["pages"].pop()
 
-    def first_page(self, *_) -> None:
+    def first_page(self, *_: object) -> None:
         """Start a list at its first page."""
         self.data.update(page=0, pages=[])
 
 
-class Flow:
+M = TypeVar("M", bound=Conversation, covariant=True)
+
+
+class Flow(Generic[M]):
     """A conversation's machine, built once, and how it hands over to other flows."""
 
     def __init__(
         self,
         name: str,
-        model: type[Conversation],
-        states: list,
-        transitions: list,
-        exits: dict | None = None,
-        final: tuple = (),
+        model: type[M],
+        states: Sequence[str],
+        transitions: Sequence[TransitionConfigDict],
+        exits: dict[str, tuple[str, str]] | None = None,
+        final: tuple[str, ...] = (),
     ):
         self.name = name
         self.model = model
@@ -189,15 +213,15 @@ class Flow:
             model=None,
             states=states,
             transitions=transitions,
-            initial=states[0] if isinstance(states[0], str) else states[0]["name"],
+            initial=states[0],
             auto_transitions=False,
         )
         self.exits = exits or {}  # state -> (flow, state): where the caller goes next
         self.final = final  # states where the conversation is over
 
     def run(
-        self, turn: Turn, state: str, data: dict, trigger: str | None = None, *args
-    ) -> tuple[Conversation, bool]:
+        self, turn: Turn, state: str, data: Data, trigger: str | None = None, *args: str
+    ) -> tuple[M, bool]:
         """A model at ``state`` (a registered one, else ValueError), ``trigger`` fired on it
         when it applies there."""
         # The event is fired on the model directly instead of attaching it with add_model:

@@ -14,10 +14,15 @@ comes back with the hint the failing guard left. ``0`` (USSD) goes back one scre
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 from flows import lifecycle, words
-from flows.base import Conversation, Flow, recipe, with_hint
-from gateway.store import MAX_BENEFICIARIES, name_key
+from flows.base import Conversation, Data, Flow, Hint, Recipe, Turn, recipe, with_hint
+from flows.messages.sms import graphemes
+from gateway.store import MAX_BENEFICIARIES, Outcome, name_key
+
+if TYPE_CHECKING:  # the library declares its config types in its stubs only
+    from transitions.core import TransitionConfigDict
 
 STATES = [
     "name",
@@ -34,7 +39,7 @@ STATES = [
 ]
 FINAL = ("booked", "stopped", "refused")
 
-TRANSITIONS = [
+TRANSITIONS: list[TransitionConfigDict] = [
     {"trigger": "answer", "source": "name", "dest": "birth_year", "conditions": "valid_name"},
     {
         "trigger": "answer",
@@ -108,24 +113,25 @@ FRESH = 60  # seconds a kept list of dates and slots is shown without reading it
 OLDEST = 120
 
 
-def _age_fits(session: dict, birth_year: int) -> bool:
+def _age_fits(session: dict[str, Any], birth_year: int) -> bool:
     age = int(session["date"][:4]) - birth_year
     low, high = session.get("min_age") or "", session.get("max_age") or ""
     return (low == "" or age >= int(low)) and (high == "" or age <= int(high))
 
 
-def _open_slots(session: dict) -> list:
+def _open_slots(session: dict[str, Any]) -> list[list[Any]]:
     return [[i, slot["time"]] for i, slot in enumerate(session["slots"]) if slot["open"] > 0]
 
 
 class Booking(Conversation):
     """One booking conversation; ``data`` holds the answers so far."""
 
-    _centres: list | None = None
+    _centres: list[dict[str, Any]] | None = None
+    outcome: Outcome | None = None  # what the store said to the booking, once it was asked
 
     # -- reads (at most one per turn) -------------------------------------------------------
 
-    def centres(self) -> list[dict]:
+    def centres(self) -> list[dict[str, Any]]:
         """Centres near the pincode with open slots in the next 7 days for this age."""
         if self._centres is None:
             found = []
@@ -138,10 +144,10 @@ class Booking(Conversation):
             self._centres = found
         return self._centres
 
-    def _centre(self, centre_id: str) -> dict | None:
+    def _centre(self, centre_id: str) -> dict[str, Any] | None:
         return next((c for c in self.centres() if c["id"] == centre_id), None)
 
-    def _keep_dates(self, centre: dict | None) -> None:
+    def _keep_dates(self, centre: dict[str, Any] | None) -> None:
         # Each date's open slots are kept with it, so the date and slot screens need no read
         # of their own for a minute; the book script checks the slot again, atomically.
         sessions = centre["sessions"] if centre else []
@@ -179,14 +185,12 @@ class Booking(Conversation):
         self.data["name"] = name
         return True
 
-    def _who_can_be_booked(self, holders: list[str]) -> tuple[str, dict]:
+    def _who_can_be_booked(self, holders: list[str]) -> Hint:
         """The refusal naming the people who hold this mobile's places, shortened to fit."""
         firsts = [n.split()[0] for n in holders]
-        tries = [holders, firsts] + [
-            ["".join(words.graphemes(n)[:k]) for n in firsts] for k in (8, 5, 3)
-        ]
+        tries = [holders, firsts] + [["".join(graphemes(n)[:k]) for n in firsts] for k in (8, 5, 3)]
         for names in tries:
-            hint = ("hint.too_many", {"most": MAX_BENEFICIARIES, "names": ", ".join(names)})
+            hint: Hint = ("hint.too_many", {"most": MAX_BENEFICIARIES, "names": ", ".join(names)})
             if self.turn.fits(with_hint(self.screen_name(), hint, self.turn.channel)):
                 break
         return hint
@@ -207,7 +211,7 @@ class Booking(Conversation):
         self.data["by"] = int(year)
         return True
 
-    def pincode_given(self, *_) -> bool:
+    def pincode_given(self, *_: object) -> bool:
         """Guard: the pincode came with BOOK."""
         return bool(self.data.get("pin"))
 
@@ -219,7 +223,7 @@ class Booking(Conversation):
         self.data["pin"] = pin
         return True
 
-    def centres_open(self, *_) -> bool:
+    def centres_open(self, *_: object) -> bool:
         """Guard: some centre near the pincode has an open slot for this age."""
         if not self.centres():
             return self.refuse("hint.no_centres", pin=self.data["pin"])
@@ -277,9 +281,9 @@ class Booking(Conversation):
         """Guard: the answer is no (2)."""
         return words.no(text)
 
-    def booking_made(self, *_) -> bool:
+    def booking_made(self, *_: object) -> bool:
         """Guard with the one write: the store books the slot (and queues the code SMS)."""
-        self.outcome = self.turn.store.book(
+        self.outcome = outcome = self.turn.store.book(
             mobile=self.turn.mobile,
             name=self.data["name"],
             birth_year=self.data["by"],
@@ -290,41 +294,44 @@ class Booking(Conversation):
         )
         # A replay is this very booking asked for again (a repeat racing the first: a person
         # asking anew was told at the name question), so it is shown as booked.
-        if self.outcome.status in ("ok", "replay"):
-            self.data["ref"] = self.outcome.value
+        if outcome.status in ("ok", "replay"):
+            self.data["ref"] = outcome.value
             self.turn.stored = True
             return True
         return False
 
-    def _found_full(self) -> bool:
+    def _found_full(self) -> Outcome | None:
+        """The store's outcome when it found the slot full, or its end come, else None."""
         # A slot whose end came while confirming is lost as surely as one that filled.
-        outcome = getattr(self, "outcome", None)
-        return outcome is not None and outcome.status in SLOT_LOST
+        outcome = self.outcome
+        return outcome if outcome is not None and outcome.status in SLOT_LOST else None
 
-    def slot_taken(self, *_) -> bool:
+    def slot_taken(self, *_: object) -> bool:
         """Guard: the store found the slot full, or its end come; the day's slots still open."""
-        if not self._found_full():
+        lost = self._found_full()
+        if lost is None:
             return False
-        still_open = json.loads(self.outcome.value or "[]")
+        still_open = json.loads(lost.value or "[]")
         self.data["slots"] = still_open if isinstance(still_open, list) else []
         if not self.data["slots"]:
             return False
-        self.hint = (SLOT_LOST[self.outcome.status], {})
+        self.hint = (SLOT_LOST[lost.status], {})
         self.first_page()
         return True
 
-    def day_taken(self, *_) -> bool:
+    def day_taken(self, *_: object) -> bool:
         """Guard: that day is full now; the centre's other days, with a hint."""
-        if not self._found_full():
+        lost = self._found_full()
+        if lost is None:
             return False
         self.data["dates"] = [d for d in self.data["dates"] if d[0] != self.data["sid"]]
         if not self.data["dates"]:
             return False
-        self.hint = ("hint.date_full" if self.outcome.status == "full" else "hint.date_gone", {})
+        self.hint = ("hint.date_full" if lost.status == "full" else "hint.date_gone", {})
         self.first_page()
         return True
 
-    def centre_taken(self, *_) -> bool:
+    def centre_taken(self, *_: object) -> bool:
         """Guard: that centre is full now; the centres still open near the pincode."""
         if not self._found_full() or not self.centres():
             return False
@@ -332,36 +339,37 @@ class Booking(Conversation):
         self.first_page()
         return True
 
-    def all_taken(self, *_) -> bool:
+    def all_taken(self, *_: object) -> bool:
         """Guard: nothing is open near the pincode any more; ask for another."""
         if not self._found_full():
             return False
         self.hint = ("hint.no_centres", {"pin": self.data["pin"]})
         return True
 
-    def booking_refused(self, *_) -> bool:
+    def booking_refused(self, *_: object) -> bool:
         """Guard: the store refused for another reason; the reason kept."""
-        if getattr(self, "outcome", None) is None:
+        outcome = self.outcome
+        if outcome is None:
             return self.refuse(self.turn.key("hint.confirm"))
-        self.data["why"] = REFUSALS.get(self.outcome.status, "error")
-        self.data["ref"] = self.outcome.value if self.data["why"] == "already_booked" else ""
+        self.data["why"] = REFUSALS.get(outcome.status, "error")
+        self.data["ref"] = outcome.value if self.data["why"] == "already_booked" else ""
         return True
 
     # -- screens ----------------------------------------------------------------------------
 
-    def _show(self, screen: str, end: bool = False, **params) -> dict:
+    def _show(self, screen: str, end: bool = False, **params: Any) -> Recipe:
         return recipe(self.turn.key(f"book.{screen}"), end, **params)
 
-    def screen_name(self):
+    def screen_name(self) -> Recipe:
         return self._show("name")
 
-    def screen_birth_year(self):
+    def screen_birth_year(self) -> Recipe:
         return self._show("birth_year", name=self.data["name"])
 
-    def screen_pincode(self):
+    def screen_pincode(self) -> Recipe:
         return self._show("pincode", name=self.data["name"])
 
-    def screen_centre(self):
+    def screen_centre(self) -> Recipe:
         items = [(c["id"], c["name"]) for c in self.centres()]
         if not items:  # every centre filled up since the list was shown
             self.hint = ("hint.no_centres", {"pin": self.data["pin"]})
@@ -373,7 +381,7 @@ class Booking(Conversation):
             ),
         )
 
-    def screen_date(self):
+    def screen_date(self) -> Recipe:
         self._refresh()
         items = [(date_[0], self.turn.day(date_[1])) for date_ in self.data["dates"]]
         return self.page(
@@ -383,7 +391,7 @@ class Booking(Conversation):
             ),
         )
 
-    def screen_slot(self):
+    def screen_slot(self) -> Recipe:
         self._refresh()
         params = {"centre": self.data["cname"], "day": self.turn.day(self.data["date"])}
         if not self.data["slots"]:
@@ -395,7 +403,7 @@ class Booking(Conversation):
             ),
         )
 
-    def screen_confirm(self):
+    def screen_confirm(self) -> Recipe:
         return self._show(
             "confirm",
             name=self.data["name"],
@@ -405,15 +413,15 @@ class Booking(Conversation):
             time=self.data["time"],
         )
 
-    def screen_booked(self):
+    def screen_booked(self) -> Recipe | None:
         if self.turn.channel != "ussd":
             return None  # the confirmation SMS queued with the booking is the reply
         return self._show("booked", end=True, name=self.data["name"], ref=self.data["ref"])
 
-    def screen_stopped(self):
+    def screen_stopped(self) -> Recipe:
         return self._show("stopped", end=True)
 
-    def screen_refused(self):
+    def screen_refused(self) -> Recipe:
         return recipe(
             f"book.refused.{self.data['why']}",
             True,
@@ -421,7 +429,7 @@ class Booking(Conversation):
             ref=self.data.get("ref") or "",
         )
 
-    def screen_menu(self):
+    def screen_menu(self) -> Recipe | None:
         return None  # handed over to the menu
 
 
@@ -439,15 +447,15 @@ def resumable(state: str) -> bool:
     return not is_over(state) and state != "name"
 
 
-def resumed(data: dict) -> dict:
+def resumed(data: Data) -> Data:
     """A dropped booking's data, taken up again: its kept dates and slots are read anew."""
     return {k: v for k, v in data.items() if k != "at"}
 
 
-def start(turn, pincode_text: str = "") -> tuple[Booking, dict]:
+def start(turn: Turn, pincode_text: str = "") -> tuple[Booking, Data]:
     """A new booking at its first question; ``BOOK <pincode>`` remembers the pincode."""
-    data = {}
-    hint = None
+    data: Data = {}
+    hint: Hint | None = None
     if pincode_text:
         pin = words.number("".join(t for t in words.tokens(pincode_text) if t.isdigit()), 6)
         if pin and not pin.startswith("0"):

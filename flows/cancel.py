@@ -13,11 +13,17 @@ same step; that SMS is the reply to ``CANCEL``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from flows import lifecycle, words
-from flows.base import Conversation, Flow, Turn, recipe
+from flows.base import Conversation, Flow, Hint, Recipe, Turn, recipe
+from gateway.store import Outcome
+
+if TYPE_CHECKING:  # the library declares its config types in its stubs only
+    from transitions.core import TransitionConfigDict
 
 STATES = ["pick", "confirm", "cancelled", "kept", "refused", "menu"]
-TRANSITIONS = [
+TRANSITIONS: list[TransitionConfigDict] = [
     {
         "trigger": "answer",
         "source": "pick",
@@ -47,7 +53,7 @@ TRANSITIONS = [
 CANCELLABLE = lifecycle.sources("cancel")
 
 
-def refusal(turn: Turn, status: str, value: str, ref: str) -> tuple[str, dict]:
+def refusal(turn: Turn, status: str, value: str, ref: str) -> Hint:
     """The reply to a cancel the store refused."""
     if status == "state" and value == "cancelled":
         return "cancel.refused.already", {"ref": ref}
@@ -61,9 +67,10 @@ def refusal(turn: Turn, status: str, value: str, ref: str) -> tuple[str, dict]:
 class Cancel(Conversation):
     """Cancel over USSD; ``data["pick"]`` is the booking chosen."""
 
-    _slip: list | None = None
+    _slip: list[dict[str, Any]] | None = None
+    outcome: Outcome | None = None  # what the store said to the cancel, once it was asked
 
-    def open_bookings(self) -> list[dict]:
+    def open_bookings(self) -> list[dict[str, Any]]:
         """The bookings of this mobile that can still be cancelled (one read per turn)."""
         if self._slip is None:
             self._slip = [
@@ -97,24 +104,25 @@ class Cancel(Conversation):
         """Guard: the answer is no (2): nothing is cancelled."""
         return words.no(text)
 
-    def cancel_done(self, *_) -> bool:
+    def cancel_done(self, *_: object) -> bool:
         """Guard with the one write: the store cancels (and queues the SMS)."""
-        self.outcome = self.turn.store.cancel(
+        self.outcome = outcome = self.turn.store.cancel(
             mobile=self.turn.mobile, ref=self.data["pick"]["ref"], lang=self.turn.lang
         )
-        self.turn.stored = self.outcome.ok  # to be told even if the turn cannot be saved
-        return self.outcome.ok
+        self.turn.stored = outcome.ok  # to be told even if the turn cannot be saved
+        return outcome.ok
 
-    def cancel_refused(self, *_) -> bool:
+    def cancel_refused(self, *_: object) -> bool:
         """Guard: the store refused; the reason kept."""
-        if getattr(self, "outcome", None) is None:
+        outcome = self.outcome
+        if outcome is None:
             return self.refuse("ussd.hint.confirm")
         self.data["why"] = refusal(
-            self.turn, self.outcome.status, self.outcome.value, self.data["pick"]["ref"]
+            self.turn, outcome.status, outcome.value, self.data["pick"]["ref"]
         )
         return True
 
-    def screen_pick(self):
+    def screen_pick(self) -> Recipe:
         items = [
             (a["ref"], f"{a['name']} {self.turn.day(a['date'])}") for a in self.open_bookings()
         ]
@@ -125,7 +133,7 @@ class Cancel(Conversation):
             lambda lines, more: recipe("ussd.cancel.pick", items=lines, more=more and "\n" + more),
         )
 
-    def screen_confirm(self):
+    def screen_confirm(self) -> Recipe:
         pick = self.data["pick"]
         return recipe(
             "ussd.cancel.confirm",
@@ -135,12 +143,12 @@ class Cancel(Conversation):
             time=pick["time"],
         )
 
-    def screen_cancelled(self):
+    def screen_cancelled(self) -> Recipe:
         return recipe(
             "ussd.cancel.done", True, name=self.data["pick"]["name"], ref=self.data["pick"]["ref"]
         )
 
-    def screen_kept(self):
+    def screen_kept(self) -> Recipe:
         pick = self.data["pick"]
         return recipe(
             "ussd.cancel.kept",
@@ -150,11 +158,11 @@ class Cancel(Conversation):
             time=pick["time"],
         )
 
-    def screen_refused(self):
+    def screen_refused(self) -> Recipe:
         template, params = self.data["why"]
         return recipe(template, True, **params)
 
-    def screen_menu(self):
+    def screen_menu(self) -> Recipe | None:
         return None
 
 

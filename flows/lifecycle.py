@@ -18,11 +18,16 @@ so the rules live here and nowhere else.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transitions import Machine
+
+if TYPE_CHECKING:  # the library declares its config types in its stubs only
+    from transitions.core import TransitionConfigDict
 
 STATES = ["booked", "verified", "vaccinated", "cancelled", "locked", "missed"]
 
-TRANSITIONS = [
+TRANSITIONS: list[TransitionConfigDict] = [
     {"trigger": "verify", "source": ["booked", "verified"], "dest": "verified"},
     {"trigger": "fail_code", "source": ["booked", "verified"], "dest": "="},
     {"trigger": "lock", "source": ["booked", "verified"], "dest": "locked"},

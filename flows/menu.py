@@ -11,19 +11,27 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flows import words
-from flows.base import Conversation, Flow, recipe
+from flows.base import Conversation, Flow, Recipe, recipe
 from gateway.store.conversations import flow_from_stored
+
+if TYPE_CHECKING:  # the library declares its config types in its stubs only
+    from transitions.core import TransitionConfigDict
 
 STATES = ["main", "resume", "language", "help", "book", "appointments", "cancel", "resumed"]
 MENU = {"1": "book", "2": "appointments", "3": "cancel", "4": "language", "5": "help"}
 LANGUAGES = {"1": "en", "2": "hi"}
 
-TRANSITIONS = [
-    *(
-        {"trigger": "answer", "source": "main", "dest": dest, "conditions": f"chose_{dest}"}
-        for dest in MENU.values()
-    ),
+
+def _chosen(dest: str) -> TransitionConfigDict:
+    """The main menu's row to ``dest``, taken when its number is chosen."""
+    return {"trigger": "answer", "source": "main", "dest": dest, "conditions": f"chose_{dest}"}
+
+
+TRANSITIONS: list[TransitionConfigDict] = [
+    *map(_chosen, MENU.values()),
     {"trigger": "answer", "source": "resume", "dest": "resumed", "conditions": "chose_continue"},
     {
         "trigger": "answer",
@@ -78,7 +86,7 @@ class Menu(Conversation):
         """Guard: forget the dropped booking (2)."""
         return words.normal(text) == "2"
 
-    def forget_booking(self, *_) -> None:
+    def forget_booking(self, *_: object) -> None:
         """Drop the offered booking for good."""
         self.data.pop("pointer", None)
         self.data["forget"] = True
@@ -91,17 +99,17 @@ class Menu(Conversation):
         self.turn.lang = self.turn.new_lang = lang
         return True
 
-    def screen_main(self):
+    def screen_main(self) -> Recipe:
         return recipe("ussd.menu")
 
-    def screen_resume(self):
+    def screen_resume(self) -> Recipe:
         offered = flow_from_stored(self.data["pointer"])
         return recipe("ussd.resume", name=offered.data.get("name", ""))
 
-    def screen_language(self):
+    def screen_language(self) -> Recipe:
         return recipe("ussd.language")
 
-    def screen_help(self):
+    def screen_help(self) -> Recipe:
         return recipe("ussd.help")
 
 

@@ -7,12 +7,17 @@ rendered, from ``ref`` + ``ver``: neither the stored screen nor the queued SMS h
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from flows import words
-from flows.base import Conversation, Flow, Turn, recipe
+from flows.base import Conversation, Entry, Flow, Recipe, Turn, recipe
 from flows.messages.sms import segments
 
+if TYPE_CHECKING:  # the library declares its config types in its stubs only
+    from transitions.core import TransitionConfigDict
+
 STATES = ["list", "menu"]
-TRANSITIONS = [
+TRANSITIONS: list[TransitionConfigDict] = [
     {
         "trigger": "answer",
         "source": "list",
@@ -35,7 +40,7 @@ WITH_CODE = ("booked", "verified")  # the states in which a vaccinator will ask 
 SHOWN_FIRST = {"booked": 0, "verified": 0, "locked": 0, "vaccinated": 1}
 
 
-def in_order(slip: list[dict]) -> list[dict]:
+def in_order(slip: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The slip with open bookings first, then vaccinated, then cancelled and missed."""
     return sorted(slip, key=lambda a: (SHOWN_FIRST.get(a["shown_state"], 2), a["date"], a["name"]))
 
@@ -46,9 +51,9 @@ SLIP_BUDGET = {"gsm7": 3, "ucs2": 5}  # segments per SMS (SPEC invariant 6)
 class Status(Conversation):
     """The slip over USSD; ``data["i"]`` is the booking shown."""
 
-    _slip: list | None = None
+    _slip: list[dict[str, Any]] | None = None
 
-    def slip(self) -> list[dict]:
+    def slip(self) -> list[dict[str, Any]]:
         """The slip of this mobile (one read per turn)."""
         if self._slip is None:
             self._slip = in_order(self.turn.store.slip(self.turn.mobile))
@@ -61,19 +66,19 @@ class Status(Conversation):
             return True
         return self.refuse("hint.next_back" if has_next else "hint.back")
 
-    def next_one(self, *_) -> None:
+    def next_one(self, *_: object) -> None:
         """Show the next booking."""
         self.data["i"] = self.data.get("i", 0) + 1
 
-    def not_first(self, *_) -> bool:
+    def not_first(self, *_: object) -> bool:
         """Guard: a booking before this one exists."""
-        return self.data.get("i", 0) > 0
+        return bool(self.data.get("i", 0) > 0)
 
-    def previous_one(self, *_) -> None:
+    def previous_one(self, *_: object) -> None:
         """Show the booking before."""
         self.data["i"] -= 1
 
-    def screen_list(self):
+    def screen_list(self) -> Recipe:
         slip = self.slip()
         if not slip:
             self.data.update(i=0, n=0)
@@ -98,14 +103,14 @@ class Status(Conversation):
             "ussd.status.closed", state={"t": f"state.{a['shown_state']}", "p": {}}, **params
         )
 
-    def screen_menu(self):
+    def screen_menu(self) -> Recipe | None:
         return None
 
 
 FLOW = Flow("status", Status, STATES, TRANSITIONS, exits={"menu": ("menu", "main")})
 
 
-def slip_line(turn: Turn, a: dict) -> dict:
+def slip_line(turn: Turn, a: dict[str, Any]) -> Entry:
     """One booking of the SMS slip, as an entry the sender renders (code derived then)."""
     params = {"name": a["name"], "ref": a["ref"], "day": turn.day(a["date"])}
     if a["shown_state"] in WITH_CODE:
@@ -133,7 +138,7 @@ def sms_slip(turn: Turn) -> None:
     if not slip:
         turn.say("sms.slip.none")
         return
-    group: list[dict] = []
+    group: list[Entry] = []
     for line in (slip_line(turn, a) for a in slip):
         if group and not _fits_slip(turn, group + [line]):
             turn.say("sms.slip", lines=group)
@@ -142,6 +147,6 @@ def sms_slip(turn: Turn) -> None:
     turn.say("sms.slip", lines=group)
 
 
-def _fits_slip(turn: Turn, lines: list[dict]) -> bool:
+def _fits_slip(turn: Turn, lines: list[Entry]) -> bool:
     encoding, parts = segments(turn.text(recipe("sms.slip", lines=lines)))
     return parts <= SLIP_BUDGET[encoding]

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from flows import booking, cancel, menu, messages, status, words
-from flows.base import Conversation, Turn
+from flows.base import Conversation, Flow, Turn
 from flows.messages.sms import render
 from gateway.inbound import USSD, InboundMessage, Reply
 from gateway.phones import mask
@@ -37,7 +37,9 @@ from gateway.store.conversations import (
 
 SESSION_TTL = 10 * 60  # the network ends a session after 3 minutes; replays come within that
 RESUME_TTL = 30 * 60  # how long a dropped booking is offered on the next dial
-FLOWS = {flow.name: flow for flow in (menu.FLOW, booking.FLOW, status.FLOW, cancel.FLOW)}
+FLOWS: dict[str, Flow[Conversation]] = {
+    flow.name: flow for flow in (menu.FLOW, booking.FLOW, status.FLOW, cancel.FLOW)
+}
 log = logging.getLogger("tikaline.ussd")
 
 
@@ -83,6 +85,8 @@ def _hop(store: Store, msg: InboundMessage) -> Reply:
             flow, state, data = resumed.flow, resumed.state, booking.resumed(resumed.data)
         model, _ = FLOWS[flow].run(turn, state, data)
     screen = model.screen()
+    if screen is None:  # only a state that hands over has none, and the loop above left those
+        raise LookupError(f"{flow} has no screen at {model.state}")
 
     rev = session.rev if session else 0
     at = FlowState(flow, model.state, model.data)

@@ -13,13 +13,17 @@ from __future__ import annotations
 import json
 import math
 import re
+from typing import TYPE_CHECKING, Any
 
 from flows import words
-from flows.base import Conversation, Flow, Turn
+from flows.base import Conversation, Entry, Flow, Turn
 from gateway.codes import CODE_DIGITS, REF_LENGTH, parse_reference
 
+if TYPE_CHECKING:  # the library declares its config types in its stubs only
+    from transitions.core import TransitionConfigDict
+
 STATES = ["idle"]
-TRANSITIONS = [
+TRANSITIONS: list[TransitionConfigDict] = [
     {"trigger": "verify", "source": "idle", "dest": "=", "after": "check_code"},
     {"trigger": "dose", "source": "idle", "dest": "=", "after": "record_dose"},
     {"trigger": "today", "source": "idle", "dest": "=", "after": "tell_counts"},
@@ -47,7 +51,7 @@ def split_reference(rest: str) -> tuple[str | None, str]:
     return None, rest.strip()
 
 
-def _places(n: int) -> dict:
+def _places(n: int) -> Entry:
     """The open places as an entry the sender renders: "1 place", "5 places"."""
     return {"t": "vacc.open_one" if n == 1 else "vacc.open", "p": {"n": n}}
 
@@ -103,7 +107,8 @@ class Vaccinator(Conversation):
         """The ref DOSE alone means: the only booking waiting, else None after asking which."""
         waiting = self.turn.store.waiting(self.turn.mobile, now=self.turn.now)
         if len(waiting) == 1:
-            return waiting[0]["ref"]
+            ref: str = waiting[0]["ref"]
+            return ref
         if not waiting:
             self.turn.say("vacc.usage_dose")
             return None
@@ -115,7 +120,7 @@ class Vaccinator(Conversation):
         return None
 
     @staticmethod
-    def _choose(waiting: list[dict], shown: int) -> dict:
+    def _choose(waiting: list[dict[str, Any]], shown: int) -> Entry:
         """The reply listing the first ``shown`` of several waiting bookings."""
         items = [{"t": "vacc.waiting_item", "p": w} for w in waiting[:shown]]
         more = len(waiting) - shown
@@ -128,8 +133,10 @@ class Vaccinator(Conversation):
             },
         }
 
-    def tell_counts(self, *_) -> None:
+    def tell_counts(self, *_: object) -> None:
         """Reply with today's counts at the vaccinator's centre, each person counted once."""
+        if self.turn.vaccinator is None:  # the router runs these commands for vaccinators only
+            raise LookupError("TODAY from a number that is not a vaccinator's")
         centre_id = self.turn.vaccinator["centre_id"]
         counts = self.turn.store.centre_today(centre_id, now=self.turn.now)
         # The day's counters nest (vaccinated ⊂ verified ⊂ booked): shown as parts of booked.
@@ -152,7 +159,7 @@ class Vaccinator(Conversation):
             self.turn.say(usage)
 
     def _refused(self, status: str, value: str, ref: str) -> None:
-        params = {"ref": ref}
+        params: dict[str, Any] = {"ref": ref}
         if status == "blocked":
             params["minutes"] = max(1, math.ceil(int(value or 3600) / 60))
         elif status == "wrong_day":

@@ -10,6 +10,7 @@ import json
 from datetime import date
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from gateway.codes import format_reference
 
@@ -30,7 +31,7 @@ def template(key: str, lang: str) -> str:
     return catalogue(lang).get(key) or catalogue(DEFAULT)[key]
 
 
-def text(key: str, lang: str = DEFAULT, **params) -> str:
+def text(key: str, lang: str = DEFAULT, **params: Any) -> str:
     """The filled template; ``ref`` also yields ``ref_shown`` (grouped for reading)."""
     if "ref" in params:
         params.setdefault("ref_shown", format_reference(str(params["ref"])))

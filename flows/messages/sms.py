@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from typing import Any
 
 from flows import messages
 from gateway import codes
@@ -72,14 +73,14 @@ def _parts_ucs2(text: str) -> int:
     return parts
 
 
-def render_entry(fields: dict, secret: str | codes.Keyring) -> str:
+def render_entry(fields: dict[str, str], secret: str | codes.Keyring) -> str:
     """The text of a queued outbox entry (``t`` template, ``l`` language, ``p`` JSON params).
 
     Security codes are not stored: they are derived here from ``SECRET_KEY`` at send time."""
     return render(fields["t"], fields.get("l") or "en", json.loads(fields.get("p") or "{}"), secret)
 
 
-def render(template: str, lang: str, params: dict, secret: str | codes.Keyring) -> str:
+def render(template: str, lang: str, params: dict[str, Any], secret: str | codes.Keyring) -> str:
     """A filled template, kept to its budget: a centre's address is cut, then left out, then
     a long name (they run to 50 letters) shortened, until the text fits or is as short as it
     gets. An ISO ``date`` reads as the USSD screens show days (``Wed 02-12``)."""
@@ -92,7 +93,7 @@ def render(template: str, lang: str, params: dict, secret: str | codes.Keyring) 
     return text
 
 
-def _fill(template: str, lang: str, params: dict, secret: str | codes.Keyring) -> str:
+def _fill(template: str, lang: str, params: dict[str, Any], secret: str | codes.Keyring) -> str:
     """The template filled; ``ref`` + ``ver`` give ``code``, and a param that is itself an entry
     ``{"t", "p"}`` (or a list of them, one per line) is rendered the same way, so one message
     can carry the codes of several bookings without any code being stored. ``kid`` names the
@@ -121,7 +122,7 @@ def within_budget(template: str, text: str) -> bool:
     return parts <= (gsm7 if encoding == "gsm7" else ucs2)
 
 
-def _shortened(params, key: str, keep: int):
+def _shortened(params: Any, key: str, keep: int) -> Any:
     """``params`` with every ``key`` inside it, nested entries too, cut to ``keep`` letters."""
     if isinstance(params, list):
         return [_shortened(v, key, keep) for v in params]
@@ -164,5 +165,5 @@ def graphemes(text: str) -> list[str]:
     return out
 
 
-def _is_entry(value) -> bool:
+def _is_entry(value: object) -> bool:
     return isinstance(value, dict) and isinstance(value.get("t"), str)
