@@ -209,9 +209,13 @@ _PRCTL = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)  # Linux only
 
 
 def _child_setup(parent: int):
-    """What the server's process does before exec: private files, die with its parent."""
+    """What the server's process does before exec: its own session, private files, die with
+    its parent."""
 
     def setup() -> None:
+        # Its own session: a terminal's Ctrl+C reaches the first run alone, which stops the
+        # worker before the server, instead of both at once.
+        os.setsid()
         os.umask(0o077)
         if _PRCTL is not None:
             _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)

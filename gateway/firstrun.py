@@ -62,6 +62,8 @@ def main(create_app: Callable[[dict], Flask]) -> None:
         signal.signal(signal.SIGTERM, _interrupt)
         server.serve_forever()  # werkzeug returns from here on KeyboardInterrupt
         print("Stopping TikaLine.", flush=True)
+    except KeyboardInterrupt:  # Ctrl+C while still starting: stop as cleanly
+        print("Stopping TikaLine.", flush=True)
     finally:
         _stop(worker, local_redis, svc.redis)
 

@@ -57,6 +57,7 @@ class AppProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # its own process group, as a terminal gives a command
         )
         threading.Thread(target=self._read, daemon=True).start()
         if not self._ready.wait(timeout) or self.proc.poll() is not None:

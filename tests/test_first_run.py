@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import subprocess
 import sys
@@ -262,6 +263,16 @@ def test_the_embedded_redis_never_outlives_the_first_run(first_run, sig):
     first_run.proc.wait(30)
 
     _until(lambda: _gone(server), "gone: the embedded redis-server outlived python app.py")
+
+
+def test_ctrl_c_in_a_terminal_stops_the_worker_before_its_redis(first_run):
+    first_run.start()
+
+    os.killpg(first_run.proc.pid, signal.SIGINT)  # a terminal sends Ctrl+C to the whole group
+
+    assert first_run.proc.wait(30) == 0
+    _until(lambda: "event=outbox_worker_stopped" in first_run.output, "stopped the worker")
+    assert "outbox_stuck" not in first_run.output, first_run.output
 
 
 def test_a_command_beside_the_first_run_uses_its_embedded_redis(first_run, tmp_path):
