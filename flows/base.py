@@ -205,7 +205,6 @@ class Flow(Generic[M]):
         states: Sequence[str],
         transitions: Sequence[TransitionConfigDict],
         exits: dict[str, tuple[str, str]] | None = None,
-        final: tuple[str, ...] = (),
     ):
         self.name = name
         self.model = model
@@ -217,7 +216,6 @@ class Flow(Generic[M]):
             auto_transitions=False,
         )
         self.exits = exits or {}  # state -> (flow, state): where the caller goes next
-        self.final = final  # states where the conversation is over
 
     def run(
         self, turn: Turn, state: str, data: Data, trigger: str | None = None, *args: str

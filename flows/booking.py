@@ -433,7 +433,7 @@ class Booking(Conversation):
         return None  # handed over to the menu
 
 
-FLOW = Flow("booking", Booking, STATES, TRANSITIONS, exits={"menu": ("menu", "main")}, final=FINAL)
+FLOW = Flow("booking", Booking, STATES, TRANSITIONS, exits={"menu": ("menu", "main")})
 
 
 def is_over(state: str) -> bool:

@@ -166,14 +166,7 @@ class Cancel(Conversation):
         return None
 
 
-FLOW = Flow(
-    "cancel",
-    Cancel,
-    STATES,
-    TRANSITIONS,
-    exits={"menu": ("menu", "main")},
-    final=("cancelled", "kept", "refused"),
-)
+FLOW = Flow("cancel", Cancel, STATES, TRANSITIONS, exits={"menu": ("menu", "main")})
 
 
 def sms_cancel(turn: Turn, rest: str) -> None:

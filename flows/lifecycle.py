@@ -53,7 +53,6 @@ def can(trigger: str, state: str) -> bool:
 
 # "Open" bookings hold a slot and a beneficiary's one open booking: those that can still be missed.
 OPEN_STATES = sources("miss")
-FINAL_STATES = [s for s in STATES if s not in OPEN_STATES]
 # A person holds one of a mobile's places while their booking is open or after their dose;
 # a cancelled or missed booking frees it.
 COUNTED_STATES = OPEN_STATES + ["vaccinated"]
