@@ -121,6 +121,10 @@ class EmbeddedRedis:
             except Exception:  # keep watching: the next round may succeed
                 log.exception("embedded redis-server: restart failed")
 
+    def _held_lock(self) -> tuple[int, ...]:
+        """The lock's descriptor, which the server inherits: it holds the lock while it runs."""
+        return () if self._lock_fd is None else (self._lock_fd,)
+
     def _take_lock(self) -> bool:
         """True when no other process runs this instance's server (the lock is now ours)."""
         if self._lock_fd is None:
@@ -163,7 +167,7 @@ class EmbeddedRedis:
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
-                pass_fds=(self._lock_fd,),
+                pass_fds=self._held_lock(),
                 preexec_fn=_child_setup(os.getpid()),
             )
         finally:

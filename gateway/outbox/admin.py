@@ -6,25 +6,26 @@ from collections.abc import Iterator
 
 import redis
 
-from gateway.outbox.records import as_text, decoded, now
+from gateway.outbox.records import now
 from gateway.store import keys
+from gateway.store.replies import entries, fields, text
 from gateway.store.scripts import scripts_for
 
 STATUSES = ("queued", "sent", "delivered", "failed", "dead")
 
 
-def stats(client: redis.Redis) -> dict:
+def stats(client: redis.Redis) -> dict[str, int]:
     """Counters (queued, sent, delivered, failed, dead) and what waits right now."""
-    counts = decoded(client.hgetall(keys.SMS_COUNTS))
+    counts = fields(client.hgetall(keys.SMS_COUNTS))
     result = {name: int(counts.get(name, 0)) for name in STATUSES}
     result["in_outbox"] = client.xlen(keys.OUTBOX)
     result["waiting_retry"] = client.zcard(keys.RETRY)
     return result
 
 
-def dead_letters(client: redis.Redis, count: int = 100) -> list[dict]:
+def dead_letters(client: redis.Redis, count: int = 100) -> list[dict[str, str]]:
     """The oldest ``count`` dead letters, each with its stream ``id``."""
-    return [{"id": as_text(i), **decoded(f)} for i, f in client.xrange(keys.DEAD, count=count)]
+    return [{"id": i, **f} for i, f in entries(client.xrange(keys.DEAD, count=count))]
 
 
 def requeue(client: redis.Redis, ident: str) -> list[str]:
@@ -42,22 +43,22 @@ def requeue_all(client: redis.Redis) -> list[str]:
     return _requeue_ids(client, [d["id"] for d in _all_dead(client)])
 
 
-def _all_dead(client: redis.Redis) -> Iterator[dict]:
+def _all_dead(client: redis.Redis) -> Iterator[dict[str, str]]:
     start = "-"
     while True:
-        batch = client.xrange(keys.DEAD, min=start, count=500)
-        for i, fields in batch:
-            yield {"id": as_text(i), **decoded(fields)}
-        if len(batch) < 500:
+        read = entries(client.xrange(keys.DEAD, min=start, count=500))
+        for i, f in read:
+            yield {"id": i, **f}
+        if len(read) < 500:
             return
-        start = "(" + as_text(batch[-1][0])
+        start = "(" + read[-1][0]
 
 
 def _requeue_ids(client: redis.Redis, ids: list[str]) -> list[str]:
     script = scripts_for(client)["outbox_requeue"]
     done = []
     for dead_id in ids:
-        k = as_text(
+        k = text(
             script(
                 keys=[keys.DEAD, keys.OUTBOX, keys.SMS_COUNTS, keys.RETRY],
                 args=[dead_id, keys.template(keys.message), now()],

@@ -17,7 +17,7 @@ import time
 import redis
 
 from gateway.logs import clean
-from gateway.store import keys
+from gateway.store import keys, replies
 
 log = logging.getLogger(__name__)
 PREFIX = "tikaline-outbox|"
@@ -114,10 +114,10 @@ def workers(client: redis.Redis) -> list[dict]:
 
 def oldest_wait(client: redis.Redis, now: float | None = None) -> int:
     """Seconds the oldest SMS not yet handed to the provider has waited (0: none waits)."""
-    first = client.xrange(keys.OUTBOX, count=1)
+    first = replies.entries(client.xrange(keys.OUTBOX, count=1))
     if not first:
         return 0
-    queued_ms = int(first[0][0].split(b"-")[0])
+    queued_ms = int(first[0][0].split("-")[0])
     return max(0, int((now or time.time()) - queued_ms / 1000))
 
 

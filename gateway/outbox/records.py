@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gateway.store import keys
+from gateway.store import keys, replies
 from gateway.store.scripts import Scripts
 
 KEEP_SECONDS = 30 * 24 * 3600  # how long a sent message's status is kept
@@ -26,21 +26,6 @@ Sent = tuple[str, str, str, str, str]
 def now() -> str:
     """The time a record carries, ISO in UTC to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def as_text(value) -> str:
-    """A Redis reply's bytes as text."""
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def decoded(fields: dict) -> dict:
-    """A stream entry's or a hash's fields as text."""
-    return {as_text(k): as_text(v) for k, v in fields.items()}
-
-
-def from_pairs(flat: list) -> dict:
-    """A flat [field, value, …] reply from a script as a dict of text."""
-    return {as_text(flat[i]): as_text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 def short(text: str) -> str:
@@ -113,7 +98,7 @@ def take(scripts: Scripts, consumer: str, count: int) -> list:
         keys=[keys.OUTBOX],
         args=[keys.OUTBOX_GROUP, consumer, count, now(), keys.template(keys.message)],
     )
-    return [(as_text(i), from_pairs(fields), int(state)) for i, fields, state in taken]
+    return [(replies.text(i), replies.pairs(fields), int(state)) for i, fields, state in taken]
 
 
 def begin(scripts: Scripts, entries: list) -> list:

@@ -22,7 +22,7 @@ from gateway.outbox.batch import GroupCommit
 from gateway.outbox.health import WorkerHealth
 from gateway.outbox.ratelimit import RateLimiter
 from gateway.providers.result import CONFIG, REJECTED, RETRY, SENT, SendResult
-from gateway.store import keys
+from gateway.store import keys, replies
 from gateway.store.scripts import scripts_for
 
 log = logging.getLogger(__name__)
@@ -176,10 +176,7 @@ class Worker:
         answer = self.r.xreadgroup(
             keys.OUTBOX_GROUP, self.name, {keys.OUTBOX: ">"}, count=count, block=self.block_ms
         )
-        return records.begin(
-            self._scripts,
-            [(records.as_text(i), records.decoded(f)) for i, f in answer[0][1]] if answer else [],
-        )
+        return records.begin(self._scripts, replies.group_read(answer))
 
     def _reclaim(self, count: int) -> list:
         cursor, claimed, *_ = self.r.xautoclaim(
@@ -190,7 +187,7 @@ class Worker:
             start_id=self._claim_cursor,
             count=count,
         )
-        self._claim_cursor = records.as_text(cursor)
+        self._claim_cursor = replies.text(cursor)
         if claimed:
             log.warning(
                 "event=outbox_took_over worker=%s entries=%d: left pending by another",
@@ -198,11 +195,7 @@ class Worker:
                 len(claimed),
             )
         with self._lock:  # a send of ours slower than claim_idle: never started twice
-            ours = [
-                (records.as_text(i), records.decoded(f))
-                for i, f in claimed
-                if f and records.as_text(i) not in self._in_flight
-            ]
+            ours = [(i, f) for i, f in replies.entries(claimed) if i not in self._in_flight]
         return records.begin(self._scripts, ours)
 
     def _started(self, entries: list) -> list:

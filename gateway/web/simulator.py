@@ -144,7 +144,8 @@ def send(hook: str):
     path = WEBHOOKS.get(hook)
     if path is None:
         return jsonify(error=f"no webhook {hook!r}; one of {', '.join(WEBHOOKS)}"), 404
-    app = current_app._get_current_object()
+    # The app itself, not the proxy: the request context below is pushed on it.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # flask types the proxy as Flask
     token = services().settings.webhook_token
     with app.test_request_context(
         path,
@@ -202,10 +203,11 @@ def _decode(raw: bytes) -> dict | None:
 
 def _when(entry: dict) -> float:
     at = entry.get("at")
-    try:
-        return float(at)
-    except (TypeError, ValueError):
-        pass
+    if isinstance(at, int | float | str):
+        try:
+            return float(at)
+        except ValueError:
+            pass
     try:
         return datetime.fromisoformat(str(at)).timestamp()
     except ValueError:
@@ -240,8 +242,7 @@ def _vaccinators(store, limit: int = 20) -> list[dict]:
     phones = {p.decode() if isinstance(p, bytes) else p for p in seen}
     if store.vaccinator(VACCINATOR):
         phones.add(VACCINATOR)
-    phones = sorted(phones)
-    found = [(phone, store.vaccinator(phone) or {}) for phone in phones]
+    found = [(phone, store.vaccinator(phone) or {}) for phone in sorted(phones)]
     names = store.centre_names({v.get("centre_id") for _, v in found if v.get("centre_id")})
     return [
         {
