@@ -11,18 +11,19 @@ from __future__ import annotations
 import json
 import logging
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import redis
+from redis.client import Pipeline
 
 from gateway import codes
 from gateway.config import Settings
 from gateway.inbound import SMS, USSD
 from gateway.phones import mask
-from gateway.store import conversations, keys
+from gateway.store import conversations, keys, replies
 from gateway.store.conversations import (
     KEEP,
     FlowState,
@@ -32,7 +33,11 @@ from gateway.store.conversations import (
     UssdSession,
     UssdTurnState,
 )
+from gateway.store.replies import Document, Raw
 from gateway.store.scripts import scripts_for
+
+if TYPE_CHECKING:  # reference.py imports this package: the edge runs one way at run time
+    from gateway.store.reference import Record
 
 MAX_BENEFICIARIES = 4
 MAX_ATTEMPTS = 5
@@ -63,17 +68,9 @@ def name_key(name: str) -> str:
     return " ".join(unicodedata.normalize("NFC", name).casefold().split())
 
 
-def _as_outcome(reply) -> Outcome:
-    status, value = (x.decode() if isinstance(x, bytes) else str(x) for x in reply)
+def _as_outcome(reply: Sequence[Raw | int]) -> Outcome:
+    status, value = (replies.text(x) for x in reply)
     return Outcome(status, value)
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _hash(raw: dict) -> dict:
-    return {_text(k): _text(v) for k, v in raw.items()}
 
 
 def _session(text: str | None) -> UssdSession | None:
@@ -81,7 +78,7 @@ def _session(text: str | None) -> UssdSession | None:
     return conversations.session_from_stored(stored) if stored else None
 
 
-def _new_caps(old: dict, session: dict):
+def _new_caps(old: Mapping[str, str], session: Record) -> Iterator[tuple[int, int, int, int]]:
     """(slot, capacity stored, capacity wanted, booked) for each slot already stored."""
     caps = [s["capacity"] for s in session["slots"]]
     i = 0
@@ -95,12 +92,12 @@ def _new_caps(old: dict, session: dict):
         i += 1
 
 
-def _could_refuse(old: dict, session: dict) -> bool:
+def _could_refuse(old: Mapping[str, str], session: Record) -> bool:
     """Whether a booking could make this upsert fail: new, or some slot loses capacity."""
     return not old or any(want < cap for _, cap, want, _ in _new_caps(old, session))
 
 
-def _session_refusal(old: dict, session: dict) -> Outcome | None:
+def _session_refusal(old: Mapping[str, str], session: Record) -> Outcome | None:
     """What upsert_session.lua would refuse for this stored session, checked before writing."""
     if not old:
         return None
@@ -147,7 +144,7 @@ class Store:
     def today(self) -> str:
         return self.now().date().isoformat()
 
-    def _run(self, script: str, keys_: list[str], args: list) -> Outcome:
+    def _run(self, script: str, keys_: list[str], args: Sequence[str | int]) -> Outcome:
         return _as_outcome(self._scripts[script](keys=keys_, args=args))
 
     # -- citizen operations -----------------------------------------------------------------
@@ -226,10 +223,10 @@ class Store:
     ) -> Outcome:
         """A fresh code for a booked or locked appointment (value = the new code version);
         ``limit`` after 3 in a day. Wrong codes already entered still count after it."""
-        version = self.r.hget(keys.appointment(ref), "ver")
-        if version is None:
+        stored = self.r.hget(keys.appointment(ref), "ver")
+        if stored is None:
             return Outcome("not_found")
-        version = int(version)
+        version = int(stored)
         ring = self.settings.keyring  # a fresh code is made with the current key
         new_code = codes.derive_code(ring.current, ref, version + 1)
         return self._run(
@@ -319,7 +316,7 @@ class Store:
         )
 
     def _vaccinator_run(
-        self, script: str, vaccinator: str, keys_: list[str], args: list
+        self, script: str, vaccinator: str, keys_: list[str], args: Sequence[str | int]
     ) -> Outcome:
         """Run a VERIFY/DOSE script; alert in the log when a refusal reached the number's limit."""
         reply = self._scripts[script](keys=keys_, args=args)
@@ -332,11 +329,11 @@ class Store:
             )
         return _as_outcome(reply[:2])
 
-    def waiting(self, vaccinator: str, now: datetime | None = None) -> list[dict]:
+    def waiting(self, vaccinator: str, now: datetime | None = None) -> list[Document]:
         """Bookings this number verified in the last 30 minutes and has not dosed, oldest
         first: [{ref, name, by}]."""
         now = now or self.now()
-        return json.loads(
+        return replies.documents(
             self._scripts["waiting"](
                 keys=[keys.vaccinator_waiting(vaccinator)],
                 args=[
@@ -352,7 +349,7 @@ class Store:
 
     def availability(
         self, pincode: str | None = None, days: int = 7, now: datetime | None = None
-    ) -> list[dict]:
+    ) -> list[Document]:
         """Centres (of a pincode, or all) with sessions in the next ``days`` and open slots;
         a slot whose end has come by ``now`` (the turn's time) has none open."""
         now = now or self.now()
@@ -370,7 +367,7 @@ class Store:
                 f"{now:%H:%M}",
             ],
         )
-        centres = json.loads(raw) or []  # cjson writes an empty table as {}
+        centres = replies.documents(raw)
         for centre in centres:
             sessions = centre["sessions"] if isinstance(centre["sessions"], list) else []
             for s in sessions:
@@ -400,27 +397,27 @@ class Store:
         self._youngest = (youngest, self.settings.clock())
         return youngest
 
-    def appointment(self, ref: str) -> dict | None:
+    def appointment(self, ref: str) -> Document | None:
         raw = self._scripts["appointment"](
             keys=[keys.appointment(ref)], args=[keys.template(keys.session)]
         )
-        return self._present(ref, json.loads(raw)) if raw else None
+        return self._present(ref, replies.document(raw)) if raw else None
 
-    def _present(self, ref: str, appt: dict) -> dict:
+    def _present(self, ref: str, appt: Document) -> Document:
         appt["ref"] = ref
         appt["shown_state"] = self.lifecycle.shown_state(appt["state"], appt["date"], self.today())
         if appt["shown_state"] in ("booked", "verified"):
             appt["code"] = self.settings.keyring.code(ref, int(appt["ver"]), appt.get("k"))
         return appt
 
-    def beneficiaries(self, mobile: str) -> list[dict]:
+    def beneficiaries(self, mobile: str) -> list[Document]:
         """This mobile's beneficiaries (name, birth year) from their latest appointments."""
         return [
             {"name": a["name"], "birth_year": int(a["by"]), "ref": a["ref"]}
             for a in self.slip(mobile)
         ]
 
-    def centre_names(self, centre_ids) -> dict[str, str]:
+    def centre_names(self, centre_ids: Iterable[str]) -> dict[str, str]:
         ids = sorted(centre_ids)
         if not ids:
             return {}
@@ -428,18 +425,20 @@ class Store:
             for cid in ids:
                 pipe.hget(keys.centre(cid), "name")
             names = pipe.execute()
-        return {cid: _text(n) if n else cid for cid, n in zip(ids, names, strict=True)}
+        return {cid: replies.text(n) if n else cid for cid, n in zip(ids, names, strict=True)}
 
-    def vaccinator(self, phone: str) -> dict | None:
-        raw = _hash(self.r.hgetall(keys.vaccinator(phone)))
+    def vaccinator(self, phone: str) -> dict[str, str] | None:
+        raw = replies.fields(self.r.hgetall(keys.vaccinator(phone)))
         return raw or None
 
     # -- reference data (operators) ---------------------------------------------------------
 
     def centre_ids(self) -> set[str]:
-        return {_text(c) for c in self.r.smembers(keys.CENTRES)}
+        return {replies.text(c) for c in self.r.smembers(keys.CENTRES)}
 
-    def load_reference(self, data: dict) -> tuple[dict[str, Outcome], dict[str, int]]:
+    def load_reference(
+        self, data: Mapping[str, list[Record]]
+    ) -> tuple[dict[str, Outcome], dict[str, int]]:
         """Write checked centres, sessions and vaccinators in one MULTI/EXEC, or nothing.
 
         Returns the sessions refused (``moved`` to another centre or date, or capacity
@@ -456,14 +455,16 @@ class Store:
         with self.r.pipeline(transaction=True) as pipe:
             return self._load_once(pipe, data)  # a WatchError now goes to the caller
 
-    def _load_once(self, pipe, data: dict):
+    def _load_once(
+        self, pipe: Pipeline, data: Mapping[str, list[Record]]
+    ) -> tuple[dict[str, Outcome], dict[str, int]]:
         stored = self._stored_sessions(s["id"] for s in data["sessions"])
         touchy = [s["id"] for s in data["sessions"] if _could_refuse(stored[s["id"]], s)]
         watched = [keys.centre(c["id"]) for c in data["centres"]] + [
             keys.session(sid) for sid in touchy
         ]
         if watched:
-            pipe.watch(*watched)
+            pipe.watch(*watched)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         stored.update(self._stored_sessions(touchy))  # as EXEC will find them, or it fails
         refusals = {
             s["id"]: why for s in data["sessions"] if (why := _session_refusal(stored[s["id"]], s))
@@ -485,22 +486,22 @@ class Store:
             "updated": sum(o.value == "updated" for o in done),
         }
 
-    def _stored_sessions(self, ids) -> dict[str, dict]:
+    def _stored_sessions(self, ids: Iterable[str]) -> dict[str, dict[str, str]]:
         ids = list(ids)
         with self.r.pipeline(transaction=False) as pipe:
             for sid in ids:
                 pipe.hgetall(keys.session(sid))
-            return {sid: _hash(raw) for sid, raw in zip(ids, pipe.execute(), strict=True)}
+            return {sid: replies.fields(raw) for sid, raw in zip(ids, pipe.execute(), strict=True)}
 
-    def _stored_pincodes(self, ids) -> dict[str, str]:
+    def _stored_pincodes(self, ids: Iterable[str]) -> dict[str, str]:
         ids = list(ids)
         with self.r.pipeline(transaction=False) as pipe:
             for cid in ids:
                 pipe.hget(keys.centre(cid), "pincode")
-            return {cid: _text(p or b"") for cid, p in zip(ids, pipe.execute(), strict=True)}
+            return {cid: replies.text(p or b"") for cid, p in zip(ids, pipe.execute(), strict=True)}
 
     @staticmethod
-    def _queue_centre(pipe, centre: dict, old_pin: str) -> None:
+    def _queue_centre(pipe: Pipeline, centre: Record, old_pin: str) -> None:
         key = keys.centre(centre["id"])
         pipe.hset(
             key,
@@ -514,7 +515,7 @@ class Store:
             pipe.srem(keys.pincode(old_pin), centre["id"])
         pipe.sadd(keys.pincode(centre["pincode"]), centre["id"])
 
-    def _queue_session(self, pipe, session: dict) -> None:
+    def _queue_session(self, pipe: Pipeline, session: Record) -> None:
         slots = session["slots"]
         self._scripts["upsert_session"](
             keys=[keys.session(session["id"]), keys.centre_sessions(session["centre_id"])],
@@ -535,7 +536,7 @@ class Store:
         pipe.zadd(keys.MIN_AGES, {session["id"]: session.get("min_age") or 0})
 
     @staticmethod
-    def _queue_vaccinator(pipe, vaccinator: dict) -> None:
+    def _queue_vaccinator(pipe: Pipeline, vaccinator: Record) -> None:
         pipe.hset(
             keys.vaccinator(vaccinator["phone"]),
             mapping={"name": vaccinator.get("name") or "", "centre_id": vaccinator["centre_id"]},
@@ -567,13 +568,13 @@ class Store:
                 pipe.get(key)
             pipe.hgetall(keys.vaccinator(mobile))
             claimed, guard, conv, lang, vaccinator = pipe.execute()
-        stored = conversations.loads(_text(conv))
+        stored = conversations.loads(replies.optional_text(conv))
         return SmsTurnState(
             replay=guard is not None,
             claimed=bool(claimed),
             conversation=conversations.flow_from_stored(stored) if stored else None,
-            vaccinator=_hash(vaccinator) or None,
-            lang=_text(lang),
+            vaccinator=replies.fields(vaccinator) or None,
+            lang=replies.optional_text(lang),
         )
 
     def release_claim(self, message_id: str) -> None:
@@ -612,7 +613,7 @@ class Store:
                 keys.language(mobile),
             ):
                 pipe.get(key)
-            session, resume, lang = (_text(v) for v in pipe.execute())
+            session, resume, lang = (replies.optional_text(v) for v in pipe.execute())
         pointer = conversations.loads(resume)
         return UssdTurnState(
             session=_session(session),
@@ -622,7 +623,7 @@ class Store:
 
     def ussd_session(self, session_id: str) -> UssdSession | None:
         """A USSD session as its last hop saved it."""
-        return _session(_text(self.r.get(keys.conversation(USSD, session_id))))
+        return _session(replies.optional_text(self.r.get(keys.conversation(USSD, session_id))))
 
     def save_ussd_turn(
         self,
@@ -664,7 +665,7 @@ class Store:
         messages: Sequence[Sms] = (),
     ) -> bool:
         """Write a turn atomically (see converse.lua); False when a replay or a race lost."""
-        args = [
+        args: list[str | int] = [
             guard_ttl if guard else 0,
             "" if expect_rev is None else expect_rev,
             state,
@@ -675,7 +676,7 @@ class Store:
         ]
         for m in messages:
             args += [m.key, mobile, m.template, m.lang, conversations.dumps(m.params)]
-        written = self._scripts["converse"](
+        written: int = self._scripts["converse"](
             keys=[
                 guard or keys.inbound("-"),
                 conversation,
@@ -688,10 +689,10 @@ class Store:
         )
         return written == 1
 
-    def slip(self, mobile: str) -> list[dict]:
+    def slip(self, mobile: str) -> list[Document]:
         """The slip in one round trip: each beneficiary's latest appointment, with the centre
         name, the shown state and, while open, the code (derived here, never stored)."""
-        rows = json.loads(
+        rows = replies.documents(
             self._scripts["slip"](
                 keys=[keys.beneficiaries(mobile)],
                 args=[
@@ -704,7 +705,7 @@ class Store:
         slip = [self._present(row["ref"], row) for row in rows]
         return sorted(slip, key=lambda a: (a["date"], a["name"]))
 
-    def centre_today(self, centre_id: str, now: datetime | None = None) -> dict:
+    def centre_today(self, centre_id: str, now: datetime | None = None) -> Document:
         """Today's counts at a centre (booked, verified, vaccinated, and open places in the
         slots still to come) and its name."""
         now = now or self.now()  # one reading: the day and the hour agree
@@ -722,4 +723,4 @@ class Store:
                 now.strftime("%H:%M"),
             ],
         )
-        return {"date": today, **json.loads(raw)}
+        return {"date": today, **replies.document(raw)}

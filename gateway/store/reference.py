@@ -15,12 +15,17 @@ import io
 import json
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from gateway.errors import DataError
 from gateway.phones import normalise
+
+if TYPE_CHECKING:  # the store's package imports no reference code, but keep the edge one-way
+    from gateway.store import Outcome, Store
 
 MAX_CENTRE_NAME = 40  # the SMS and USSD budgets are tested with a name this long
 MAX_ID = 40
@@ -37,6 +42,17 @@ _WHOLE = re.compile(r"[0-9]{1,9}")
 # Zero-width joiners are format characters that Indic spellings need; every other control,
 # format, private-use or unassigned character is refused.
 _JOINERS = {"\u200c", "\u200d"}
+T_co = TypeVar("T_co", covariant=True)
+# A checked record: each field's clean value, of the type its checker in FIELDS gives.
+Record = dict[str, Any]
+# Rows by kind (centres, sessions, vaccinators), as read from one file or object.
+Batch = dict[str, list["Row"]]
+
+
+class Check(Protocol[T_co]):
+    """A field checker: a JSON value (or CSV text, ``from_csv``) → its clean value, or Problem."""
+
+    def __call__(self, value: object, from_csv: bool = False) -> T_co: ...
 
 
 class Problem(ValueError):
@@ -52,7 +68,7 @@ class Row:
     """One record and where it came from, to name it in problems."""
 
     where: str  # "week.json sessions[3]" or "sessions.csv line 4"
-    data: dict
+    data: object  # a JSON object or a CSV row as read: any JSON value until checked
     from_csv: bool = False
     broken: str = ""  # a CSV line that cannot be read as a row, and why
 
@@ -73,7 +89,7 @@ class LoadReport:
 # -- showing values in messages -------------------------------------------------------------
 
 
-def _show(value) -> str:
+def _show(value: object) -> str:
     """A value as a problem quotes it: short, control characters escaped, never nested."""
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
@@ -83,6 +99,7 @@ def _show(value) -> str:
         return "a list"
     if isinstance(value, dict):
         return "an object"
+    value = str(value)
     text = "".join(f"\\u{ord(ch):04x}" if _is_control(ch) else ch for ch in value[:40])
     return f"'{text}{'…' if len(value) > 40 else ''}'"
 
@@ -94,16 +111,16 @@ def _is_control(ch: str) -> bool:
 # -- field checkers: value (JSON value, or CSV text) → clean value, or Problem ---------------
 
 
-def _string(value, what: str = "text") -> str:
+def _string(value: object, what: str = "text") -> str:
     if not isinstance(value, str):
         raise Problem(f"{_show(value)} should be {what} in quotes")
     return value
 
 
-def text(limit: int):
+def text(limit: int) -> Check[str]:
     """A checker for free text of at most ``limit`` characters, without control characters."""
 
-    def check(value, from_csv=False) -> str:
+    def check(value: object, from_csv: bool = False) -> str:
         clean = unicodedata.normalize("NFC", _string(value)).strip()
         bad = next((ch for ch in clean if _is_control(ch)), None)
         if bad is not None:
@@ -115,7 +132,7 @@ def text(limit: int):
     return check
 
 
-def identifier(value, from_csv=False) -> str:
+def identifier(value: object, from_csv: bool = False) -> str:
     """An id as Redis keys carry it: letters, digits, ``- _ .``."""
     clean = text(MAX_ID)(value)
     if not _ID.fullmatch(clean):
@@ -123,7 +140,7 @@ def identifier(value, from_csv=False) -> str:
     return clean
 
 
-def pincode(value, from_csv=False) -> str:
+def pincode(value: object, from_csv: bool = False) -> str:
     """Six ASCII digits; Devanagari (any decimal) digits and spaces are normalised first."""
     raw = _string(value, "a 6-digit pincode")
     if len(raw) > 20:
@@ -136,7 +153,7 @@ def pincode(value, from_csv=False) -> str:
     return clean
 
 
-def day(value, from_csv=False) -> str:
+def day(value: object, from_csv: bool = False) -> str:
     """A real calendar date written ``YYYY-MM-DD`` (not ``20261201``, not ``2026-W49-3``)."""
     raw = _string(value, "a date YYYY-MM-DD").strip()
     if not _DATE.fullmatch(raw):
@@ -147,11 +164,11 @@ def day(value, from_csv=False) -> str:
         raise Problem(f"{_show(raw)} is not a real date (YYYY-MM-DD)") from None
 
 
-def whole(low: int, high: int):
+def whole(low: int, high: int) -> Check[int]:
     """A checker for an integer in [low, high]: a JSON number without a fraction (true and
     false are not numbers), or in CSV the digits alone."""
 
-    def check(value, from_csv=False) -> int:
+    def check(value: object, from_csv: bool = False) -> int:
         if from_csv and isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
             value = int(value.strip())
         if type(value) is not int:
@@ -163,7 +180,7 @@ def whole(low: int, high: int):
     return check
 
 
-def slot_time(value) -> str:
+def slot_time(value: object, from_csv: bool = False) -> str:
     """``HH:MM-HH:MM`` between 00:00 and 23:59, ending after it starts."""
     raw = _string(value, "a time range HH:MM-HH:MM").strip()
     if not _SLOT_TIME.fullmatch(raw):
@@ -174,7 +191,7 @@ def slot_time(value) -> str:
     return raw
 
 
-def slots(value, from_csv=False) -> list[dict]:
+def slots(value: object, from_csv: bool = False) -> list[Record]:
     """The slots of a session: JSON ``[{time, capacity}]`` or CSV ``TIME=CAP;TIME=CAP``."""
     items = _csv_slots(value) if from_csv else value
     if not isinstance(items, list) or not items:
@@ -189,14 +206,15 @@ def slots(value, from_csv=False) -> list[dict]:
     return out
 
 
-def _slot(j: int, item, from_csv: bool) -> dict:
+def _slot(j: int, item: object, from_csv: bool) -> Record:
     if not isinstance(item, dict):
         raise Problem(f"{_show(item)} should be an object {{time, capacity}}", f"[{j}]")
     extra = sorted(set(item) - {"time", "capacity"})
     if extra:
         raise Problem(f"unknown field {_show(extra[0])}", f"[{j}]")
-    out = {}
-    for name, check in (("time", lambda v, _c: slot_time(v)), ("capacity", CAPACITY)):
+    out: Record = {}
+    checks: tuple[tuple[str, Check[object]], ...] = (("time", slot_time), ("capacity", CAPACITY))
+    for name, check in checks:
         try:
             if item.get(name) is None:
                 raise Problem("missing")
@@ -206,9 +224,9 @@ def _slot(j: int, item, from_csv: bool) -> dict:
     return out
 
 
-def _csv_slots(value) -> list[dict]:
+def _csv_slots(value: object) -> list[Record]:
     parts = [p.strip() for p in _string(value).split(";")]
-    out = []
+    out: list[Record] = []
     for j, part in enumerate(p for p in parts if p):
         time, sep, cap = part.partition("=")
         if not sep:
@@ -217,7 +235,7 @@ def _csv_slots(value) -> list[dict]:
     return out
 
 
-def vaccine(value, from_csv=False) -> str:
+def vaccine(value: object, from_csv: bool = False) -> str:
     """A vaccine's name, upper-case as the replies show it."""
     return text(32)(value).upper()
 
@@ -226,7 +244,7 @@ AGE = whole(0, MAX_AGE)
 CAPACITY = whole(0, MAX_CAPACITY)
 
 # Each kind's fields: name → (checker, required). Missing optional fields become "" or None.
-FIELDS = {
+FIELDS: dict[str, dict[str, tuple[Check[object], bool]]] = {
     "centres": {
         "id": (identifier, True),
         "name": (text(MAX_CENTRE_NAME), True),
@@ -256,7 +274,7 @@ _OPTIONAL_DEFAULT = {"min_age": None, "max_age": None}
 # -- reading files --------------------------------------------------------------------------
 
 
-def read_file(path: Path | str) -> dict[str, list[Row]]:
+def read_file(path: Path | str) -> Batch:
     """The rows of one file, by kind, each with where it came from; DataError if unreadable."""
     path = Path(path)
     name = str(path)
@@ -277,16 +295,17 @@ def read_file(path: Path | str) -> dict[str, list[Row]]:
     return _read_csv(name, text_)
 
 
-def _parse_json(name: str, text_: str):
+def _parse_json(name: str, text_: str) -> object:
     try:
-        return json.loads(text_)
+        parsed: object = json.loads(text_)
+        return parsed
     except RecursionError:
         raise DataError(f"{name}: nested too deeply to be reference data") from None
     except ValueError as exc:  # JSONDecodeError, or an integer of thousands of digits
         raise DataError(f"{name}: not valid JSON ({str(exc)[:120]})") from None
 
 
-def rows_of(data, source: str = "") -> dict[str, list[Row]]:
+def rows_of(data: object, source: str = "") -> Batch:
     """The rows of the spec's JSON shape (``source`` names the file in problems)."""
     prefix = f"{source} " if source else ""
     if not isinstance(data, dict):
@@ -299,7 +318,7 @@ def rows_of(data, source: str = "") -> dict[str, list[Row]]:
             f"{source or 'data'}: unknown key {_show(unknown[0])} "
             f"(expected centres, sessions, vaccinators)"
         )
-    out = {}
+    out: Batch = {}
     for kind in FIELDS:
         listed = data.get(kind)
         if listed is not None and not isinstance(listed, list):
@@ -308,12 +327,13 @@ def rows_of(data, source: str = "") -> dict[str, list[Row]]:
     return out
 
 
-def _read_csv(name: str, text_: str) -> dict[str, list[Row]]:
+def _read_csv(name: str, text_: str) -> Batch:
     reader = csv.reader(io.StringIO(text_, newline=""))
     try:
         header = [h.strip() for h in next(reader, [])]
         kind = _csv_kind(name, header)
-        rows, start = [], reader.line_num + 1
+        rows: list[Row] = []
+        start = reader.line_num + 1
         for record in reader:
             if any(field.strip() for field in record):
                 rows.append(_csv_row(name, start, header, record))
@@ -356,11 +376,13 @@ def _csv_row(name: str, line: int, header: list[str], record: list[str]) -> Row:
 # -- checking rows --------------------------------------------------------------------------
 
 
-def validate(batches, known_centres=frozenset(), region: str = "IN") -> dict:
+def validate(
+    batches: list[Batch], known_centres: Iterable[str] = frozenset(), region: str = "IN"
+) -> dict[str, list[tuple[Row, Record]]]:
     """Checked and normalised copies of the rows of every batch (as ``read_file`` returns
     them), each with its Row; raises DataError listing every problem."""
     problems: list[str] = []
-    out = {kind: [] for kind in FIELDS}
+    out: dict[str, list[tuple[Row, Record]]] = {kind: [] for kind in FIELDS}
     for batch in batches:
         for kind, rows in batch.items():
             for row in rows:
@@ -374,14 +396,14 @@ def validate(batches, known_centres=frozenset(), region: str = "IN") -> dict:
     return out
 
 
-def _check_row(kind: str, row: Row, problems: list[str], region: str) -> dict | None:
+def _check_row(kind: str, row: Row, problems: list[str], region: str) -> Record | None:
     if row.broken or not isinstance(row.data, dict):
         problems.append(f"{row.where}: {row.broken or _show(row.data) + ' should be an object'}")
         return None
     found = len(problems)
     for extra in sorted(str(k) for k in row.data if k not in FIELDS[kind]):
         problems.append(row.problem(extra, "unknown field"))
-    clean = {}
+    clean: Record = {}
     for name, (check, required) in FIELDS[kind].items():
         value = row.data.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -398,7 +420,7 @@ def _check_row(kind: str, row: Row, problems: list[str], region: str) -> dict | 
     return clean if len(problems) == found else None
 
 
-def _check_across(kind: str, row: Row, clean: dict, problems: list[str], region: str) -> None:
+def _check_across(kind: str, row: Row, clean: Record, problems: list[str], region: str) -> None:
     """What one field alone cannot tell: age order, and a phone read in the region."""
     if kind == "sessions" and None not in (clean["min_age"], clean["max_age"]):
         if clean["min_age"] > clean["max_age"]:
@@ -412,11 +434,11 @@ def _check_across(kind: str, row: Row, clean: dict, problems: list[str], region:
         clean["phone"] = e164
 
 
-def _check_repeats(out: dict, problems: list[str]) -> None:
+def _check_repeats(out: dict[str, list[tuple[Row, Record]]], problems: list[str]) -> None:
     """Drop rows repeated unchanged (two weeks' files may list the same centres); a repeat
     that differs is a problem, since which one should win is the operator's call."""
     for kind, key in (("centres", "id"), ("sessions", "id"), ("vaccinators", "phone")):
-        first: dict[str, tuple[Row, dict]] = {}
+        first: dict[str, tuple[Row, Record]] = {}
         for row, clean in out[kind]:
             seen, seen_clean = first.setdefault(clean[key], (row, clean))
             if seen is not row and seen_clean != clean:
@@ -428,7 +450,12 @@ def _check_repeats(out: dict, problems: list[str]) -> None:
         out[kind] = list(first.values())
 
 
-def _check_centres(batches, out: dict, known, problems: list[str]) -> None:
+def _check_centres(
+    batches: list[Batch],
+    out: dict[str, list[tuple[Row, Record]]],
+    known: Iterable[str],
+    problems: list[str],
+) -> None:
     # Centres listed in the load count as known even if their row is bad: one error, not forty.
     listed = set(known) | {
         row.data["id"].strip()
@@ -454,17 +481,17 @@ def _summary(problems: list[str]) -> str:
 # -- loading --------------------------------------------------------------------------------
 
 
-def load(store, data: dict) -> LoadReport:
+def load(store: Store, data: object) -> LoadReport:
     """Check data in the spec's JSON shape, then write it all or nothing (DataError)."""
     return load_batches(store, [rows_of(data)])
 
 
-def load_files(store, paths) -> LoadReport:
+def load_files(store: Store, paths: Iterable[Path | str]) -> LoadReport:
     """Read and check every file, then write them all or nothing (DataError)."""
     return load_batches(store, [read_file(path) for path in paths])
 
 
-def load_batches(store, batches) -> LoadReport:
+def load_batches(store: Store, batches: list[Batch]) -> LoadReport:
     """Check the rows of every batch, then write them in one transaction (DataError if not)."""
     known = store.centre_ids()
     clean = validate(batches, known, store.settings.default_region)
@@ -483,7 +510,7 @@ def load_batches(store, batches) -> LoadReport:
     )
 
 
-def _refusal(row: Row, outcome) -> str:
+def _refusal(row: Row, outcome: Outcome) -> str:
     if outcome.status == "below_booked":
         slot, booked = outcome.value.split(":")
         return row.problem(

@@ -42,7 +42,7 @@ class Scripts:
         return self._scripts[name]
 
 
-_registered: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_registered: weakref.WeakKeyDictionary[redis.Redis, Scripts] = weakref.WeakKeyDictionary()
 
 
 def scripts_for(client: redis.Redis) -> Scripts:
