@@ -6,7 +6,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -93,7 +93,7 @@ class Settings:
     outbox_rate: float = 50.0
     outbox_max_attempts: int = 8
     clock: Callable[[], float] = time.time  # epoch seconds; tests set the hour they need
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -105,7 +105,9 @@ class Settings:
         return keyring(self.secret_key, self.secret_key_previous)
 
     @classmethod
-    def from_env(cls, instance_path: Path | str = "instance", env=None) -> Settings:
+    def from_env(
+        cls, instance_path: Path | str = "instance", env: Mapping[str, str] | None = None
+    ) -> Settings:
         env = os.environ if env is None else env
         instance_path = Path(env.get("INSTANCE_PATH") or instance_path)
         token = env.get("WEBHOOK_TOKEN") or None

@@ -28,7 +28,7 @@ class InboundMessage:
     session_id: str = ""  # USSD session
     event: str = NEW  # NEW, RESUME or CLOSE
     message_id: str = ""  # the provider's id of an inbound SMS: the replay guard
-    meta: dict = field(default_factory=dict)  # provider extras, for logs only
+    meta: dict[str, str] = field(default_factory=dict)  # provider extras, for logs only
 
 
 @dataclass(frozen=True)

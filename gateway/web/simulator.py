@@ -215,9 +215,12 @@ def _when(entry: dict) -> float:
 
 
 def _present(entry: dict, secret: codes.Keyring) -> dict:
-    fields = {"t": entry.get("t") or "", "l": entry.get("l") or "en", "p": entry.get("p")}
-    if isinstance(fields["p"], dict):
-        fields["p"] = json.dumps(fields["p"])
+    params = entry.get("p")
+    fields = {
+        "t": str(entry.get("t") or ""),
+        "l": str(entry.get("l") or "en"),
+        "p": json.dumps(params) if isinstance(params, dict) else str(params or ""),
+    }
     try:
         text = sms.render_entry(fields, secret)
     except (KeyError, IndexError, ValueError) as exc:
