@@ -93,7 +93,6 @@ class Settings:
     outbox_rate: float = 50.0
     outbox_max_attempts: int = 8
     clock: Callable[[], float] = time.time  # epoch seconds; tests set the hour they need
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def tz(self) -> ZoneInfo:
