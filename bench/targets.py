@@ -1,4 +1,4 @@
-"""The issue's targets checked against a run's results, and the tables the run prints."""
+"""The benchmark's targets checked against a run's results, and the tables the run prints."""
 
 from __future__ import annotations
 

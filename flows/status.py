@@ -45,7 +45,7 @@ def in_order(slip: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(slip, key=lambda a: (SHOWN_FIRST.get(a["shown_state"], 2), a["date"], a["name"]))
 
 
-SLIP_BUDGET = {"gsm7": 3, "ucs2": 5}  # segments per SMS (SPEC invariant 6)
+SLIP_BUDGET = {"gsm7": 3, "ucs2": 5}  # segments per SMS (see flows/messages/sms.py)
 
 
 class Status(Conversation):

@@ -1,4 +1,4 @@
-"""Every screen and SMS keeps to its budget (SPEC invariant 6, USSD 160 characters), filled
+"""Every screen and SMS keeps to its budget (flows/messages/sms.py, USSD 160 characters), filled
 with worst-case values: names of 50 letters, centre names of 40, four beneficiaries,
 10-digit refs, in English, in Hindi, and in English with a name typed in Devanagari.
 

@@ -21,8 +21,9 @@ _GSM_BASIC = set(
 )
 _GSM_EXTENDED = set("\f^{}\\[~]|€")
 
-# Budgets (SPEC invariant 6): a USSD screen is 160 characters with "CON "; SMS parts as
-# (GSM-7, UCS-2), conversation replies one GSM-7 part where they can.
+# Budgets, so a reply reaches a feature phone whole and cheaply: a USSD screen is 160
+# characters with "CON "; SMS parts as (GSM-7, UCS-2): the booking confirmation at most 2
+# English / 3 Hindi parts, the slip 3 / 5, conversation replies one GSM-7 part where they can.
 USSD_TEXT = 156
 SMS_BUDGETS = {"sms.booked": (2, 3), "sms.slip": (3, 5)}
 CONVERSATION_BUDGET = (1, 3)
@@ -114,7 +115,7 @@ def _fill(template: str, lang: str, params: dict[str, Any], secret: str | codes.
 
 
 def within_budget(template: str, text: str) -> bool:
-    """Whether a rendered text keeps to its template's budget (SPEC invariant 6)."""
+    """Whether a rendered text keeps to its template's budget (the budgets above)."""
     if template.startswith("ussd."):
         return len(text) <= USSD_TEXT
     encoding, parts = segments(text)
