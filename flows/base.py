@@ -91,7 +91,7 @@ class Turn:
         return render(recipe["t"], self.lang, recipe["p"], self.store.settings.keyring)
 
     def fits(self, recipe: Entry) -> bool:
-        """Whether a screen keeps to its channel's budget (``flows/messages/sms.py`` holds the budgets)."""
+        """Whether a screen keeps to its channel's budget (set in ``flows/messages/sms.py``)."""
         text = self.text(recipe)
         if self.channel == USSD:
             return len(text) + 4 <= USSD_SCREEN
