@@ -118,6 +118,21 @@ def texts(r, settings, to: str | None = None, start: int = 0) -> list[str]:
     ]
 
 
+def last_template(r, to: str) -> str:
+    """The template id of the last SMS queued to ``to``: which reply came, whatever its wording."""
+    sent = [e for e in outbox(r) if e["to"] == to]
+    assert sent, f"no SMS queued to {to}"
+    return sent[-1]["t"]
+
+
+def last_hinted(r, to: str) -> tuple[str, str]:
+    """(hint id, question id) of the last SMS to ``to``, a refused answer's hint above the
+    question asked again."""
+    assert last_template(r, to) == "sms.hinted", last_template(r, to)
+    params = json.loads([e for e in outbox(r) if e["to"] == to][-1]["p"])
+    return params["hint"]["t"], params["body"]["t"]
+
+
 def last_text(r, settings, to: str) -> str:
     sent = texts(r, settings, to)
     assert sent, f"no SMS queued to {to}"

@@ -1,5 +1,5 @@
-"""Citizen SMS through ``/sms/inbound`` with a real Redis: the replies are read back from the
-outbox exactly as the sender will render them."""
+"""Journey layer: citizen SMS through ``/sms/inbound`` with a real Redis: the replies are read back
+from the outbox exactly as the sender will render them."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from tests.conversation_helpers import (
     appointments,
     booked_counts,
     counting_round_trips,
+    last_hinted,
+    last_template,
     last_text,
     load_data,
     out_of_memory_after,
@@ -243,7 +245,7 @@ def test_a_fourth_new_code_in_a_day_is_refused_and_wrong_codes_still_lock(
 def test_code_refusals(client, sample, r, settings):
     phone = Phone(client)
     phone.sms("CODE")
-    assert last_text(r, settings, phone.number).startswith("For a new code, send CODE")
+    assert last_template(r, phone.number) == "sms.code.usage"
     ref = codes.new_reference()
     typo = ref[:-1] + str((int(ref[-1]) + 1) % 10)  # one digit off: the check digit fails
     phone.sms(f"CODE {typo}")
@@ -289,7 +291,7 @@ def test_keywords_forgive_case_spaces_and_punctuation(client, sample, r, setting
 def test_a_text_that_fits_nothing_gets_the_help(client, sample, r, settings, text):
     phone = Phone(client)
     phone.sms(text)
-    assert last_text(r, settings, phone.number).startswith("TikaLine: BOOK to book a")
+    assert last_template(r, phone.number) == "sms.help"
 
 
 def test_a_bad_answer_gets_a_hint_and_the_question_again(client, sample, r, settings):
@@ -297,35 +299,30 @@ def test_a_bad_answer_gets_a_hint_and_the_question_again(client, sample, r, sett
     phone.sms("BOOK")
     phone.sms("Asha Devi")
     phone.sms("ninety")
-    assert last_text(r, settings, phone.number) == (
-        "Year of birth: 4 digits, e.g. 1985. Reply with the year of birth of Asha Devi, e.g. 1985."
-    )
+    assert last_hinted(r, phone.number) == ("hint.birth_year", "sms.book.birth_year")
+    assert "Asha Devi" in last_text(r, settings, phone.number)
     phone.sms("1990")
-    assert last_text(r, settings, phone.number).startswith("Reply with the 6-digit pincode")
+    assert last_template(r, phone.number) == "sms.book.pincode"
 
 
 def test_a_command_in_the_middle_of_a_booking_leaves_it_open(client, sample, r, settings):
     phone = Phone(client)
     for text in ("BOOK", "Asha Devi", "STATUS"):
         phone.sms(text)
-    assert last_text(r, settings, phone.number).startswith("TikaLine: no bookings")
+    assert last_template(r, phone.number) == "sms.slip.none"
     phone.sms("1990")
-    assert last_text(r, settings, phone.number).startswith("Reply with the 6-digit pincode")
+    assert last_template(r, phone.number) == "sms.book.pincode"
 
 
 def test_cancel_alone_stops_a_booking_and_no_stops_at_the_end(client, sample, r, settings):
     phone = Phone(client)
     phone.sms("BOOK")
     phone.sms("CANCEL")
-    assert last_text(r, settings, phone.number) == (
-        "TikaLine: booking stopped. Send BOOK to start again."
-    )
+    assert last_template(r, phone.number) == "sms.book.stopped"
     assert r.get(keys.conversation("sms", phone.number)) is None
     for text in ("BOOK 110017", "Asha Devi", "1990", "1", "1", "1", "no"):
         phone.sms(text)
-    assert last_text(r, settings, phone.number) == (
-        "TikaLine: booking stopped. Send BOOK to start again."
-    )
+    assert last_template(r, phone.number) == "sms.book.stopped"
     assert appointments(r) == {}
 
 
@@ -356,7 +353,7 @@ def test_one_open_booking_per_person_and_four_people_per_number(client, sample, 
     phone.sms(f"CANCEL {ref}")  # Asha's booking cancelled: her place is free again
     phone.sms("BOOK")
     phone.sms("Fifth Person")
-    assert last_text(r, settings, phone.number).startswith("Reply with the year of birth")
+    assert last_template(r, phone.number) == "sms.book.birth_year"
     assert len(appointments(r)) == 4
 
 
