@@ -1,5 +1,5 @@
-"""The app factory: the web process refuses to start with an open door; the first run and
-the operator's commands keep working without a token."""
+"""App layer (real Redis): the app factory: the web process refuses to start with an open door; the
+first run and the operator's commands keep working without a token."""
 
 from __future__ import annotations
 

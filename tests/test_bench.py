@@ -1,4 +1,5 @@
-"""The benchmark's own instruments: the race audit, the round-trip counter, the verdicts."""
+"""Bench layer: the benchmark's own instruments: the race audit, the round-trip counter, the
+verdicts."""
 
 from __future__ import annotations
 

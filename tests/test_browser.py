@@ -1,4 +1,5 @@
-"""The whole journey in a real browser: ``python app.py``, the simulator, two phones.
+"""Browser layer, end to end: the whole journey in a real browser: ``python app.py``, the
+simulator, two phones.
 
 A citizen dials the USSD code and books at PHC Saket for today; the booking SMS carries the
 reference and the code; the vaccinator of that centre texts VERIFY and DOSE; the citizen's

@@ -1,6 +1,7 @@
-"""Every screen and SMS keeps to its budget (flows/messages/sms.py, USSD 160 characters), filled
-with worst-case values: names of 50 letters, centre names of 40, four beneficiaries,
-10-digit refs, in English, in Hindi, and in English with a name typed in Devanagari.
+"""Catalogue and journey layer: every screen and SMS keeps to its budget (flows/messages/sms.py,
+USSD 160 characters), filled with worst-case values: names of 50 letters, centre names of 40,
+four beneficiaries, 10-digit refs, in English, in Hindi, and in English with a name typed in
+Devanagari.
 
 Two ways: each catalogue template filled directly, and whole conversations driven through
 the webhooks with worst-case data and wrong answers at every screen, every reply measured.

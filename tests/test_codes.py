@@ -1,6 +1,6 @@
-"""Key rotation end to end, against a real Redis: codes texted before a rotation still verify;
-a retired key's codes are refused cleanly. The pure parts of gateway/codes.py are in
-tests/unit/test_references_and_codes.py."""
+"""Journey layer: key rotation end to end, against a real Redis: codes texted before a rotation
+still verify; a retired key's codes are refused cleanly. The pure parts of gateway/codes.py are
+in tests/unit/test_references_and_codes.py."""
 
 from __future__ import annotations
 

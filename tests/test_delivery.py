@@ -1,4 +1,5 @@
-"""Delivery reports at ``/sms/delivery``: each status onto the message, idempotently."""
+"""Journey layer (the delivery webhook, real Redis): delivery reports at ``/sms/delivery``: each
+status onto the message, idempotently."""
 
 from __future__ import annotations
 

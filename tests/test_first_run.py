@@ -1,4 +1,5 @@
-"""The first run: ``python app.py`` with nothing configured brings up a working gateway."""
+"""Process layer: the first run: ``python app.py`` with nothing configured brings up a working
+gateway."""
 
 from __future__ import annotations
 

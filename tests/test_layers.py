@@ -1,4 +1,5 @@
-"""The folders are the layers: every import of the app code runs down the table below.
+"""Code layer (no Redis): the folders are the layers: every import of the app code runs down the
+table below.
 
 Read with ``ast``, not by importing, so an import inside a function counts as much as one at
 the top. A failure names the file, the line and the import, and the layers it broke.

@@ -1,5 +1,6 @@
-"""What an operator and the simulator see of the outbox, against a real Redis: stats, dead
-letters and requeue through the CLI, and the console provider's kept messages and logs."""
+"""Operator layer: what an operator and the simulator see of the outbox, against a real Redis:
+stats, dead letters and requeue through the CLI, and the console provider's kept messages and
+logs."""
 
 from __future__ import annotations
 

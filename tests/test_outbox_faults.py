@@ -1,5 +1,6 @@
-"""The outbox worker when things break: Redis refusing writes, stopping, starting late or
-losing a reply; a worker process killed or told to stop; a send slower than the claim timeout."""
+"""Worker layer, faults: the outbox worker when things break: Redis refusing writes, stopping,
+starting late or losing a reply; a worker process killed or told to stop; a send slower than the
+claim timeout."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The Africa's Talking client alone (no Redis, no worker): each answer of the fake API
-reduced to sent, retry, rejected or a configuration error, as case tables."""
+"""Provider layer: the Africa's Talking client alone (no Redis, no worker): each answer of the fake
+API reduced to sent, retry, rejected or a configuration error, as case tables."""
 
 from __future__ import annotations
 

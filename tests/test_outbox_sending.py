@@ -1,4 +1,4 @@
-"""The outbox worker sending through the real Africa's Talking SDK to the fake API on
+"""Worker layer: the outbox worker sending through the real Africa's Talking SDK to the fake API on
 loopback, against a real Redis: outcomes, retries, dead letters, batching, concurrency, rate."""
 
 from __future__ import annotations

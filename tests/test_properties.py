@@ -1,6 +1,6 @@
-"""Property tests: whatever people type, in whatever order, however often the network repeats
-it, the gateway answers (never a 500, never a USSD body without CON/END), keeps to its
-budgets, never books more than capacity, and a repeat has no second effect."""
+"""Journey layer, property-based: whatever people type, in whatever order, however often the
+network repeats it, the gateway answers (never a 500, never a USSD body without CON/END), keeps
+to its budgets, never books more than capacity, and a repeat has no second effect."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Loading reference data: idempotent upserts, clear errors, capacity never cut below bookings."""
+"""Store layer (real Redis): loading reference data: idempotent upserts, clear errors, capacity
+never cut below bookings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The Lua scripts name no Redis key: gateway/keys.py is the one key map they get keys from."""
+"""Code layer (no Redis): the Lua scripts name no Redis key: gateway/keys.py is the one key map
+they get keys from."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The simulator page and its inbox: what each phone shows, rendered at read time."""
+"""Journey layer (real Redis): the simulator page and its inbox: what each phone shows, rendered at
+read time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The appointment store against a real Redis: capacity, limits, codes, verify, dose, outbox."""
+"""Store layer: the appointment store against a real Redis: capacity, limits, codes, verify, dose,
+outbox."""
 
 from __future__ import annotations
 

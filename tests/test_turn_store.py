@@ -1,4 +1,5 @@
-"""The store's conversation repository against Redis: what a turn reads, what it saves."""
+"""Store layer: the store's conversation repository against Redis: what a turn reads, what it
+saves."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 from gateway.store import keys
 from gateway.store.conversations import DELETE, KEEP, FlowState, Screen, Sms, UssdSession
-from tests.test_conversations import OLD_POINTER, OLD_SESSION, OLD_SMS
+from tests.unit.test_conversation_records import OLD_POINTER, OLD_SESSION, OLD_SMS
 
 MOBILE = "+919811111111"
 

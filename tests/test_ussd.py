@@ -1,5 +1,5 @@
-"""USSD journeys through ``/ussd`` with a real Redis: book, look up, cancel, go back, resume a
-dropped session, and replays that change nothing."""
+"""Journey layer: USSD journeys through ``/ussd`` with a real Redis: book, look up, cancel, go
+back, resume a dropped session, and replays that change nothing."""
 
 from __future__ import annotations
 

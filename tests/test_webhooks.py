@@ -1,5 +1,6 @@
-"""The webhooks read Africa's Talking's real payloads, refuse bad ones with a 4xx that says
-why (as text, never a 500), and change nothing when they refuse."""
+"""Edge layer (the webhooks, real Redis): the webhooks read Africa's Talking's real payloads,
+refuse bad ones with a 4xx that says why (as text, never a 500), and change nothing when they
+refuse."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The conversation codec on its own: typed records to the stored form and back, no Redis."""
+"""Unit layer: the conversation codec on its own, typed records to the stored form and back."""
 
 from __future__ import annotations
 
