@@ -72,6 +72,25 @@ local function count_failure(fail_key, now, window, limit)
   return n + 1 == limit
 end
 
+-- The booking a vaccinator's VERIFY or DOSE is about, checked for what both need: a
+-- registered number not over its limit, a booking at that number's centre. Returns the
+-- booking and `refuse(reply)`, which counts a refusal toward the number's limit (marking the
+-- one that reaches it 'limit'); or nil, nil and the reply to answer at once.
+local function vaccinator_booking(vacc_key, fail_key, now, window, limit, session_t, appt_key)
+  local function refuse(reply)
+    if count_failure(fail_key, now, window, limit) then reply[3] = 'limit' end
+    return reply
+  end
+  local centre = redis.call('HGET', vacc_key, 'centre_id')
+  if not centre then return nil, nil, {'not_vaccinator', ''} end
+  local wait = blocked_for(fail_key, now, window, limit)
+  if wait then return nil, nil, {'blocked', tostring(wait)} end
+  local a = appointment(session_t, appt_key)
+  if not a.state then return nil, nil, refuse({'not_found', ''}) end
+  if a.centre ~= centre then return nil, nil, refuse({'wrong_centre', ''}) end
+  return a, refuse
+end
+
 -- Start sending one outbox entry: the attempt number to send; 0 for a message already sent
 -- (its entry is acknowledged here), -1 for a malformed entry.
 local function start_send(stream, group, id, k, to, t, l, p, now, message_t)

@@ -11,18 +11,9 @@ local session_t, day_t, centre_t, ref = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local phone, today, now, batch, cert = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9]
 local fail_limit, fail_window = tonumber(ARGV[10]), tonumber(ARGV[11])
 
-local function failed(reply)
-  if count_failure(fail_key, now, fail_window, fail_limit) then reply[3] = 'limit' end
-  return reply
-end
-
-local centre = redis.call('HGET', vacc_key, 'centre_id')
-if not centre then return {'not_vaccinator', ''} end
-local wait = blocked_for(fail_key, now, fail_window, fail_limit)
-if wait then return {'blocked', tostring(wait)} end
-local a = appointment(session_t, appt_key)
-if not a.state then return failed({'not_found', ''}) end
-if a.centre ~= centre then return failed({'wrong_centre', ''}) end
+local a, failed, refusal = vaccinator_booking(vacc_key, fail_key, now, fail_window, fail_limit,
+                                             session_t, appt_key)
+if refusal then return refusal end
 if a.state == 'vaccinated' then return {'already_recorded', a.cert} end
 if a.date ~= today then return failed({'wrong_day', a.date}) end
 if a.state ~= 'verified' or a.verified_on ~= today then

@@ -23,18 +23,9 @@ local function check_for(checks, kid)
   return string.match(' ' .. checks .. ' ', ' ' .. kid .. ':(%x+) ')
 end
 
-local function failed(reply)
-  if count_failure(fail_key, now, fail_window, fail_limit) then reply[3] = 'limit' end
-  return reply
-end
-
-local centre = redis.call('HGET', vacc_key, 'centre_id')
-if not centre then return {'not_vaccinator', ''} end
-local wait = blocked_for(fail_key, now, fail_window, fail_limit)
-if wait then return {'blocked', tostring(wait)} end
-local a = appointment(session_t, appt_key)
-if not a.state then return failed({'not_found', ''}) end
-if a.centre ~= centre then return failed({'wrong_centre', ''}) end
+local a, failed, refusal = vaccinator_booking(vacc_key, fail_key, now, fail_window, fail_limit,
+                                             session_t, appt_key)
+if refusal then return refusal end
 if a.date ~= today then return failed({'wrong_day', a.date}) end
 if a.state == 'vaccinated' then return failed({'already_vaccinated', ''}) end
 if not member(verifiable, a.state) then return failed({a.state, ''}) end  -- cancelled, locked, missed
