@@ -22,7 +22,7 @@ from pathlib import Path
 
 import redis
 
-from tests.servers import free_port, redis_binary
+from tests.servers import free_port, redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_KEY = "bench-secret-key-not-for-production"
@@ -55,25 +55,7 @@ class RedisServer:
         return redis.Redis(port=self.port, socket_timeout=30)
 
     def __enter__(self) -> RedisServer:
-        self.proc = subprocess.Popen(
-            [
-                redis_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-                "--maxclients",
-                "10000",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.proc = redis_server(self.port, self.dir, "--maxclients", "10000")
 
         def up() -> bool:
             try:

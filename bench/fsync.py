@@ -35,7 +35,7 @@ from bench.data import BIRTH_YEAR, load_all, race
 from flows import lifecycle
 from gateway.config import Settings
 from gateway.store import Store
-from tests.servers import free_port, redis_binary
+from tests.servers import free_port, redis_server
 
 MODES = ("everysec", "always")
 THREADS = 8
@@ -44,25 +44,7 @@ THREADS = 8
 def start_redis(workdir: str) -> tuple[subprocess.Popen, redis.Redis]:
     """A redis-server persisting every write to its AOF in ``workdir``."""
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = redis_server(port, workdir, "--appendonly", "yes", "--appendfsync", "everysec")
     client = redis.Redis(port=port, socket_timeout=30, max_connections=None)
     for _ in range(400):
         try:

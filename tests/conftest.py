@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from flows import lifecycle
 from gateway.config import Settings
 from gateway.store import Store
 from tests.clock import Clock
-from tests.servers import free_port, redis_binary
+from tests.servers import free_port, redis_server
 
 
 @pytest.fixture(scope="session")
@@ -28,23 +27,7 @@ def redis_url():
         return
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="tikaline-redis-")
-    proc = subprocess.Popen(
-        [
-            redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = redis_server(port, workdir)
     client = redis.Redis(port=port)
     for _ in range(200):
         try:

@@ -14,7 +14,7 @@ from redis.retry import Retry
 
 from gateway.outbox import Worker
 from gateway.store import keys
-from tests.servers import free_port, redis_binary, redis_major
+from tests.servers import free_port, redis_binary, redis_major, redis_server
 
 
 def queue_sms(
@@ -93,22 +93,8 @@ class RedisServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> RedisServer:
-        self.proc = subprocess.Popen(
-            [
-                redis_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--dir",
-                self.workdir,
-                *_protected_configs(),
-            ],
-            stdout=subprocess.DEVNULL,
+        self.proc = redis_server(
+            self.port, self.workdir, "--appendonly", "yes", *_protected_configs()
         )
         probe = self.client()
         wait_for(lambda: _answers(probe), "redis-server to start")

