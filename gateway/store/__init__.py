@@ -258,14 +258,7 @@ class Store:
         return self._vaccinator_run(
             "verify",
             vaccinator,
-            [
-                keys.appointment(ref),
-                keys.vaccinator(vaccinator),
-                keys.verify_failures(vaccinator),
-                keys.vaccinator_waiting(vaccinator),
-                keys.OUTBOX,
-                keys.SMS_COUNTS,
-            ],
+            ref,
             [
                 keys.template(keys.session),
                 keys.template(keys.day),
@@ -292,14 +285,7 @@ class Store:
         return self._vaccinator_run(
             "dose",
             vaccinator,
-            [
-                keys.appointment(ref),
-                keys.vaccinator(vaccinator),
-                keys.verify_failures(vaccinator),
-                keys.vaccinator_waiting(vaccinator),
-                keys.OUTBOX,
-                keys.SMS_COUNTS,
-            ],
+            ref,
             [
                 keys.template(keys.session),
                 keys.template(keys.day),
@@ -316,9 +302,18 @@ class Store:
         )
 
     def _vaccinator_run(
-        self, script: str, vaccinator: str, keys_: list[str], args: Sequence[str | int]
+        self, script: str, vaccinator: str, ref: str, args: Sequence[str | int]
     ) -> Outcome:
-        """Run a VERIFY/DOSE script; alert in the log when a refusal reached the number's limit."""
+        """Run a VERIFY/DOSE script (both touch the same keys); alert in the log when a
+        refusal reached the number's limit."""
+        keys_ = [
+            keys.appointment(ref),
+            keys.vaccinator(vaccinator),
+            keys.verify_failures(vaccinator),
+            keys.vaccinator_waiting(vaccinator),
+            keys.OUTBOX,
+            keys.SMS_COUNTS,
+        ]
         reply = self._scripts[script](keys=keys_, args=args)
         if len(reply) > 2:  # this refusal was the last the number may make for now
             log.warning(
