@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 from flask import Flask
+from redis.exceptions import RedisClusterException
 
 from flows import lifecycle
 from gateway import logs
@@ -18,7 +19,7 @@ from gateway.cli import data, sms
 from gateway.config import ConfigError, Settings, check_server
 from gateway.services import Services
 from gateway.store import Store
-from gateway.store.redisconn import connect
+from gateway.store.redisconn import Client, connect
 from gateway.web import simulator, webhooks
 
 HERE = Path(__file__).resolve().parent
@@ -37,8 +38,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     settings = app.config.get("SETTINGS") or _settings_or_exit(app)
     if not settings.webhook_token:
         app.logger.warning("WEBHOOK_TOKEN unset: webhooks accept requests from anyone")
-    client = connect(settings.redis_url, settings.instance_path)
-    app.extensions["tikaline"] = Services(settings, client, Store(client, settings, lifecycle))
+    client = _connect_or_exit(settings)
+    # The Store is annotated for one server until its scripts declare every key they touch.
+    store = Store(client, settings, lifecycle)  # type: ignore[arg-type]
+    app.extensions["tikaline"] = Services(settings, client, store)
     data.init_app(app)
     simulator.init_app(app)
     sms.init_app(app)
@@ -55,6 +58,16 @@ def _settings_or_exit(app: Flask) -> Settings:
         print(f"TikaLine cannot start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(REFUSED) from None
     return settings
+
+
+def _connect_or_exit(settings: Settings) -> Client:
+    """The Redis client; a cluster client connects at once, and when no node of the cluster
+    answers the start stops with one line (a single Redis is connected to on first use)."""
+    try:
+        return connect(settings.redis_url, settings.instance_path)
+    except RedisClusterException as exc:
+        print(f"TikaLine cannot start: REDIS_URL: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(REFUSED) from None
 
 
 def _role(app: Flask) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from gateway import redisurl
 from gateway.codes import Keyring, keyring
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class Settings:
             simulator_password=env.get("SIMULATOR_PASSWORD") or None,
         )
         ZoneInfo(settings.timezone)  # fail at start, not on the first request
+        _check_redis_url(settings.redis_url)
         _check_secrets(settings)
         if not settings.secret_key:
             settings.secret_key = _secret_key(instance_path)
@@ -142,6 +144,15 @@ class Settings:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         return settings
+
+
+def _check_redis_url(url: str | None) -> None:
+    """A cluster URL is read now: a malformed one stops the start, not the first request."""
+    if url and redisurl.is_cluster(url):
+        try:
+            redisurl.parse_cluster(url)
+        except redisurl.RedisURLError as exc:
+            raise ConfigError(f"REDIS_URL: {exc}") from None
 
 
 def _check_secrets(settings: Settings) -> None:

@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-import redis
 from flask import Flask
 from werkzeug.serving import make_server
 
@@ -19,7 +18,7 @@ from gateway import embedded
 from gateway.outbox import start_background
 from gateway.phones import mask
 from gateway.sample import sample_data
-from gateway.store import keys
+from gateway.store import keys, redisconn
 from gateway.store.reference import load
 
 log = logging.getLogger("tikaline.firstrun")
@@ -77,12 +76,12 @@ def _supervise_embedded(settings) -> embedded.EmbeddedRedis | None:
     return server
 
 
-def _stop(worker, local_redis: embedded.EmbeddedRedis | None, client: redis.Redis) -> None:
+def _stop(worker, local_redis: embedded.EmbeddedRedis | None, client: redisconn.Client) -> None:
     """The worker first (it may be recording a send), then the embedded Redis (it saves)."""
     stop = getattr(worker, "stop", None)
     if callable(stop):
         stop()
-    client.connection_pool.disconnect()
+    redisconn.disconnect(client)
     if local_redis is not None:
         local_redis.stop()
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis
 from flask import current_app
 
 from gateway.config import Settings
 from gateway.store import Store
+from gateway.store.redisconn import Client
 
 
 @dataclass
 class Services:
     settings: Settings
-    redis: redis.Redis
+    redis: Client
     store: Store
 
 

@@ -97,6 +97,22 @@ def test_gunicorn_without_redis_url_refuses_instead_of_an_embedded_redis_per_wor
     assert not (tmp_path / "instance" / "appendonly.aof").exists()
 
 
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("redis+cluster://127.0.0.1:7000/2", "REDIS_URL: a Redis Cluster has only database 0"),
+        ("redis+cluster://127.0.0.1:{port}", "REDIS_URL: Redis Cluster cannot be connected"),
+    ],
+)
+def test_gunicorn_refuses_a_cluster_it_cannot_use_in_one_line(tmp_path, url, says):
+    env = {"WEBHOOK_TOKEN": "s3cret", "SECRET_KEY": KEY}
+    output = _refused(tmp_path, REDIS_URL=url.format(port=free_port()), **env)
+
+    [line] = _refusals(output)
+    assert says in line
+    assert f'"{ROOT}/app.py"' not in output and f'"{ROOT}/gateway/' not in output
+
+
 @pytest.mark.parametrize("key", ["", "x", "k" * 31])
 def test_gunicorn_with_a_token_refuses_a_missing_or_short_secret_key(tmp_path, redis_url, key):
     output = _refused(tmp_path, REDIS_URL=redis_url, WEBHOOK_TOKEN="s3cret", SECRET_KEY=key)
