@@ -16,11 +16,10 @@ import hashlib
 import logging
 from typing import Any
 
-import redis
-
 from flows import booking, cancel, menu, messages, status, words
 from flows.base import Conversation, Flow, Turn
 from flows.messages.sms import render
+from gateway.errors import REDIS_ERRORS
 from gateway.inbound import USSD, InboundMessage, Reply
 from gateway.phones import mask
 from gateway.store import Store
@@ -128,7 +127,7 @@ def _commit(store: Store, turn: Turn, **hop: Any) -> bool:
     counts as saved, so the caller is told of the booking rather than "busy"."""
     try:
         return store.save_ussd_turn(mobile=turn.mobile, **hop)
-    except redis.RedisError:
+    except REDIS_ERRORS:
         if not turn.stored:
             raise
         # The booking and its code SMS are in Redis; only where the caller stood is lost. A

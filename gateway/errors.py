@@ -1,5 +1,12 @@
 """The error family: user mistakes become re-prompts or 4xx, internal failures are logged."""
 
+import redis
+from redis.exceptions import RedisClusterException
+
+# Redis trouble, whichever the topology: a cluster client raises RedisClusterException, which
+# is no RedisError, when no node answers or no master serves a slot.
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
+
 
 class TikaLineError(Exception):
     """Base of every error the gateway raises on purpose."""

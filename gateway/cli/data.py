@@ -10,7 +10,7 @@ import redis
 from flask import Flask
 from flask.cli import with_appcontext
 
-from gateway.errors import DataError
+from gateway.errors import REDIS_ERRORS, DataError
 from gateway.phones import normalise
 from gateway.sample import sample_data
 from gateway.services import services
@@ -35,7 +35,7 @@ def load_data(files):
             err=True,
         )
         sys.exit(1)
-    except redis.RedisError as exc:  # one transaction: all of it was written or none
+    except REDIS_ERRORS as exc:  # one transaction: all of it was written or none
         click.echo(
             f"Redis failed ({exc}); the load is one transaction, so either all or none "
             f"of it was written: run the same command again",

@@ -10,7 +10,7 @@ from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from flows import router, ussd
-from gateway.errors import BadRequest
+from gateway.errors import REDIS_ERRORS, BadRequest
 from gateway.logs import clean
 from gateway.outbox import health
 from gateway.providers import africastalking as at
@@ -77,7 +77,7 @@ def healthz():
     try:
         refusing = _refusal(client)
         troubles = health.problems(client)
-    except redis.RedisError:
+    except REDIS_ERRORS:
         return _text("redis unreachable", 503)
     return _text("\n".join(["ok", *refusing, *troubles]))
 
