@@ -25,6 +25,7 @@ from flows import lifecycle
 from gateway.config import Settings
 from gateway.providers.result import SENT, SendResult
 from gateway.store import Store, keys, name_key
+from gateway.store.redisconn import from_url
 
 FIRST = [
     "Asha",
@@ -75,9 +76,7 @@ def _store(url: str) -> Store:
     settings = Settings(
         redis_url=url, secret_key=SECRET_KEY, timezone="Asia/Kolkata", clock=_morning
     )
-    return Store(
-        redis.Redis.from_url(url, socket_timeout=30, max_connections=None), settings, lifecycle
-    )
+    return Store(from_url(url, socket_timeout=30, max_connections=None), settings, lifecycle)
 
 
 # -- the race -----------------------------------------------------------------------------------
@@ -138,7 +137,7 @@ def _run_threads(target, threads: int, barrier) -> float:
 
 
 def _bare_worker(url, calls, threads, barrier, out) -> None:
-    client = redis.Redis.from_url(url, socket_timeout=30)
+    client = from_url(url, socket_timeout=30)
     script = client.register_script("return 1")
     script()
     per_thread = calls // threads
@@ -411,7 +410,7 @@ def deliver(
     from gateway.outbox import Worker
 
     settings = Settings(redis_url=url, secret_key=SECRET_KEY, timezone="Asia/Kolkata")
-    worker_client = redis.Redis.from_url(url, socket_timeout=30)
+    worker_client = from_url(url, socket_timeout=30)
     worker = Worker(
         worker_client, settings, InstantProvider(), concurrency=concurrency, rate=0, block_ms=200
     )

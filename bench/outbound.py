@@ -43,6 +43,7 @@ from gateway.config import Settings
 from gateway.outbox import Worker, make_provider
 from gateway.providers.africastalking import SMSClient
 from gateway.store import keys
+from gateway.store.redisconn import from_url
 
 LEVELS = (1, 8, 32)
 PARAMS = json.dumps(
@@ -117,13 +118,11 @@ def _level(
     fake_pid: int,
     keep_alive: bool = True,
 ) -> dict:
-    client = redis.Redis.from_url(url)
+    client = from_url(url)
     client.flushdb()
     _queue(client, count, f"c{concurrency}")
     # Only the worker's own requests are counted, not this loop's polling.
-    worker_client = redis.Redis.from_url(
-        url, socket_timeout=30, connection_class=_CountingConnection
-    )
+    worker_client = from_url(url, socket_timeout=30, connection_class=_CountingConnection)
     provider = (
         make_provider(settings, worker_client, pool_size=concurrency)
         if keep_alive

@@ -9,6 +9,7 @@ import re
 from contextlib import contextmanager
 
 import redis
+from redis.cluster import RedisCluster
 
 from flows.messages.sms import render_entry
 from gateway import codes
@@ -234,6 +235,15 @@ def live_codes(r, secret: str) -> set[str]:
     return found
 
 
+def set_maxmemory(r, value: str) -> None:
+    """CONFIG SET maxmemory on every master: the one server, or each primary of a cluster
+    (a cluster client sends CONFIG SET to one node unless told otherwise)."""
+    if isinstance(r, RedisCluster):
+        r.config_set("maxmemory", value, target_nodes=RedisCluster.PRIMARIES)
+    else:
+        r.config_set("maxmemory", value)
+
+
 @contextmanager
 def out_of_memory_after(monkeypatch, r, operation: str = "book"):
     """Redis refuses writes (maxmemory reached, as in production) from the moment the store's
@@ -243,14 +253,14 @@ def out_of_memory_after(monkeypatch, r, operation: str = "book"):
 
     def then_fill(self, **kwargs):
         outcome = real(self, **kwargs)
-        r.config_set("maxmemory", "1")
+        set_maxmemory(r, "1")
         return outcome
 
     monkeypatch.setattr(Store, operation, then_fill)
     try:
         yield
     finally:
-        r.config_set("maxmemory", "0")
+        set_maxmemory(r, "0")
         monkeypatch.setattr(Store, operation, real)
 
 

@@ -16,12 +16,15 @@ from pathlib import Path
 import pytest
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from app import create_app
+from gateway import redisurl
 from gateway.config import Settings
 from gateway.outbox import stats
 from gateway.store import keys
+from gateway.store.redisconn import cluster_from_url
 from tests.fake_at import FakeAT
 from tests.outbox_helpers import RedisServer, queue_sms, running, status, wait_for
 from tests.servers import free_port, redis_server
@@ -30,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PHONE = "+919811111111"
 
 
-class _LosesOneReply(redis.Redis):
+class _LosesOneReply:
     """A Redis client whose next answer to one script is lost after Redis ran it."""
 
     lose: str | None = None
@@ -43,10 +46,25 @@ class _LosesOneReply(redis.Redis):
         return answer
 
 
+class _ServerLosesOneReply(_LosesOneReply, redis.Redis):
+    pass
+
+
+class _ClusterLosesOneReply(_LosesOneReply, RedisCluster):
+    pass
+
+
+def _losing_client(url: str) -> _LosesOneReply:
+    """A client of the test Redis, either topology, that can lose one reply."""
+    if redisurl.is_cluster(url):
+        return cluster_from_url(url, cls=_ClusterLosesOneReply)
+    return _ServerLosesOneReply.from_url(url)
+
+
 def test_a_lost_reply_while_recording_a_send_neither_resends_nor_double_counts(
     redis_url, r, at_settings, fake
 ):
-    client = _LosesOneReply.from_url(redis_url)
+    client = _losing_client(redis_url)
     with running(client, at_settings) as worker:
         client.lose = worker._scripts["outbox_sent"].sha
         queue_sms(r, "lock:lost", PHONE)

@@ -22,6 +22,7 @@ from gateway.outbox import (
 from gateway.providers.console import kept_messages
 from gateway.providers.result import RETRY, SENT, SendResult
 from gateway.store import keys
+from gateway.store.redisconn import from_url
 from tests.fake_at import BLACKLISTED, DND, INVALID_PHONE, INVALID_SENDER, NO_BALANCE, SLOW_OK, http
 from tests.outbox_helpers import assert_compact, counts, queue_sms, running, status, wait_for
 
@@ -187,7 +188,7 @@ def test_sends_recorded_together_each_keep_their_own_provider_id(r, redis_url, a
     phones = [f"+9198111160{i:02d}" for i in range(40)]
     for i, phone in enumerate(phones):
         queue_sms(r, f"lock:g{i}", phone)
-    client = redis.Redis.from_url(redis_url, connection_class=_CountingConnection)
+    client = from_url(redis_url, connection_class=_CountingConnection)
     before = _CountingConnection.sent
     with running(client, at_settings, concurrency=8) as worker:
         wait_for(lambda: len(fake.delivered) == 40, "forty sends")

@@ -90,6 +90,7 @@ def test_what_is_not_a_key_name_passes():
     assert key_literals(lua) == []
 
 
+@pytest.mark.single_redis(reason="MONITOR watches one server")
 def test_every_key_the_scripts_touch_is_in_the_key_map(r, store, sample, at_settings, fake):
     with _watching(r) as touched:
         _journey(store)

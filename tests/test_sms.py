@@ -13,6 +13,7 @@ from flows import messages
 from flows.messages.sms import segments
 from gateway import codes
 from gateway.store import keys
+from gateway.store.redisconn import from_url
 from tests.conversation_helpers import (
     VACCINATOR,
     Phone,
@@ -483,8 +484,6 @@ def test_the_same_sms_delivered_many_times_at_once_counts_one_wrong_code(
     """Africa's Talking retrying a slow callback: one VERIFY, whatever the copies. A copy
     that arrives while another is being applied is asked to retry (503) and then finds it
     done; none is answered 200 without having been applied."""
-    import redis as redis_py
-
     from app import create_app
 
     ref = store.book(
@@ -518,7 +517,7 @@ def test_the_same_sms_delivered_many_times_at_once_counts_one_wrong_code(
     for t in threads:
         t.join()
     assert 200 in answers and set(answers) <= {200, 503}
-    fresh = redis_py.Redis.from_url(redis_url)
+    fresh = from_url(redis_url)
     assert fresh.hget(keys.appointment(ref), "att") == b"1"
     assert store.appointment(ref)["state"] == "booked"
     replies = [e for e in outbox(r) if e["k"].startswith("reply:SAME-ID")]

@@ -14,6 +14,7 @@ import redis
 from flows.messages.sms import render_entry
 from gateway import codes
 from gateway.store import Outcome, Store, keys
+from gateway.store.redisconn import from_url
 from gateway.store.reference import load
 
 CITIZEN = "+919811111111"
@@ -104,7 +105,7 @@ def _race(store, n, make_args):
     barrier = threading.Barrier(n, timeout=30)
 
     def worker(i):
-        own = Store(redis.Redis.from_url(store.settings.redis_url), store.settings, store.lifecycle)
+        own = Store(from_url(store.settings.redis_url), store.settings, store.lifecycle)
         barrier.wait()
         results[i] = own.book(**make_args(i))
         own.r.close()

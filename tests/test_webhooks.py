@@ -17,6 +17,7 @@ import pytest
 from app import create_app
 from gateway.config import Settings
 from gateway.store import keys
+from gateway.store.redisconn import disconnect
 from tests.conversation_helpers import Phone, outbox
 from tests.outbox_helpers import wait_for
 from tests.servers import free_port
@@ -63,7 +64,7 @@ def guarded_client(settings, r, sample):
     guarded = Settings(**{**settings.__dict__, "webhook_token": "s3cret-token"})
     app = create_app({"SETTINGS": guarded, "TESTING": True})
     yield app.test_client()
-    app.extensions["tikaline"].redis.connection_pool.disconnect()
+    disconnect(app.extensions["tikaline"].redis)
 
 
 @pytest.mark.parametrize("path", ["/ussd", "/ussd/events", "/sms/inbound"])
