@@ -1,129 +1,183 @@
-"""Every Redis key TikaLine uses, named in one place.
+"""Every Redis key TikaLine uses, named in one place, and the partition each one lives in.
 
-Why one hash tag, ``{tk}``, for all of them:
+Redis Cluster runs a script only when all its keys hash to one slot, and spreads slots over
+masters. So the data is cut into ``PARTITIONS`` logical buckets (256 unless the environment's
+``TIKALINE_PARTITIONS`` says otherwise, fixed for the life of a deployment's data): bucket
+``n``'s keys carry the hash tag ``{pn}``, so each bucket is one slot and the buckets spread
+over however many masters there are. A single Redis holds them all the same way; growing from
+one Redis to many masters renames no key.
 
-A booking must, in one atomic step, check a session's capacity, check the mobile's
-beneficiary limit (4) and the beneficiary's one open booking, write the appointment, and
-queue the confirmation SMS on the outbox stream. A mobile may book at any centre, so no
-partition (by centre, district or mobile) keeps a session and a mobile together for every
-pair; and the outbox must sit beside both. Redis Cluster runs a script only when all its keys
-hash to one slot, so every key that a script touches carries the same tag. The scripts also
-build a few keys from stored values (an appointment's session, a beneficiary's appointment),
-as BullMQ does, from templates this module hands them (``template``); they stay in the
-slot because they carry the tag too.
+What lives where (``partition_of`` hashes the identifier):
 
-The trade is that one cluster slot, hence one Redis core, carries every write (the bench
-measures how many bookings a second that is, against a national drive's peak). If that ever
-stops being enough, the next step is a tag per state ``{tk:DL}``
-with mobiles registered per state; this module is the only place that would change.
+- **a centre's bucket**: the centre, its sessions and their index, its day counters, its
+  availability index, its vaccinators (``staff``) and their refused attempts and waiting
+  bookings, and the appointments made there. A booking reference carries its bucket in its
+  digits (``codes.new_reference``), so VERIFY, DOSE, CANCEL and CODE find it without a lookup.
+- **a mobile's bucket**: the people booked on it (``beneficiaries``, the limit of 4 and one
+  open booking each), its conversations, language, inbound replay guards, its vaccinator
+  registration (which centre a number works for) and bookings in flight (``reserved``).
+- **a pincode's bucket**: the centres of that pincode.
+- **every bucket**: its own outbox stream, retry set, dead letters, message records and SMS
+  counters, so an SMS is queued in the same script as the change that promises it.
+- **one slot each** (``{g}``): the few deployment-wide sets, read by operators, never by a
+  hot path.
 
-Ephemeral keys (conversation state, replay guards, rate counters) carry a TTL.
+No script builds a key name: every key comes in KEYS (``tests/test_scripts.py`` checks it
+against this module). Ephemeral keys (conversation state, replay guards, rate counters) carry
+a TTL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import cache
+import os
+import zlib
 
-TAG = "{tk}"
-PREFIX = f"tk:{TAG}:"
+PARTITIONS = int(os.environ.get("TIKALINE_PARTITIONS") or 256)
+GLOBAL = "tk:{g}:"
 
 
-@cache
-def template(build: Callable[..., str]) -> str:
-    """``build``'s key with ``%s`` for each part, handed to a script that must build that key
-    from a stored value (``string.format``), so that no key name is spelled in Lua."""
-    return build(*["%s"] * build.__code__.co_argcount)
+def partition_of(ident: str) -> int:
+    """The bucket of a centre id, a mobile number or a pincode (stable across processes)."""
+    return zlib.crc32(ident.encode()) % PARTITIONS
+
+
+def ref_partition(ref: str) -> int:
+    """The bucket a booking reference was made in: its digits before the check digit."""
+    return int(ref[:-1]) % PARTITIONS
+
+
+def prefix(partition: int) -> str:
+    return f"tk:{{p{partition}}}:"
+
+
+def _in(ident: str) -> str:
+    return prefix(partition_of(ident))
+
+
+# -- a centre's bucket ----------------------------------------------------------------------
 
 
 def centre(centre_id: str) -> str:
-    return f"{PREFIX}centre:{centre_id}"
+    return f"{_in(centre_id)}centre:{centre_id}"  # hash: name, district, state, pincode, …
 
 
-CENTRES = f"{PREFIX}centres"  # set of centre ids
-
-
-def pincode(pin: str) -> str:
-    return f"{PREFIX}pincode:{pin}"  # set of centre ids
-
-
-def session(session_id: str) -> str:
-    return f"{PREFIX}session:{session_id}"  # hash: fields + cap:<i>, booked:<i>
-
-
-MIN_AGES = f"{PREFIX}minages"  # zset: session id scored by its minimum age (0: none)
+def session(centre_id: str, session_id: str) -> str:
+    return f"{_in(centre_id)}session:{session_id}"  # hash: fields + cap:<i>, booked:<i>
 
 
 def centre_sessions(centre_id: str) -> str:
-    return f"{PREFIX}csessions:{centre_id}"  # zset of session ids scored yyyymmdd
+    return f"{_in(centre_id)}csessions:{centre_id}"  # zset of session ids scored yyyymmdd
 
 
-def vaccinator(phone: str) -> str:
-    return f"{PREFIX}vaccinator:{phone}"  # hash: name, centre_id
+def days(centre_id: str) -> str:
+    return f"{_in(centre_id)}days:{centre_id}"  # hash: <date>:booked|verified|vaccinated
 
 
-VACCINATORS = f"{PREFIX}vaccinators"  # set of phones
+def open_slots(centre_id: str) -> str:
+    """Availability index: hash <date> -> JSON [session with each slot's capacity, open]."""
+    return f"{_in(centre_id)}open:{centre_id}"
 
 
-def beneficiaries(mobile: str) -> str:
-    return f"{PREFIX}benef:{mobile}"  # hash: normalised name -> that beneficiary's latest ref
+def staff(centre_id: str) -> str:
+    return f"{_in(centre_id)}staff:{centre_id}"  # hash: vaccinator phone -> name
+
+
+def verify_failures(centre_id: str, phone: str) -> str:
+    return f"{_in(centre_id)}vfail:{phone}"  # zset: a number's refused attempts, by time, TTL
+
+
+def vaccinator_waiting(centre_id: str, phone: str) -> str:
+    return f"{_in(centre_id)}vwait:{phone}"  # zset: refs this number verified, by when, TTL
 
 
 def appointment(ref: str) -> str:
-    return f"{PREFIX}appt:{ref}"  # hash, see store.APPOINTMENT_FIELDS
+    return f"{prefix(ref_partition(ref))}appt:{ref}"  # hash, see store.APPOINTMENT_FIELDS
 
 
-def day(centre_id: str, date: str) -> str:
-    return f"{PREFIX}day:{centre_id}:{date}"  # hash: booked, verified, vaccinated
+# -- a mobile's bucket ----------------------------------------------------------------------
 
 
-def verify_failures(phone: str) -> str:
-    return f"{PREFIX}vfail:{phone}"  # zset: a vaccinator number's refused attempts, by time, TTL
+def beneficiaries(mobile: str) -> str:
+    return f"{_in(mobile)}benef:{mobile}"  # hash: name key -> that person's latest booking
 
 
-def vaccinator_waiting(phone: str) -> str:
-    return f"{PREFIX}vwait:{phone}"  # zset: refs this number verified, scored by when, TTL
+def reserved(partition: int) -> str:
+    """zset: "mobile name-key" of bookings in flight, scored by when they must be settled."""
+    return f"{prefix(partition)}reserved"
 
 
 def language(mobile: str) -> str:
-    return f"{PREFIX}lang:{mobile}"  # "en" or "hi"
+    return f"{_in(mobile)}lang:{mobile}"  # "en" or "hi"
 
 
-def conversation(channel: str, ident: str) -> str:
-    return f"{PREFIX}conv:{channel}:{ident}"  # flow state, TTL
+def sms_conversation(mobile: str) -> str:
+    return f"{_in(mobile)}conv:sms:{mobile}"  # flow state, TTL
+
+
+def ussd_session(mobile: str, session_id: str) -> str:
+    return f"{_in(mobile)}conv:ussd:{session_id}"  # flow state, TTL
 
 
 def resume(mobile: str) -> str:
-    return conversation("resume", mobile)  # a USSD booking dropped mid-way, TTL
+    return f"{_in(mobile)}conv:resume:{mobile}"  # a USSD booking dropped mid-way, TTL
 
 
-def inbound(message_id: str) -> str:
-    return f"{PREFIX}inbound:{message_id}"  # replay guard for an inbound SMS id, TTL
+def inbound(mobile: str, message_id: str) -> str:
+    return f"{_in(mobile)}inbound:{message_id}"  # replay guard for an inbound SMS id, TTL
 
 
-def inbound_claim(message_id: str) -> str:
-    return f"{PREFIX}claim:{message_id}"  # an inbound SMS being applied right now, short TTL
+def inbound_claim(mobile: str, message_id: str) -> str:
+    return f"{_in(mobile)}claim:{message_id}"  # an inbound SMS being applied now, short TTL
 
 
-OUTBOX = f"{PREFIX}outbox"  # stream: every SMS promised, see gateway.outbox
-OUTBOX_GROUP = "senders"
-DEAD = f"{PREFIX}dead"  # stream: messages that finally failed
-RETRY = f"{PREFIX}retry"  # zset: message key scored by when to try it again (epoch ms)
-
-
-def message(message_key: str) -> str:
-    return f"{PREFIX}msg:{message_key}"  # hash: delivery status of one outbound SMS
-
-
-def provider_message(provider_id: str) -> str:
-    return f"{PREFIX}pmid:{provider_id}"  # provider messageId -> our message key
+def vaccinator(phone: str) -> str:
+    return f"{_in(phone)}vaccinator:{phone}"  # hash: name, centre_id
 
 
 def console_inbox(phone: str) -> str:
-    return f"{PREFIX}console:{phone}"  # list: JSON entries the console provider "sent", TTL
+    return f"{_in(phone)}console:{phone}"  # list: JSON entries the console provider "sent", TTL
 
 
-SMS_COUNTS = f"{PREFIX}smscounts"  # hash: queued, sent, delivered, failed, dead
+# -- a pincode's bucket ---------------------------------------------------------------------
 
 
-SIMULATOR_LOGIN_FAILURES = f"{PREFIX}simlogin:failures"  # counter, TTL: the login's window
+def pincode(pin: str) -> str:
+    return f"{_in(pin)}pincode:{pin}"  # set of centre ids
+
+
+# -- every bucket: the outbox ---------------------------------------------------------------
+
+OUTBOX_GROUP = "senders"
+
+
+def outbox(partition: int) -> str:
+    return f"{prefix(partition)}outbox"  # stream: every SMS promised, see gateway.outbox
+
+
+def dead(partition: int) -> str:
+    return f"{prefix(partition)}dead"  # stream: messages that finally failed
+
+
+def retry(partition: int) -> str:
+    return f"{prefix(partition)}retry"  # zset: message key scored by when to retry (epoch ms)
+
+
+def message(partition: int, message_key: str) -> str:
+    return f"{prefix(partition)}msg:{message_key}"  # hash: delivery status of one SMS
+
+
+def sms_counts(partition: int) -> str:
+    return f"{prefix(partition)}smscounts"  # hash: queued, sent, delivered, failed, dead
+
+
+def provider_message(provider_id: str) -> str:
+    return f"{_in(provider_id)}pmid:{provider_id}"  # provider messageId -> "<bucket> <key>"
+
+
+# -- deployment-wide, one slot each ---------------------------------------------------------
+
+CENTRES = f"{GLOBAL}centres"  # set of centre ids (operators, first run)
+VACCINATORS = f"{GLOBAL}vaccinators"  # set of phones (operators, simulator)
+MIN_AGES = f"{GLOBAL}minages"  # zset: session id scored by its minimum age (0: none)
+SEND_RATE = f"{GLOBAL}sendrate"  # hash: the fleet's token bucket for OUTBOX_RATE
+SIMULATOR_LOGIN_FAILURES = f"{GLOBAL}simlogin:failures"  # counter, TTL: the login's window
