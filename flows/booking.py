@@ -287,6 +287,7 @@ class Booking(Conversation):
             mobile=self.turn.mobile,
             name=self.data["name"],
             birth_year=self.data["by"],
+            centre_id=self.data["cid"],
             session_id=self.data["sid"],
             slot=self.data["slot"],
             lang=self.turn.lang,

@@ -39,7 +39,7 @@ def handle(store: Store, msg: InboundMessage) -> bool:
     try:
         _turn(store, msg, state)
     except Exception:
-        store.release_claim(msg.message_id)  # let the provider's retry apply it
+        store.release_claim(msg.message_id, msg.sender)  # let the provider's retry apply it
         raise
     return True
 

@@ -117,7 +117,7 @@ def _hop(store: Store, msg: InboundMessage) -> Reply:
         screen["e"],
     )
     if not written:  # a duplicate of this hop committed first: answer what it answered
-        again = store.ussd_session(msg.session_id)
+        again = store.ussd_session(msg.session_id, msg.sender)
         return _replay(store, again) if again else Reply(messages.text("ussd.busy"), end=True)
     return Reply(turn.text(screen), end=screen["e"])
 
@@ -177,7 +177,7 @@ def close(store: Store, msg: InboundMessage) -> None:
     )
     if status_ == "Success":
         return
-    session = store.ussd_session(msg.session_id)
+    session = store.ussd_session(msg.session_id, msg.sender)
     if session and session.mobile == msg.sender and _resumable(session.at):
         store.save_ussd_turn(
             session_id=msg.session_id,

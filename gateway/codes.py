@@ -75,9 +75,14 @@ def verhoeff_valid(digits: str) -> bool:
     return c == 0
 
 
-def new_reference() -> str:
-    """A fresh, unpredictable booking reference (first digit never 0, so it reads as a number)."""
-    body = str(secrets.randbelow(9 * 10 ** (REF_LENGTH - 2)) + 10 ** (REF_LENGTH - 2))
+def new_reference(partition: int = 0, partitions: int = 1) -> str:
+    """A fresh, unpredictable booking reference whose digits before the check digit leave
+    ``partition`` modulo ``partitions``: the reference leads to its bucket without a lookup
+    (first digit never 0, so it reads as a number)."""
+    low, high = 10 ** (REF_LENGTH - 2), 10 ** (REF_LENGTH - 1)  # 9 digits before the check
+    first = (low + partitions - 1 - partition) // partitions  # least n with n*P + p >= low
+    n = first + secrets.randbelow((high - 1 - partition) // partitions - first + 1)
+    body = str(n * partitions + partition)
     return body + verhoeff_check_digit(body)
 
 

@@ -93,6 +93,10 @@ class Settings:
     outbox_concurrency: int = 8
     outbox_rate: float = 50.0
     outbox_max_attempts: int = 8
+    # Replies to a booking, VERIFY or DOSE wait until this many replicas have the write
+    # (Redis WAIT), at most redis_wait_ms; 0: answer as soon as the master has it.
+    redis_wait_replicas: int = 0
+    redis_wait_ms: int = 1000
     clock: Callable[[], float] = time.time  # epoch seconds; tests set the hour they need
 
     @property
@@ -132,6 +136,8 @@ class Settings:
             outbox_concurrency=int(env.get("OUTBOX_CONCURRENCY") or 8),
             outbox_rate=float(env.get("OUTBOX_RATE") or 50),
             outbox_max_attempts=int(env.get("OUTBOX_MAX_ATTEMPTS") or 8),
+            redis_wait_replicas=int(env.get("REDIS_WAIT_REPLICAS") or 0),
+            redis_wait_ms=int(env.get("REDIS_WAIT_TIMEOUT_MS") or 1000),
             simulator_password=env.get("SIMULATOR_PASSWORD") or None,
         )
         ZoneInfo(settings.timezone)  # fail at start, not on the first request

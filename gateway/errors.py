@@ -13,7 +13,12 @@ class TikaLineError(Exception):
 
 
 class DataError(TikaLineError):
-    """Reference data that cannot be loaded; the message names each bad row and field."""
+    """Reference data that cannot be loaded; the message names each bad row and field.
+    ``rest_loaded``: the rows it does not name were written (a booking raced the load)."""
+
+    def __init__(self, message: str, rest_loaded: bool = False):
+        super().__init__(message)
+        self.rest_loaded = rest_loaded
 
 
 class BadRequest(TikaLineError):

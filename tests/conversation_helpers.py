@@ -13,8 +13,9 @@ from redis.cluster import RedisCluster
 
 from flows.messages.sms import render_entry
 from gateway import codes
-from gateway.store import Store, keys
+from gateway.store import Store
 from gateway.store.reference import load
+from tests.partitions import matching, outbox_entries
 
 _ids = itertools.count(1)
 VACCINATOR = "+919800000001"  # A. Kumar, PHC Saket (C100) in the sample data
@@ -105,9 +106,7 @@ class Phone:
 
 def outbox(r) -> list[dict]:
     """Every queued outbox entry, decoded."""
-    return [
-        {k.decode(): v.decode() for k, v in fields.items()} for _, fields in r.xrange(keys.OUTBOX)
-    ]
+    return outbox_entries(r)
 
 
 def texts(r, settings, to: str | None = None, start: int = 0) -> list[str]:
@@ -150,7 +149,7 @@ def ref_and_code(text: str) -> tuple[str, str]:
 def appointments(r) -> dict[str, dict]:
     """Every appointment in Redis by ref."""
     out = {}
-    for key in r.scan_iter(match=keys.appointment("*")):
+    for key in matching(r, "appt"):
         ref = key.decode().rsplit(":", 1)[1]
         out[ref] = {k.decode(): v.decode() for k, v in r.hgetall(key).items()}
     return out
@@ -159,7 +158,7 @@ def appointments(r) -> dict[str, dict]:
 def booked_counts(r) -> dict[tuple[str, int], tuple[int, int]]:
     """(session id, slot) → (booked, capacity) for every session."""
     out = {}
-    for key in r.scan_iter(match=keys.session("*")):
+    for key in matching(r, "session"):
         s = {k.decode(): v.decode() for k, v in r.hgetall(key).items()}
         i = 0
         while f"cap:{i}" in s:

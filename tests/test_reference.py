@@ -20,6 +20,7 @@ from gateway.errors import DataError
 from gateway.sample import sample_data
 from gateway.store import keys
 from gateway.store.reference import load, load_files
+from tests.partitions import matching, session_key
 from tests.test_store import snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +52,8 @@ def test_capacity_cannot_drop_below_what_is_booked(store, r, sample):
     assert snapshot(r) == before  # all or nothing: the other session's change is not written
     changed["sessions"][0]["slots"][0]["capacity"] = 3  # down to exactly the bookings is fine
     load(store, changed)
-    assert r.hget(keys.session(sid), "cap:0") == b"3"
-    assert r.hget(keys.session(sample["sessions"][1]["id"]), "cap:0") == b"40"
+    assert r.hget(session_key(r, sid), "cap:0") == b"3"
+    assert r.hget(session_key(r, sample["sessions"][1]["id"]), "cap:0") == b"40"
 
 
 def test_a_slot_dropped_from_the_list_counts_as_capacity_zero(store, r, sample):
@@ -572,9 +573,9 @@ def mutate(data: dict, path: tuple, value) -> dict:
 
 def stored_shapes_hold(r) -> None:
     """What a successful load leaves: pincodes of six ASCII digits, real dates, real times."""
-    for key in r.scan_iter(match=keys.centre("*")):
+    for key in matching(r, "centre"):
         assert re.fullmatch(rb"[1-9][0-9]{5}", r.hget(key, "pincode"))
-    for key in r.scan_iter(match=keys.session("*")):
+    for key in matching(r, "session"):
         fields = r.hgetall(key)
         date.fromisoformat(fields[b"date"].decode())
         for time in json.loads(fields[b"slots"]):
@@ -671,22 +672,20 @@ def test_a_booking_landing_during_a_load_is_counted_before_capacity_is_cut(
     changed = json.loads(json.dumps(sample))
     changed["sessions"][0]["slots"][0]["capacity"] = 2  # what is booked when the load starts
     changed["sessions"][1]["slots"][0]["capacity"] = 40
-    checked = store._stored_pincodes  # read after the check, before the write
+    checked = store._write_centres_and_staff  # runs after the check, before the sessions
 
-    def a_third_booking_lands(ids):
-        if not r.exists("race-done"):
-            r.set("race-done", 1)
-            assert store.book(
-                mobile="+919810000009", name="Q", birth_year=1980, session_id=sid, slot=0
-            ).ok
-        return checked(ids)
+    def a_third_booking_lands(data):
+        assert store.book(
+            mobile="+919810000009", name="Q", birth_year=1980, session_id=sid, slot=0
+        ).ok
+        return checked(data)
 
-    monkeypatch.setattr(store, "_stored_pincodes", a_third_booking_lands)
+    monkeypatch.setattr(store, "_write_centres_and_staff", a_third_booking_lands)
     with pytest.raises(DataError, match=r"sessions\[0\].slots\[0\].capacity: 3 already booked"):
         load(store, changed)
-    assert r.hget(keys.session(sid), "cap:0") == b"25"
-    assert r.hget(keys.session(sid), "booked:0") == b"3"
-    assert r.hget(keys.session(sample["sessions"][1]["id"]), "cap:0") == b"30"  # as it was
+    assert r.hget(session_key(r, sid), "cap:0") == b"25"  # never below what is booked
+    assert r.hget(session_key(r, sid), "booked:0") == b"3"
+    assert r.hget(session_key(r, sample["sessions"][1]["id"]), "cap:0") == b"40"  # the rest
 
 
 def test_redis_away_is_one_line_not_a_traceback(settings, store, tmp_path):
@@ -700,33 +699,33 @@ def test_redis_away_is_one_line_not_a_traceback(settings, store, tmp_path):
     assert "Redis failed" in result.output and "run the same command again" in result.output
 
 
-def test_bookings_that_never_stop_landing_end_the_load_with_nothing_written(
+def test_a_session_refused_by_a_racing_booking_is_named_and_the_rest_loaded(
     cli, r, store, sample, tmp_path, monkeypatch
 ):
-    from gateway.store import LOAD_TRIES, Store
+    from gateway.store import Store
 
+    first, second = sample["sessions"][0]["id"], sample["sessions"][1]["id"]
+    for i in range(20):
+        assert store.book(
+            mobile=f"+9198100{i:05d}", name="Q", birth_year=1980, session_id=first, slot=0
+        ).ok
     changed = json.loads(json.dumps(sample))
-    changed["sessions"][0]["slots"][0]["capacity"] = 24  # a cut: WATCHed
+    changed["sessions"][0]["slots"][0]["capacity"] = 20  # exactly what is booked: allowed
     changed["sessions"][1]["slots"][0]["capacity"] = 40
     path = write_json(tmp_path, changed)
-    checked, landed = Store._stored_pincodes, []
+    checked = Store._write_centres_and_staff
 
-    def a_booking_lands_every_time(self, ids):
-        landed.append(
-            store.book(
-                mobile=f"+9198100{len(landed):05d}",
-                name="Q",
-                birth_year=1980,
-                session_id=sample["sessions"][0]["id"],
-                slot=0,
-            ).ok
-        )
-        return checked(self, ids)
+    def one_more_lands(self, data):
+        assert self.book(
+            mobile="+919810099999", name="Q", birth_year=1980, session_id=first, slot=0
+        ).ok
+        return checked(self, data)
 
-    monkeypatch.setattr(Store, "_stored_pincodes", a_booking_lands_every_time)
+    monkeypatch.setattr(Store, "_write_centres_and_staff", one_more_lands)
     result = run_load(cli, path)
-    assert result.exit_code == 1 and "nothing loaded: run the same command again" in result.output
-    assert landed == [True] * LOAD_TRIES
-    assert r.hget(keys.session(sample["sessions"][0]["id"]), "booked:0") == b"20"
-    assert r.hget(keys.session(sample["sessions"][1]["id"]), "cap:0") == b"30"
-    assert r.hget(keys.session(sample["sessions"][0]["id"]), "cap:0") == b"25"
+    assert result.exit_code == 1
+    assert "refused, the rest was loaded" in result.output
+    assert "21 already booked" in result.output
+    assert r.hget(session_key(r, first), "cap:0") == b"25"
+    assert r.hget(session_key(r, first), "booked:0") == b"21"
+    assert r.hget(session_key(r, second), "cap:0") == b"40"

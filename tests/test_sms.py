@@ -30,6 +30,7 @@ from tests.conversation_helpers import (
     texts,
     tiny_data,
 )
+from tests.partitions import matching
 
 
 def sms_book(
@@ -71,7 +72,7 @@ def test_booking_over_sms_one_question_at_a_time(client, sample, r, settings):
     )
     ref, code = ref_and_code(booked)
     assert appointments(r)[ref]["slot"] == "2"  # the third slot, 14:00-16:00
-    assert r.get(keys.conversation("sms", phone.number)) is None  # the conversation is over
+    assert r.get(keys.sms_conversation(phone.number)) is None  # the conversation is over
     assert outbox(r)[-1]["t"] == "sms.booked"
 
 
@@ -93,7 +94,7 @@ def test_a_replayed_sms_id_has_no_second_effect_and_no_second_reply(client, samp
         phone.sms("BOOK", confirm_id)  # even a different text: the id was handled
     assert len(outbox(r)) == queued
     assert len(appointments(r)) == 1
-    assert r.get(keys.conversation("sms", phone.number)) is None
+    assert r.get(keys.sms_conversation(phone.number)) is None
 
 
 def test_status_shows_every_booking_with_its_code(client, sample, r, settings):
@@ -320,7 +321,7 @@ def test_cancel_alone_stops_a_booking_and_no_stops_at_the_end(client, sample, r,
     phone.sms("BOOK")
     phone.sms("CANCEL")
     assert last_template(r, phone.number) == "sms.book.stopped"
-    assert r.get(keys.conversation("sms", phone.number)) is None
+    assert r.get(keys.sms_conversation(phone.number)) is None
     for text in ("BOOK 110017", "Asha Devi", "1990", "1", "1", "1", "no"):
         phone.sms(text)
     assert last_template(r, phone.number) == "sms.book.stopped"
@@ -370,11 +371,11 @@ def test_vaccinator_commands_from_other_numbers_change_nothing(client, sample, r
             "TikaLine: this number is not a registered vaccinator. Citizens: send HELP."
         )
     assert appointments(r) == before
-    assert r.exists(keys.verify_failures(stranger.number)) == 0
+    assert not [k for k in matching(r, "vfail") if k.decode().endswith(stranger.number)]
     assert json.loads(outbox(r)[-1]["p"]) == {}
 
 
-def test_an_sms_turn_costs_three_redis_round_trips(
+def test_an_sms_turn_costs_at_most_five_redis_round_trips(
     client, sample, r, settings, monkeypatch, capsys
 ):
     warm = Phone(client, "+919833333333")  # load the scripts once: NOSCRIPT costs extra once
@@ -410,7 +411,9 @@ def test_an_sms_turn_costs_three_redis_round_trips(
         phone.sms("HELP", "the-same-id")
         phone.sms("HELP", "the-same-id")
         trips.append(("replay", len(sent) - before - trips[-3][1]))
-    assert max(n for _, n in trips) <= 3, str(trips)
+    # Read the turn, commit it; a booking adds its three steps in two buckets (store/booking.py).
+    assert max(n for _, n in trips) <= 5, str(trips)
+    assert max(n for text, n in trips if text != "YES") <= 4, str(trips)
     assert dict(trips)["replay"] == 1  # a repeated id is read, found handled, dropped
     ref, _ = ref_and_code(next(t for t in texts(r, settings, phone.number) if " booked at " in t))
     with counting_round_trips(monkeypatch) as sent:
@@ -620,7 +623,7 @@ def test_a_booking_made_when_redis_then_runs_out_of_memory_is_texted_once(
     assert len(appointments(r)) == 1
     assert [e["t"] for e in outbox(r)].count("sms.booked") == 1
     assert outbox(r)[-1]["t"] == "sms.booked"  # nothing said after it
-    assert r.get(keys.conversation("sms", phone.number)) is None  # the conversation is over
+    assert r.get(keys.sms_conversation(phone.number)) is None  # the conversation is over
 
 
 def test_the_booking_sms_has_a_readable_day_and_the_centres_address(

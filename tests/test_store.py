@@ -16,10 +16,12 @@ from gateway import codes
 from gateway.store import Outcome, Store, keys
 from gateway.store.redisconn import from_url
 from gateway.store.reference import load
+from tests.partitions import outbox_entries, session_key
 
 CITIZEN = "+919811111111"
 VACCINATOR = "+919800000001"  # C100
 OTHER_VACCINATOR = "+919800000002"  # C200
+OTHER = "+919833333333"  # a mobile with nobody booked on it
 
 
 _READERS = {
@@ -42,9 +44,7 @@ def snapshot(r: redis.Redis) -> dict:
 
 
 def outbox(r) -> list[dict]:
-    return [
-        {k.decode(): v.decode() for k, v in fields.items()} for _, fields in r.xrange(keys.OUTBOX)
-    ]
+    return outbox_entries(r)
 
 
 def session_id(store, centre="C100", offset=0):
@@ -133,8 +133,8 @@ def test_200_concurrent_bookers_get_exactly_the_25_places(store, r, small_sessio
     statuses = [o.status for o in results]
     assert statuses.count("ok") == 25
     assert statuses.count("full") == 175  # every loser is told "full"
-    assert int(r.hget(keys.session(small_session), "booked:0")) == 25
-    assert store.availability()[0]["open"] == 0
+    assert int(r.hget(session_key(r, small_session), "booked:0")) == 25
+    assert store.availability("110017")[0]["open"] == 0
     assert len(outbox(r)) == 25  # one code SMS per booking, none for the losers
 
 
@@ -154,7 +154,7 @@ def test_concurrent_bookings_from_one_mobile_stop_at_four_beneficiaries(store, r
     assert statuses.count("ok") == 4
     assert statuses.count("too_many") == 36
     assert len(store.beneficiaries(CITIZEN)) == 4
-    assert int(r.hget(keys.session(small_session), "booked:0")) == 4
+    assert int(r.hget(session_key(r, small_session), "booked:0")) == 4
 
 
 def test_a_replayed_booking_request_books_once_and_queues_one_sms(store, r, sample):
@@ -162,7 +162,7 @@ def test_a_replayed_booking_request_books_once_and_queues_one_sms(store, r, samp
     again = book(store, name=" asha devi ")
     assert first.ok and again.status == "replay" and again.value == first.value
     assert len(outbox(r)) == 1
-    assert int(r.hget(keys.session(session_id(store)), "booked:0")) == 1
+    assert int(r.hget(session_key(r, session_id(store)), "booked:0")) == 1
 
 
 def test_the_confirmation_sms_carries_the_reference_and_the_code(store, r, sample):
@@ -193,8 +193,8 @@ def test_refusals_write_nothing(store, r, sample):
         book(store, name="Fifth person"),  # too_many
         book(store, slot=1),  # already_booked
         book(store, mobile="+919822222222", year=2015),  # too_young
-        store.book(mobile=CITIZEN, name="X", birth_year=1990, session_id="NOPE", slot=0),
-        store.book(mobile=CITIZEN, name="X", birth_year=1990, session_id=session_id(store), slot=7),
+        store.book(mobile=OTHER, name="X", birth_year=1990, session_id="NOPE", slot=0),
+        store.book(mobile=OTHER, name="X", birth_year=1990, session_id=session_id(store), slot=7),
         store.cancel(mobile="+919822222222", ref=ref),  # someone else's booking
         store.verify(vaccinator=OTHER_VACCINATOR, ref=ref, code=code_of(store, ref)),
         store.verify(vaccinator="+919899999999", ref=ref, code=code_of(store, ref)),
@@ -214,7 +214,10 @@ def test_refusals_write_nothing(store, r, sample):
         "not_found",
     ]
     # Only the vaccinator limit counts the two refused VERIFY/DOSE attempts.
-    failures = {keys.verify_failures(v).encode() for v in (VACCINATOR, OTHER_VACCINATOR)}
+    failures = {
+        keys.verify_failures(c, v).encode()
+        for c, v in (("C100", VACCINATOR), ("C200", OTHER_VACCINATOR))
+    }
     assert {k: v for k, v in snapshot(r).items() if k not in failures} == before
     assert [r.zcard(k) for k in sorted(failures)] == [1, 1]
 
@@ -257,10 +260,16 @@ def test_verify_refuses_each_case_with_its_own_reason_and_changes_nothing(store,
     for reason, (who, ref, code) in cases.items():
         assert store.verify(vaccinator=who, ref=ref, code=code).status == reason
     # Nothing changed but the count of each number's refused attempts.
-    failures = {keys.verify_failures(v).encode() for v in (VACCINATOR, OTHER_VACCINATOR)}
+    failures = {
+        keys.verify_failures(c, v).encode()
+        for c, v in (("C100", VACCINATOR), ("C200", OTHER_VACCINATOR))
+    }
     after = snapshot(r)
     assert {k: v for k, v in after.items() if k not in failures} == before
-    assert [r.zcard(k) for k in sorted(failures)] == [4, 1]
+    assert {k: r.zcard(k) for k in failures} == {
+        keys.verify_failures("C100", VACCINATOR).encode(): 4,
+        keys.verify_failures("C200", OTHER_VACCINATOR).encode(): 1,
+    }
 
 
 def test_a_wrong_code_tells_the_attempts_left_and_the_fifth_locks_with_one_alert(store, r, sample):
@@ -462,7 +471,7 @@ def test_cancel_frees_the_slot_for_the_next_booker(store, r, small_session):
     assert store.book(
         mobile=CITIZEN, name="Late", birth_year=1980, session_id=small_session, slot=0
     ).ok
-    assert int(r.hget(keys.session(small_session), "booked:0")) == 25
+    assert int(r.hget(session_key(r, small_session), "booked:0")) == 25
     assert [e["t"] for e in outbox(r)].count("sms.cancelled") == 1
 
 

@@ -153,7 +153,8 @@ def test_same_session_id_from_another_number_changes_nothing(client, sample, r):
     phone.press("1", "Asha Devi")
     intruder = Phone(client, "+919822222222")
     intruder.session, intruder.inputs = phone.session, list(phone.inputs)
-    assert intruder.press("1990").startswith("END ")
+    # A session is kept per number: the intruder starts afresh and sees nobody's answers.
+    assert intruder.press("1990").startswith("CON TikaLine vaccination\n1 Book")
     assert phone.press("1990").startswith("CON Pincode")
 
 
@@ -181,7 +182,7 @@ def test_the_end_of_session_notice_keeps_the_offer_when_the_pointer_is_gone(clie
     phone = Phone(client)
     phone.dial()
     pincode = phone.press("1", "Asha Devi", "1990")
-    r.delete(keys.conversation("resume", phone.number))
+    r.delete(keys.resume(phone.number))
     assert phone.hang_up("Incomplete").status_code == 200
     assert phone.dial().startswith("CON You were booking for Asha Devi.")
     assert phone.press("1") == pincode
@@ -299,7 +300,7 @@ def test_a_booking_kept_before_slots_were_stored_with_its_dates_still_books(clie
     phone = Phone(client)
     phone.dial()
     assert phone.press("1", "Asha Devi", "1990", "110017", "1").startswith("CON PHC Saket\n1 ")
-    key = keys.conversation("ussd", phone.session)
+    key = keys.ussd_session(phone.number, phone.session)
     conv = json.loads(r.get(key))
     conv["d"]["dates"] = [d[:2] for d in conv["d"]["dates"]]
     del conv["d"]["at"]  # nor when they were read
@@ -315,7 +316,7 @@ def test_help_screen_and_back(client, sample):
     assert phone.press("0") == MENU
 
 
-def test_a_hop_costs_at_most_three_redis_round_trips(client, sample, monkeypatch, capsys):
+def test_a_hop_costs_at_most_five_redis_round_trips(client, sample, monkeypatch, capsys):
     book(Phone(client, "+919833333333"))  # load the scripts once: NOSCRIPT costs extra once
     Phone(client, "+919833333333").dial()
     phone = Phone(client)
@@ -354,7 +355,9 @@ def test_a_hop_costs_at_most_three_redis_round_trips(client, sample, monkeypatch
             else:
                 phone.press(step)
             trips.append((step, len(sent) - before))
-    assert max(n for _, n in trips) <= 3, trips
+    # Read the hop, commit it; the booking's confirm adds its three steps in two buckets
+    # (store/booking.py), a list of centres its two reads (the pincode, each centre's week).
+    assert max(n for _, n in trips) <= 5, trips
     assert dict(trips)["again"] == 1  # a replay is read and answered, nothing else
     with capsys.disabled():
         print(f"\nRedis round trips per USSD hop: {trips}")

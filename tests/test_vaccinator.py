@@ -243,18 +243,18 @@ def test_a_near_miss_is_never_an_answer_to_the_vaccinators_own_booking(
     vaccinator = Phone(client, VACCINATOR)
     ref, code = book_direct(store, "Asha Devi", 1990)
     vaccinator.sms("BOOK")
-    conversation = r.get(keys.conversation("sms", VACCINATOR))
+    conversation = r.get(keys.sms_conversation(VACCINATOR))
     vaccinator.sms(f"VERFY {ref} {code}")
     assert last_text(r, settings, VACCINATOR).startswith("Did you mean VERIFY")
-    assert r.get(keys.conversation("sms", VACCINATOR)) == conversation  # still asks the name
+    assert r.get(keys.sms_conversation(VACCINATOR)) == conversation  # still asks the name
     vaccinator.sms("LANG HI")
     vaccinator.sms("D0SE")
     assert last_text(r, settings, VACCINATOR) == (
         "क्या आपका मतलब DOSE था? कुछ दर्ज नहीं हुआ; कृपया इसी तरह लिखकर फिर भेजें।"
     )
     vaccinator.sms("Rose")  # a name, not a near miss: the booking goes on
-    assert r.get(keys.conversation("sms", VACCINATOR)) != conversation
-    assert "Rose" in r.get(keys.conversation("sms", VACCINATOR)).decode()
+    assert r.get(keys.sms_conversation(VACCINATOR)) != conversation
+    assert "Rose" in r.get(keys.sms_conversation(VACCINATOR)).decode()
 
 
 def test_a_citizen_typing_a_near_miss_gets_what_it_got_before(client, sample, r, settings):
@@ -367,7 +367,7 @@ def test_verify_with_a_mistyped_ref_is_refused_before_counting_a_wrong_code(
     vaccinator.sms(f"VERIFY {typo} {code}")
     assert "is not a booking ref" in last_text(r, settings, VACCINATOR)
     assert appointments(r)[ref].get("att", "0") == "0"
-    assert r.exists(keys.verify_failures(VACCINATOR)) == 0
+    assert r.exists(keys.verify_failures("C100", VACCINATOR)) == 0
 
 
 def test_today_counts_each_person_once_and_only_slots_still_to_come(

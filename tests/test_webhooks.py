@@ -20,6 +20,7 @@ from gateway.store import keys
 from gateway.store.redisconn import disconnect
 from tests.conversation_helpers import Phone, outbox
 from tests.outbox_helpers import wait_for
+from tests.partitions import outbox_length
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +125,7 @@ def test_emoji_and_devanagari_digits_are_understood_not_refused(client, sample, 
     phone = Phone(client)
     phone.sms("📅 BOOK ११००१७ 🙏")  # emoji around a keyword, pincode in Devanagari digits
     assert outbox(r)[-1]["t"] == "sms.book.name"
-    assert json.loads(r.get(keys.conversation("sms", phone.number)))["d"]["pin"] == "110017"
+    assert json.loads(r.get(keys.sms_conversation(phone.number)))["d"]["pin"] == "110017"
     assert phone.dial().startswith("CON ")
     assert phone.press("😀").startswith("CON Choose a number from the list.\nTikaLine")
 
@@ -181,7 +182,7 @@ def test_a_percent_escaped_invalid_byte_is_refused_not_taken_as_text(client, r, 
     )
     answer = client.post(path, data=body, content_type="application/x-www-form-urlencoded")
     assert answer.status_code == 400 and b"UTF-8" in answer.data
-    assert r.xlen(keys.OUTBOX) == 0
+    assert outbox_length(r) == 0
 
 
 def test_an_end_of_session_notice_with_an_unknown_status_is_refused(client, r):

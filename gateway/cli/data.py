@@ -6,7 +6,6 @@ import json
 import sys
 
 import click
-import redis
 from flask import Flask
 from flask.cli import with_appcontext
 
@@ -22,23 +21,18 @@ from gateway.store.reference import load_files
 @with_appcontext
 def load_data(files):
     """Load (or update in place) centres, sessions and vaccinators from JSON or CSV FILES:
-    all of them, or, if any has a problem, none."""
+    all of them, or, if any has a problem, none. (A booking that lands on a session between
+    the check and its write can still refuse that session: the rest is then loaded.)"""
     try:
         report = load_files(services().store, files)
     except DataError as exc:
-        click.echo(f"refused, nothing loaded:\n{exc}", err=True)
+        done = "the rest was loaded" if exc.rest_loaded else "nothing loaded"
+        click.echo(f"refused, {done}:\n{exc}", err=True)
         sys.exit(1)
-    except redis.WatchError:
+    except REDIS_ERRORS as exc:  # a load is idempotent: running it again finishes it
         click.echo(
-            "bookings kept arriving on the sessions whose capacity this cuts; "
-            "nothing loaded: run the same command again",
-            err=True,
-        )
-        sys.exit(1)
-    except REDIS_ERRORS as exc:  # one transaction: all of it was written or none
-        click.echo(
-            f"Redis failed ({exc}); the load is one transaction, so either all or none "
-            f"of it was written: run the same command again",
+            f"Redis failed ({exc}); part of the file may be written: run the same command "
+            f"again (a load changes nothing twice)",
             err=True,
         )
         sys.exit(1)

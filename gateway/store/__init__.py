@@ -11,19 +11,19 @@ from __future__ import annotations
 import json
 import logging
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import redis
 from redis.client import Pipeline
+from redis.cluster import ClusterPipeline, RedisCluster
 
 from gateway import codes
 from gateway.config import Settings
-from gateway.inbound import SMS, USSD
 from gateway.phones import mask
-from gateway.store import conversations, keys, replies
+from gateway.store import booking, conversations, keys, replies
+from gateway.store.booking import MAX_BENEFICIARIES as MAX_BENEFICIARIES
 from gateway.store.conversations import (
     KEEP,
     FlowState,
@@ -34,12 +34,11 @@ from gateway.store.conversations import (
     UssdTurnState,
 )
 from gateway.store.replies import Document, Raw
-from gateway.store.scripts import scripts_for
+from gateway.store.scripts import Client, scripts_for
 
 if TYPE_CHECKING:  # reference.py imports this package: the edge runs one way at run time
     from gateway.store.reference import Record
 
-MAX_BENEFICIARIES = 4
 MAX_ATTEMPTS = 5
 MAX_REISSUES = 3  # fresh codes a booking may get a day (CODE <ref>)
 FAILURE_LIMIT = 20  # refused VERIFY/DOSE attempts a vaccinator number may make…
@@ -47,8 +46,8 @@ FAILURE_WINDOW = 3600  # …in any rolling window of this many seconds
 WAITING_WINDOW = 30 * 60  # a booking verified this long ago no longer waits for DOSE alone
 PROGRAMME_AGE = 18  # the youngest who may book while no session says otherwise
 AGE_FRESH = 60  # seconds a process's copy of the youngest age may let someone through
-LOAD_TRIES = 20  # bookings landing on sessions a load cuts, each time: give up, load again
 log = logging.getLogger("tikaline.store")
+Pipe = Pipeline | ClusterPipeline
 
 
 @dataclass(frozen=True)
@@ -73,6 +72,59 @@ def _as_outcome(reply: Sequence[Raw | int]) -> Outcome:
     return Outcome(status, value)
 
 
+def _queue_centre_week(pipe: Pipe, centre_id: str, dates: list[str]) -> None:
+    """A centre's details and its availability index for ``dates``: two replies."""
+    pipe.hmget(keys.centre(centre_id), ["name", "district", "pincode", "address"])
+    pipe.hmget(keys.open_slots(centre_id), dates)
+
+
+def slot_over(date: str, time: str, now: datetime) -> bool:
+    """Whether a slot ('HH:MM-HH:MM') on ``date`` can no longer be booked at ``now``: as
+    slot_over in common.lua."""
+    today = now.date().isoformat()
+    if date != today:
+        return date < today
+    ends = time.rpartition("-")[2]
+    return len(ends) == 5 and ends <= f"{now:%H:%M}"
+
+
+def _open_session(entry: Document, date: str, now: datetime) -> Document:
+    """An availability index entry (see reindex in common.lua) as the flows read it."""
+    slots = [
+        {"time": time, "capacity": cap, "open": 0 if slot_over(date, time, now) else max(0, free)}
+        for time, cap, free in entry["slots"]
+    ]
+    return {
+        "id": entry["id"],
+        "date": date,
+        "vaccine": entry["vaccine"],
+        "min_age": entry["min_age"],
+        "max_age": entry["max_age"],
+        "slots": slots,
+        "open": sum(slot["open"] for slot in slots),
+    }
+
+
+def _queue_session_and_centre(pipe: Pipe, centre_id: str, session_id: str) -> None:
+    """What an appointment shares with its session and centre: two replies."""
+    pipe.hmget(keys.session(centre_id, session_id), ["slots", "vaccine"])
+    pipe.hget(keys.centre(centre_id), "name")
+
+
+def _document(appt: Mapping[str, str], session: list[Raw | None], name: Raw | None) -> Document:
+    """An appointment as the flows read it: the slot's time and the vaccine live once in the
+    session, the dose is stored only when not the first; the code check left out."""
+    slots, vaccine = session
+    times = json.loads(slots) if slots else []
+    slot = int(appt.get("slot") or 0)
+    doc: Document = {k: v for k, v in appt.items() if k != "check"}
+    doc.setdefault("time", times[slot] if slot < len(times) else "")
+    doc.setdefault("vaccine", replies.text(vaccine or b""))
+    doc.setdefault("dose", "1")
+    doc["centre_name"] = replies.text(name) if name else appt["centre"]
+    return doc
+
+
 def _session(text: str | None) -> UssdSession | None:
     stored = conversations.loads(text)
     return conversations.session_from_stored(stored) if stored else None
@@ -90,11 +142,6 @@ def _new_caps(old: Mapping[str, str], session: Record) -> Iterator[tuple[int, in
             int(old.get(f"booked:{i}") or 0),
         )
         i += 1
-
-
-def _could_refuse(old: Mapping[str, str], session: Record) -> bool:
-    """Whether a booking could make this upsert fail: new, or some slot loses capacity."""
-    return not old or any(want < cap for _, cap, want, _ in _new_caps(old, session))
 
 
 def _session_refusal(old: Mapping[str, str], session: Record) -> Outcome | None:
@@ -124,7 +171,7 @@ class Lifecycle(Protocol):
 class Store:
     """Appointments, reference data and the outbox in one Redis."""
 
-    def __init__(self, client: redis.Redis, settings: Settings, lifecycle: Lifecycle):
+    def __init__(self, client: Client, settings: Settings, lifecycle: Lifecycle):
         self.r = client
         self.settings = settings
         self.lifecycle = lifecycle
@@ -144,8 +191,38 @@ class Store:
     def today(self) -> str:
         return self.now().date().isoformat()
 
-    def _run(self, script: str, keys_: list[str], args: Sequence[str | int]) -> Outcome:
-        return _as_outcome(self._scripts[script](keys=keys_, args=args))
+    def _run(
+        self, script: str, keys_: list[str], args: Sequence[str | int], durable: bool = False
+    ) -> Outcome:
+        return _as_outcome(self._call(script, keys_, args, durable))
+
+    def _call(
+        self, script: str, keys_: list[str], args: Sequence[str | int], durable: bool = False
+    ) -> Any:
+        """Run a script; ``durable``: answer once ``REDIS_WAIT_REPLICAS`` replicas have its
+        write (WAIT on the same connection, so it waits for this write), or the wait ran
+        out: then the answer still goes (the master has the write) and the log says so."""
+        wanted = self.settings.redis_wait_replicas
+        if not durable or wanted <= 0:
+            return self._scripts[script](keys=keys_, args=args)
+        node = self.r
+        if isinstance(node, RedisCluster):  # the master of the script's slot
+            master = node.get_node_from_key(keys_[0])  # type: ignore[no-untyped-call]
+            node = node.get_redis_connection(master)
+        with node.pipeline(transaction=False) as pipe:
+            self._scripts[script](keys=keys_, args=args, client=pipe)
+            pipe.wait(wanted, self.settings.redis_wait_ms)
+            reply, acked = pipe.execute()
+        if int(acked) < wanted:
+            log.warning(
+                "event=replicas_lagging script=%s replicas=%d wanted=%d timeout_ms=%d: "
+                "answered; a failover now could lose this write",
+                script,
+                int(acked),
+                wanted,
+                self.settings.redis_wait_ms,
+            )
+        return reply
 
     # -- citizen operations -----------------------------------------------------------------
 
@@ -156,66 +233,80 @@ class Store:
         name: str,
         birth_year: int,
         session_id: str,
+        centre_id: str | None = None,
         slot: int,
         lang: str = "en",
         now: datetime | None = None,
     ) -> Outcome:
         """Book a slot (value = ref) at ``now`` (the turn's time); a slot whose end has come
         is refused as ``passed``. Asking again for the booking this beneficiary already holds
-        is a replay: status ``replay`` with the same ref, nothing written or queued."""
-        now = now or self.now()
-        ring = self.settings.keyring  # new codes: the current key, whose id the booking keeps
-        for _ in range(5):  # a fresh reference on the (1 in 10^8) chance of a collision
-            ref = codes.new_reference()
-            check = codes.code_check(ring.current, ref, codes.derive_code(ring.current, ref, 0))
-            outcome = self._run(
-                "book",
-                [
-                    keys.session(session_id),
-                    keys.beneficiaries(mobile),
-                    keys.OUTBOX,
-                    keys.SMS_COUNTS,
-                    keys.appointment(ref),
-                ],
-                [
-                    keys.template(keys.appointment),
-                    ref,
-                    mobile,
-                    name,
-                    name_key(name),
-                    birth_year,
-                    slot,
-                    now.date().isoformat(),
-                    int(now.timestamp()),
-                    check,
-                    lang,
-                    MAX_BENEFICIARIES,
-                    ",".join(self.lifecycle.OPEN_STATES),
-                    f"{now:%H:%M}",
-                    ",".join(self.lifecycle.COUNTED_STATES),
-                    ring.current_id,
-                    keys.template(keys.day),
-                    keys.template(keys.centre),
-                ],
-            )
-            if outcome.status != "ref_taken":
-                return outcome
-        return outcome
+        is a replay: status ``replay`` with the same ref, nothing written or queued.
+
+        Two buckets take part (see ``booking``): the mobile's holds the person's place
+        (``reserve``), the centre's takes the slot and queues the code SMS (``book.lua``),
+        then the mobile's records the outcome (``confirm``). Without ``centre_id`` (an
+        operator's or a test's call) the session's centre is looked up."""
+        if centre_id is None:
+            found = self.r.hget(keys.SESSION_CENTRES, session_id)
+            if found is None:
+                return Outcome("no_session")
+            centre_id = replies.text(found)
+        return booking.book(
+            self,
+            booking.Request(
+                mobile=mobile,
+                name=name,
+                name_key=name_key(name),
+                birth_year=birth_year,
+                centre_id=centre_id,
+                session_id=session_id,
+                slot=slot,
+                lang=lang,
+            ),
+            now or self.now(),
+        )
+
+    def settle(self, limit: int = 100) -> int:
+        """Settle bookings a crash left in flight past their time; how many were settled."""
+        return booking.settle_due(self, self.epoch(), limit)
+
+    def _appointment_fields(self, ref: str, *fields: str) -> list[str | None]:
+        """Fields of an appointment, read before a script whose keys depend on them."""
+        raw = self.r.hmget(keys.appointment(ref), list(fields))
+        return [replies.optional_text(v) for v in raw]
 
     def cancel(self, *, mobile: str, ref: str, lang: str = "en") -> Outcome:
-        return self._run(
+        sid, centre_id, name = self._appointment_fields(ref, "sid", "centre", "name")
+        if not sid or not centre_id:
+            return Outcome("not_found")
+        outcome = self._run(
             "cancel",
-            [keys.appointment(ref), keys.OUTBOX, keys.SMS_COUNTS],
             [
-                keys.template(keys.session),
-                keys.template(keys.day),
+                keys.appointment(ref),
+                keys.session(centre_id, sid),
+                keys.days(centre_id),
+                keys.open_slots(centre_id),
+                keys.outbox(keys.ref_partition(ref)),
+                keys.sms_counts(keys.ref_partition(ref)),
+            ],
+            [
                 ref,
                 mobile,
                 self.today(),
                 self.epoch(),
                 lang,
                 ",".join(self.lifecycle.sources("cancel")),
+                sid,
             ],
+        )
+        if outcome.ok:
+            self.sync_person(mobile, outcome.value, ref, "cancelled")
+        return Outcome(outcome.status, ref if outcome.ok else outcome.value)
+
+    def sync_person(self, mobile: str, name: str, ref: str, state: str) -> None:
+        """Bring the person's record on their mobile in line with their appointment."""
+        self._scripts["person"](
+            keys=[keys.beneficiaries(mobile)], args=[name_key(name), ref, state]
         )
 
     def reissue(
@@ -223,18 +314,22 @@ class Store:
     ) -> Outcome:
         """A fresh code for a booked or locked appointment (value = the new code version);
         ``limit`` after 3 in a day. Wrong codes already entered still count after it."""
-        stored = self.r.hget(keys.appointment(ref), "ver")
-        if stored is None:
+        stored, sid, centre_id = self._appointment_fields(ref, "ver", "sid", "centre")
+        if stored is None or not sid or not centre_id:
             return Outcome("not_found")
         version = int(stored)
         ring = self.settings.keyring  # a fresh code is made with the current key
         new_code = codes.derive_code(ring.current, ref, version + 1)
         return self._run(
             "reissue",
-            [keys.appointment(ref), keys.OUTBOX, keys.SMS_COUNTS],
             [
-                keys.template(keys.session),
-                keys.template(keys.centre),
+                keys.appointment(ref),
+                keys.session(centre_id, sid),
+                keys.centre(centre_id),
+                keys.outbox(keys.ref_partition(ref)),
+                keys.sms_counts(keys.ref_partition(ref)),
+            ],
+            [
                 ref,
                 mobile,
                 (now or self.now()).date().isoformat(),
@@ -244,6 +339,7 @@ class Store:
                 ",".join(self.lifecycle.sources("reissue")),
                 MAX_REISSUES,
                 ring.current_id,
+                sid,
             ],
         )
 
@@ -260,8 +356,6 @@ class Store:
             vaccinator,
             ref,
             [
-                keys.template(keys.session),
-                keys.template(keys.day),
                 ref,
                 vaccinator,
                 self.settings.keyring.checks(ref, code),
@@ -282,14 +376,11 @@ class Store:
         """Record the dose after VERIFY; ok → value is JSON {name, by, cert};
         already_recorded → value is the certificate ID."""
         now = now or self.now()
-        return self._vaccinator_run(
+        outcome = self._vaccinator_run(
             "dose",
             vaccinator,
             ref,
             [
-                keys.template(keys.session),
-                keys.template(keys.day),
-                keys.template(keys.centre),
                 ref,
                 vaccinator,
                 now.date().isoformat(),
@@ -300,21 +391,42 @@ class Store:
                 FAILURE_WINDOW,
             ],
         )
+        if outcome.ok:
+            dosed = replies.document(outcome.value)
+            self.sync_person(str(dosed.pop("mobile")), str(dosed["name"]), ref, "vaccinated")
+            return Outcome("ok", json.dumps(dosed))
+        return outcome
 
     def _vaccinator_run(
         self, script: str, vaccinator: str, ref: str, args: Sequence[str | int]
     ) -> Outcome:
-        """Run a VERIFY/DOSE script (both touch the same keys); alert in the log when a
-        refusal reached the number's limit."""
-        keys_ = [
-            keys.appointment(ref),
-            keys.vaccinator(vaccinator),
-            keys.verify_failures(vaccinator),
-            keys.vaccinator_waiting(vaccinator),
-            keys.OUTBOX,
-            keys.SMS_COUNTS,
-        ]
-        reply = self._scripts[script](keys=keys_, args=args)
+        """Run a VERIFY/DOSE script in the vaccinator's centre's bucket (both touch the same
+        keys); alert in the log when a refusal reached the number's limit."""
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.vaccinator(vaccinator), "centre_id")
+            pipe.hmget(keys.appointment(ref), ["sid", "centre"])
+            centre, (sid, at) = pipe.execute()
+        if centre is None:
+            return Outcome("not_vaccinator")
+        centre_id = replies.text(centre)
+        here = at is not None and replies.text(at) == centre_id
+        extra = [keys.centre(centre_id)] if script == "dose" else []
+        reply = self._call(
+            script,
+            [
+                keys.appointment(ref) if here else keys.nowhere(centre_id),
+                keys.session(centre_id, replies.text(sid) if here and sid else "-"),
+                keys.staff(centre_id),
+                keys.verify_failures(centre_id, vaccinator),
+                keys.vaccinator_waiting(centre_id, vaccinator),
+                keys.days(centre_id),
+                keys.outbox(keys.partition_of(centre_id)),
+                keys.sms_counts(keys.partition_of(centre_id)),
+                *extra,
+            ],
+            [*args, centre_id, "1" if at is not None and not here else "0"],
+            durable=True,
+        )
         if len(reply) > 2:  # this refusal was the last the number may make for now
             log.warning(
                 "event=vaccinator_limit from=%s failures=%d window_s=%d",
@@ -328,50 +440,56 @@ class Store:
         """Bookings this number verified in the last 30 minutes and has not dosed, oldest
         first: [{ref, name, by}]."""
         now = now or self.now()
-        return replies.documents(
-            self._scripts["waiting"](
-                keys=[keys.vaccinator_waiting(vaccinator)],
-                args=[
-                    keys.template(keys.appointment),
-                    vaccinator,
-                    now.date().isoformat(),
-                    int(now.timestamp()) - WAITING_WINDOW,
-                ],
-            )
-        )
+        centre = self.r.hget(keys.vaccinator(vaccinator), "centre_id")
+        if centre is None:
+            return []
+        since = int(now.timestamp()) - WAITING_WINDOW
+        wait_key = keys.vaccinator_waiting(replies.text(centre), vaccinator)
+        refs = replies.members(self.r.zrangebyscore(wait_key, since, "+inf"))
+        fields = ["state", "verified_by", "verified_on", "name", "by"]
+        found = self._each(refs, lambda pipe, ref: pipe.hmget(keys.appointment(ref), fields))
+        today = now.date().isoformat()
+        return [
+            {"ref": ref, "name": a[3], "by": a[4]}
+            for ref, raw in zip(refs, found, strict=True)
+            if (a := [replies.optional_text(x) for x in raw])[:3] == ["verified", vaccinator, today]
+        ]
+
+    def _each(self, items: Sequence[str], queue: Callable[[Pipe, str], object]) -> list[Any]:
+        """One pipelined read per item (on a cluster, one round trip per master)."""
+        if not items:
+            return []
+        with self.r.pipeline(transaction=False) as pipe:
+            for item in items:
+                queue(pipe, item)
+            return list(pipe.execute())
 
     # -- reads ------------------------------------------------------------------------------
 
     def availability(
-        self, pincode: str | None = None, days: int = 7, now: datetime | None = None
+        self, pincode: str, days: int = 7, now: datetime | None = None
     ) -> list[Document]:
-        """Centres (of a pincode, or all) with sessions in the next ``days`` and open slots;
-        a slot whose end has come by ``now`` (the turn's time) has none open."""
+        """Centres of a pincode with their sessions in the next ``days`` and open slots, from
+        each centre's availability index (two round trips, whatever the number of centres
+        elsewhere); a slot whose end has come by ``now`` (the turn's time) has none open."""
         now = now or self.now()
-        first = now.date()
-        last = first + timedelta(days=days - 1)
-        raw = self._scripts["availability"](
-            keys=[keys.pincode(pincode) if pincode else keys.CENTRES],
-            args=[
-                keys.template(keys.centre),
-                keys.template(keys.centre_sessions),
-                keys.template(keys.session),
-                first.strftime("%Y%m%d"),
-                last.strftime("%Y%m%d"),
-                first.isoformat(),
-                f"{now:%H:%M}",
-            ],
-        )
-        centres = replies.documents(raw)
-        for centre in centres:
-            sessions = centre["sessions"] if isinstance(centre["sessions"], list) else []
-            for s in sessions:
-                s["slots"] = s["slots"] if isinstance(s["slots"], list) else []
-                s["open"] = sum(max(0, slot["open"]) for slot in s["slots"])
-            sessions.sort(key=lambda s: s["date"])
+        dates = [(now.date() + timedelta(days=i)).isoformat() for i in range(days)]
+        ids = sorted(replies.text(c) for c in self.r.smembers(keys.pincode(pincode)))
+        found = self._each(ids, lambda pipe, cid: _queue_centre_week(pipe, cid, dates))
+        centres = []
+        for cid, (info, week) in zip(ids, zip(found[::2], found[1::2], strict=True), strict=True):
+            sessions = [
+                _open_session(entry, date, now)
+                for date, raw in zip(dates, week, strict=True)
+                if raw
+                for entry in json.loads(raw)
+            ]
+            names = ("name", "district", "pincode", "address")
+            centre: Document = {"id": cid}
+            centre.update(zip(names, (replies.text(v or b"") for v in info), strict=True))
             centre["sessions"] = sessions
             centre["open"] = sum(s["open"] for s in sessions)
-        centres.sort(key=lambda c: c["id"])
+            centres.append(centre)
         return centres
 
     def too_young(self, age: int) -> int | None:
@@ -393,10 +511,23 @@ class Store:
         return youngest
 
     def appointment(self, ref: str) -> Document | None:
-        raw = self._scripts["appointment"](
-            keys=[keys.appointment(ref)], args=[keys.template(keys.session)]
-        )
-        return self._present(ref, replies.document(raw)) if raw else None
+        """One appointment with its session's time and vaccine (without its code check)."""
+        appt = replies.fields(self.r.hgetall(keys.appointment(ref)))
+        if appt.get("state", "void") == "void":
+            return None
+        return self._present(ref, self._filled([appt])[0])
+
+    def _filled(self, appts: list[dict[str, str]]) -> list[Document]:
+        """Appointments with their session's time and vaccine and their centre's name, read
+        in one pipelined round trip; the code check left out."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for a in appts:
+                _queue_session_and_centre(pipe, a["centre"], a["sid"])
+            found = pipe.execute()
+        return [
+            _document(a, session, name)
+            for a, session, name in zip(appts, found[::2], found[1::2], strict=True)
+        ]
 
     def _present(self, ref: str, appt: Document) -> Document:
         appt["ref"] = ref
@@ -434,69 +565,56 @@ class Store:
     def load_reference(
         self, data: Mapping[str, list[Record]]
     ) -> tuple[dict[str, Outcome], dict[str, int]]:
-        """Write checked centres, sessions and vaccinators in one MULTI/EXEC, or nothing.
+        """Write checked centres, sessions and vaccinators; returns the sessions refused
+        (``moved`` to another centre or date, or capacity ``below_booked``) and the
+        created/updated tally.
 
-        Returns the sessions refused (``moved`` to another centre or date, or capacity
-        ``below_booked``; then nothing was written) and the created/updated tally. Sessions that
-        are new or lose capacity are WATCHed, so a booking landing on them meanwhile starts the
-        check over; the others cannot fail, so bookings elsewhere never hold a load back.
+        Every session is checked before anything is written: a refusal found then writes
+        nothing. Each session is then written by one script that checks again (a booking may
+        land meanwhile); on a cluster the data spans buckets, so no single transaction holds
+        it all: a session refused at that point is reported and the rest is written, and
+        loading the file again after fixing it finishes the job (a load is idempotent).
         """
-        for _ in range(LOAD_TRIES - 1):
-            with self.r.pipeline(transaction=True) as pipe:
-                try:
-                    return self._load_once(pipe, data)
-                except redis.WatchError:
-                    continue
-        with self.r.pipeline(transaction=True) as pipe:
-            return self._load_once(pipe, data)  # a WatchError now goes to the caller
-
-    def _load_once(
-        self, pipe: Pipeline, data: Mapping[str, list[Record]]
-    ) -> tuple[dict[str, Outcome], dict[str, int]]:
-        stored = self._stored_sessions(s["id"] for s in data["sessions"])
-        touchy = [s["id"] for s in data["sessions"] if _could_refuse(stored[s["id"]], s)]
-        watched = [keys.centre(c["id"]) for c in data["centres"]] + [
-            keys.session(sid) for sid in touchy
-        ]
-        if watched:
-            pipe.watch(*watched)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-        stored.update(self._stored_sessions(touchy))  # as EXEC will find them, or it fails
-        refusals = {
-            s["id"]: why for s in data["sessions"] if (why := _session_refusal(stored[s["id"]], s))
-        }
+        sessions = data["sessions"]
+        stored = self._stored_sessions(sessions)
+        refusals = {s["id"]: why for s in sessions if (why := _session_refusal(stored[s["id"]], s))}
         if refusals:
             return refusals, {}
-        old_pins = self._stored_pincodes(c["id"] for c in data["centres"])
-        pipe.multi()
-        for centre in data["centres"]:
-            self._queue_centre(pipe, centre, old_pins[centre["id"]])
-        for session in data["sessions"]:
-            self._queue_session(pipe, session)
-        for vaccinator in data["vaccinators"]:
-            self._queue_vaccinator(pipe, vaccinator)
-        done = [_as_outcome(r) for r in pipe.execute() if isinstance(r, list)]
+        self._write_centres_and_staff(data)
+        done = {s["id"]: self._upsert_session(s) for s in sessions}
         self._youngest = None  # this process reads the new youngest age at once
-        return {}, {
-            "created": sum(o.value == "created" for o in done),
-            "updated": sum(o.value == "updated" for o in done),
+        refusals = {sid: o for sid, o in done.items() if not o.ok}
+        return refusals, {
+            "created": sum(o.value == "created" for o in done.values()),
+            "updated": sum(o.value == "updated" for o in done.values()),
         }
 
-    def _stored_sessions(self, ids: Iterable[str]) -> dict[str, dict[str, str]]:
-        ids = list(ids)
-        with self.r.pipeline(transaction=False) as pipe:
-            for sid in ids:
-                pipe.hgetall(keys.session(sid))
-            return {sid: replies.fields(raw) for sid, raw in zip(ids, pipe.execute(), strict=True)}
+    def _stored_sessions(self, sessions: Sequence[Record]) -> dict[str, dict[str, str]]:
+        """Each session as stored (empty when new); one stored at another centre as
+        ``{centre_id, date}`` of where it is."""
+        ids = [s["id"] for s in sessions]
+        placed = self.r.hmget(keys.SESSION_CENTRES, ids) if ids else []
+        where = {
+            sid: replies.text(c) if c else s["centre_id"]
+            for sid, c, s in zip(ids, placed, sessions, strict=True)
+        }
+        found = self._each(ids, lambda pipe, sid: pipe.hgetall(keys.session(where[sid], sid)))
+        return {sid: replies.fields(raw) for sid, raw in zip(ids, found, strict=True)}
 
-    def _stored_pincodes(self, ids: Iterable[str]) -> dict[str, str]:
-        ids = list(ids)
+    def _write_centres_and_staff(self, data: Mapping[str, list[Record]]) -> None:
+        centre_ids = [c["id"] for c in data["centres"]]
+        phones = [v["phone"] for v in data["vaccinators"]]
+        old_pins = self._each(centre_ids, lambda pipe, cid: pipe.hget(keys.centre(cid), "pincode"))
+        old_posts = self._each(phones, lambda pipe, p: pipe.hget(keys.vaccinator(p), "centre_id"))
         with self.r.pipeline(transaction=False) as pipe:
-            for cid in ids:
-                pipe.hget(keys.centre(cid), "pincode")
-            return {cid: replies.text(p or b"") for cid, p in zip(ids, pipe.execute(), strict=True)}
+            for centre, old_pin in zip(data["centres"], old_pins, strict=True):
+                self._queue_centre(pipe, centre, replies.text(old_pin or b""))
+            for vaccinator, old in zip(data["vaccinators"], old_posts, strict=True):
+                self._queue_vaccinator(pipe, vaccinator, replies.optional_text(old))
+            pipe.execute()
 
     @staticmethod
-    def _queue_centre(pipe: Pipeline, centre: Record, old_pin: str) -> None:
+    def _queue_centre(pipe: Pipe, centre: Record, old_pin: str) -> None:
         key = keys.centre(centre["id"])
         pipe.hset(
             key,
@@ -510,13 +628,19 @@ class Store:
             pipe.srem(keys.pincode(old_pin), centre["id"])
         pipe.sadd(keys.pincode(centre["pincode"]), centre["id"])
 
-    def _queue_session(self, pipe: Pipeline, session: Record) -> None:
+    def _upsert_session(self, session: Record) -> Outcome:
         slots = session["slots"]
-        self._scripts["upsert_session"](
-            keys=[keys.session(session["id"]), keys.centre_sessions(session["centre_id"])],
-            args=[
+        centre_id = session["centre_id"]
+        outcome = self._run(
+            "upsert_session",
+            [
+                keys.session(centre_id, session["id"]),
+                keys.centre_sessions(centre_id),
+                keys.open_slots(centre_id),
+            ],
+            [
                 session["id"],
-                session["centre_id"],
+                centre_id,
                 session["date"],
                 session["date"].replace("-", ""),
                 session["vaccine"],
@@ -525,22 +649,30 @@ class Store:
                 json.dumps([s["time"] for s in slots]),
                 *[s["capacity"] for s in slots],
             ],
-            client=pipe,
         )
-        # Kept beside the session, in the same transaction: the youngest age any session takes.
-        pipe.zadd(keys.MIN_AGES, {session["id"]: session.get("min_age") or 0})
+        if outcome.ok:  # where it is, for the next load's check; the youngest age it takes
+            with self.r.pipeline(transaction=False) as pipe:
+                pipe.hset(keys.SESSION_CENTRES, session["id"], centre_id)
+                pipe.zadd(keys.MIN_AGES, {session["id"]: session.get("min_age") or 0})
+                pipe.execute()
+        return outcome
 
     @staticmethod
-    def _queue_vaccinator(pipe: Pipeline, vaccinator: Record) -> None:
-        pipe.hset(
-            keys.vaccinator(vaccinator["phone"]),
-            mapping={"name": vaccinator.get("name") or "", "centre_id": vaccinator["centre_id"]},
-        )
-        pipe.sadd(keys.VACCINATORS, vaccinator["phone"])
+    def _queue_vaccinator(pipe: Pipe, vaccinator: Record, old_centre: str | None) -> None:
+        phone, centre_id = vaccinator["phone"], vaccinator["centre_id"]
+        name = vaccinator.get("name") or ""
+        if old_centre and old_centre != centre_id:
+            pipe.hdel(keys.staff(old_centre), phone)
+        pipe.hset(keys.staff(centre_id), phone, name)  # what VERIFY and DOSE check
+        pipe.hset(keys.vaccinator(phone), mapping={"name": name, "centre_id": centre_id})
+        pipe.sadd(keys.VACCINATORS, phone)
 
     def remove_vaccinator(self, phone: str) -> bool:
         """Take a number's vaccinator rights away at once; False if it had none."""
-        with self.r.pipeline(transaction=True) as pipe:
+        centre = self.r.hget(keys.vaccinator(phone), "centre_id")
+        if centre is not None:  # the centre's staff first: that is what VERIFY and DOSE check
+            self.r.hdel(keys.staff(replies.text(centre)), phone)
+        with self.r.pipeline(transaction=False) as pipe:
             pipe.delete(keys.vaccinator(phone))
             pipe.srem(keys.VACCINATORS, phone)
             removed, _ = pipe.execute()
@@ -554,10 +686,10 @@ class Store:
     def load_sms_turn(self, message_id: str, mobile: str, claim_ttl: int) -> SmsTurnState:
         """An SMS turn's state in one round trip; claims the message id for ``claim_ttl`` s."""
         with self.r.pipeline(transaction=False) as pipe:
-            pipe.set(keys.inbound_claim(message_id), "1", nx=True, ex=claim_ttl)
+            pipe.set(keys.inbound_claim(mobile, message_id), "1", nx=True, ex=claim_ttl)
             for key in (
-                keys.inbound(message_id),
-                keys.conversation(SMS, mobile),
+                keys.inbound(mobile, message_id),
+                keys.sms_conversation(mobile),
                 keys.language(mobile),
             ):
                 pipe.get(key)
@@ -572,9 +704,9 @@ class Store:
             lang=replies.optional_text(lang),
         )
 
-    def release_claim(self, message_id: str) -> None:
+    def release_claim(self, message_id: str, mobile: str) -> None:
         """Give up applying an inbound SMS, so the provider's retry applies it."""
-        self.r.delete(keys.inbound_claim(message_id))
+        self.r.delete(keys.inbound_claim(mobile, message_id))
 
     def save_sms_turn(
         self,
@@ -590,10 +722,10 @@ class Store:
         """Write an SMS turn atomically with its replay guard; False when it was a replay."""
         return self._commit_turn(
             mobile=mobile,
-            conversation=keys.conversation(SMS, mobile),
+            conversation=keys.sms_conversation(mobile),
             state=conversations.change(conversation, conversations.sms_to_stored),
             ttl=ttl,
-            guard=keys.inbound(message_id),
+            guard=keys.inbound(mobile, message_id),
             guard_ttl=guard_ttl,
             lang=chosen_lang or "",
             messages=replies,
@@ -603,7 +735,7 @@ class Store:
         """A USSD hop's state in one round trip: the session, the dropped booking, the language."""
         with self.r.pipeline(transaction=False) as pipe:
             for key in (
-                keys.conversation(USSD, session_id),
+                keys.ussd_session(mobile, session_id),
                 keys.resume(mobile),
                 keys.language(mobile),
             ):
@@ -616,9 +748,9 @@ class Store:
             lang=lang,
         )
 
-    def ussd_session(self, session_id: str) -> UssdSession | None:
+    def ussd_session(self, session_id: str, mobile: str) -> UssdSession | None:
         """A USSD session as its last hop saved it."""
-        return _session(replies.optional_text(self.r.get(keys.conversation(USSD, session_id))))
+        return _session(replies.optional_text(self.r.get(keys.ussd_session(mobile, session_id))))
 
     def save_ussd_turn(
         self,
@@ -635,7 +767,7 @@ class Store:
         """Write a hop atomically; False when the session moved past ``expect_rev`` first."""
         return self._commit_turn(
             mobile=mobile,
-            conversation=keys.conversation(USSD, session_id),
+            conversation=keys.ussd_session(mobile, session_id),
             state=conversations.change(session, conversations.session_to_stored),
             ttl=ttl,
             expect_rev=expect_rev,
@@ -673,49 +805,50 @@ class Store:
             args += [m.key, mobile, m.template, m.lang, conversations.dumps(m.params)]
         written: int = self._scripts["converse"](
             keys=[
-                guard or keys.inbound("-"),
+                guard or keys.inbound(mobile, "-"),
                 conversation,
                 keys.resume(mobile),
                 keys.language(mobile),
-                keys.OUTBOX,
-                keys.SMS_COUNTS,
+                keys.outbox(keys.partition_of(mobile)),
+                keys.sms_counts(keys.partition_of(mobile)),
             ],
             args=args,
         )
         return written == 1
 
     def slip(self, mobile: str) -> list[Document]:
-        """The slip in one round trip: each beneficiary's latest appointment, with the centre
+        """The slip in two round trips: each beneficiary's latest appointment, with the centre
         name, the shown state and, while open, the code (derived here, never stored)."""
-        rows = replies.documents(
-            self._scripts["slip"](
-                keys=[keys.beneficiaries(mobile)],
-                args=[
-                    keys.template(keys.appointment),
-                    keys.template(keys.session),
-                    keys.template(keys.centre),
-                ],
+        records = [json.loads(raw) for raw in self.r.hvals(keys.beneficiaries(mobile))]
+        with self.r.pipeline(transaction=False) as pipe:
+            for rec in records:  # the person's record names the appointment's session
+                pipe.hgetall(keys.appointment(rec["r"]))
+                _queue_session_and_centre(pipe, rec["c"], rec["sid"])
+            found = pipe.execute()
+        slip = [
+            self._present(str(rec["r"]), _document({"ref": rec["r"], **fields}, session, name))
+            for rec, raw, session, name in zip(
+                records, found[::3], found[1::3], found[2::3], strict=True
             )
-        )
-        slip = [self._present(row["ref"], row) for row in rows]
+            if (fields := replies.fields(raw)).get("state", "void") != "void"
+        ]
         return sorted(slip, key=lambda a: (a["date"], a["name"]))
 
     def centre_today(self, centre_id: str, now: datetime | None = None) -> Document:
         """Today's counts at a centre (booked, verified, vaccinated, and open places in the
-        slots still to come) and its name."""
+        slots still to come) and its name, in one round trip."""
         now = now or self.now()  # one reading: the day and the hour agree
         today = now.date().isoformat()
-        raw = self._scripts["centre_today"](
-            keys=[
-                keys.centre(centre_id),
-                keys.day(centre_id, today),
-                keys.centre_sessions(centre_id),
-            ],
-            args=[
-                keys.template(keys.session),
-                today.replace("-", ""),
-                today,
-                now.strftime("%H:%M"),
-            ],
-        )
-        return {"date": today, **replies.document(raw)}
+        counted = ("booked", "verified", "vaccinated")
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.centre(centre_id), "name")
+            pipe.hmget(keys.days(centre_id), [f"{today}:{c}" for c in counted])
+            pipe.hget(keys.open_slots(centre_id), today)
+            name, counts, index = pipe.execute()
+        sessions = [_open_session(e, today, now) for e in json.loads(index or "[]")]
+        return {
+            "date": today,
+            "name": replies.text(name or b""),
+            **{c: int(n or 0) for c, n in zip(counted, counts, strict=True)},
+            "open": sum(s["open"] for s in sessions),
+        }

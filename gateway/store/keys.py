@@ -94,6 +94,12 @@ def appointment(ref: str) -> str:
     return f"{prefix(ref_partition(ref))}appt:{ref}"  # hash, see store.APPOINTMENT_FIELDS
 
 
+def nowhere(centre_id: str) -> str:
+    """An appointment key in the centre's bucket that no booking has (references never
+    carry a letter): VERIFY of a reference that is not there reads it and finds nothing."""
+    return f"{_in(centre_id)}appt:-"
+
+
 # -- a mobile's bucket ----------------------------------------------------------------------
 
 
@@ -178,6 +184,7 @@ def provider_message(provider_id: str) -> str:
 
 CENTRES = f"{GLOBAL}centres"  # set of centre ids (operators, first run)
 VACCINATORS = f"{GLOBAL}vaccinators"  # set of phones (operators, simulator)
+SESSION_CENTRES = f"{GLOBAL}sessions"  # hash: session id -> centre id (load-data's checks)
 MIN_AGES = f"{GLOBAL}minages"  # zset: session id scored by its minimum age (0: none)
 SEND_RATE = f"{GLOBAL}sendrate"  # hash: the fleet's token bucket for OUTBOX_RATE
 SIMULATOR_LOGIN_FAILURES = f"{GLOBAL}simlogin:failures"  # counter, TTL: the login's window

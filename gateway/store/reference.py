@@ -492,7 +492,7 @@ def load_files(store: Store, paths: Iterable[Path | str]) -> LoadReport:
 
 
 def load_batches(store: Store, batches: list[Batch]) -> LoadReport:
-    """Check the rows of every batch, then write them in one transaction (DataError if not)."""
+    """Check the rows of every batch, then write them (DataError if a row is refused)."""
     known = store.centre_ids()
     clean = validate(batches, known, store.settings.default_region)
     rows = {kind: [c for _, c in items] for kind, items in clean.items()}
@@ -500,7 +500,8 @@ def load_batches(store: Store, batches: list[Batch]) -> LoadReport:
     if refusals:
         where = {c["id"]: row for row, c in clean["sessions"]}
         raise DataError(
-            _summary([_refusal(where[sid], outcome) for sid, outcome in refusals.items()])
+            _summary([_refusal(where[sid], outcome) for sid, outcome in refusals.items()]),
+            rest_loaded=bool(tally),
         )
     return LoadReport(
         centres=len(rows["centres"]),

@@ -71,3 +71,8 @@ def documents(raw: Raw) -> list[Document]:
     if not isinstance(parsed, list):
         raise TypeError(f"a script returned {type(parsed).__name__}, not a JSON list")
     return parsed
+
+
+def members(raw: Any) -> list[str]:
+    """The members of a set or sorted-set reply (ZRANGE…, SMEMBERS), as text."""
+    return [text(m) for m in raw]

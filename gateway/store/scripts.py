@@ -12,10 +12,12 @@ from functools import cache
 from pathlib import Path
 
 import redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 LUA = Path(__file__).with_name("lua")
 COMMON = "common"  # prepended to every other script, never run alone
+Client = redis.Redis | RedisCluster  # a single Redis, or a cluster (REDIS_URL, see README)
 
 
 @cache
@@ -35,17 +37,17 @@ class Scripts:
     Registering only hashes the text; Redis loads a script on its first EVALSHA.
     """
 
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: Client):
         self._scripts = {name: client.register_script(text) for name, text in sources().items()}
 
     def __getitem__(self, name: str) -> Script:
         return self._scripts[name]
 
 
-_registered: weakref.WeakKeyDictionary[redis.Redis, Scripts] = weakref.WeakKeyDictionary()
+_registered: weakref.WeakKeyDictionary[Client, Scripts] = weakref.WeakKeyDictionary()
 
 
-def scripts_for(client: redis.Redis) -> Scripts:
+def scripts_for(client: Client) -> Scripts:
     """The one ``Scripts`` of ``client``, for callers that hold a client, not a store."""
     found = _registered.get(client)
     if found is None:

@@ -1,9 +1,8 @@
 -- Shared by every TikaLine script (prepended by gateway/scripts.py).
 -- Rule for all scripts: validate everything first, return a refusal before the first write.
--- Keys: a script gets the keys it can name up front in KEYS. A key it must build from a
--- stored value (an appointment's session, a retried message) it builds from a template that
--- gateway/keys.py passes in ARGV (`…_t`, '%s' for each part, see keys.template), so no key
--- name is ever spelled in Lua.
+-- Keys: every key a script touches comes in KEYS, all in one bucket (gateway/store/keys.py);
+-- where it depends on stored data the store reads that first and the script checks it still
+-- holds. No key name is ever spelled or built in Lua.
 
 local function member(list_csv, value)
   for item in string.gmatch(list_csv, '[^,]+') do
@@ -36,18 +35,36 @@ local function queue_sms(outbox, counts, message_key, to, template, lang, params
   redis.call('HINCRBY', counts, 'queued', 1)
 end
 
--- An appointment with the fields it shares with its session filled in: the slot's time and
--- the vaccine live once in the session, not in each of its hundreds of appointments; the dose
--- number is stored only when it is not the first.
-local function appointment(session_t, key)
-  local a = hgetall(key)
+-- The time of an appointment's slot and its session's vaccine: they live once in the session
+-- (a hash, `s`), not in each of its hundreds of appointments; the dose number is stored only
+-- when it is not the first.
+local function fill(a, s)
   if a.state then
-    local s = redis.call('HMGET', string.format(session_t, a.sid), 'slots', 'vaccine')
-    a.time = a.time or (s[1] and cjson.decode(s[1])[tonumber(a.slot) + 1]) or ''
-    a.vaccine = a.vaccine or s[2] or ''
+    a.time = a.time or (s.slots and cjson.decode(s.slots)[tonumber(a.slot) + 1]) or ''
+    a.vaccine = a.vaccine or s.vaccine or ''
     a.dose = a.dose or '1'
   end
   return a
+end
+
+-- The availability index (keys.open_slots): per date, the centre's sessions with each slot as
+-- [time, capacity, open]. Rewrites session `s`'s element (its hash as a table, as it is now).
+local function reindex(open_key, s)
+  local raw = redis.call('HGET', open_key, s.date)
+  local list = raw and cjson.decode(raw) or {}
+  local slots = {}
+  for i, time in ipairs(cjson.decode(s.slots)) do
+    local cap = tonumber(s['cap:' .. (i - 1)] or '0')
+    slots[i] = {time, cap, cap - tonumber(s['booked:' .. (i - 1)] or '0')}
+  end
+  local entry = {id = s.id, vaccine = s.vaccine, min_age = s.min_age, max_age = s.max_age,
+                 slots = slots}
+  local at = #list + 1
+  for i, e in ipairs(list) do
+    if e.id == s.id then at = i end
+  end
+  list[at] = entry
+  redis.call('HSET', open_key, s.date, cjson.encode(list))
 end
 
 -- A vaccinator number's failed VERIFY/DOSE attempts are a sorted set of their times; the
@@ -72,23 +89,25 @@ local function count_failure(fail_key, now, window, limit)
   return n + 1 == limit
 end
 
--- The booking a vaccinator's VERIFY or DOSE is about, checked for what both need: a
--- registered number not over its limit, a booking at that number's centre. Returns the
--- booking and `refuse(reply)`, which counts a refusal toward the number's limit (marking the
--- one that reaches it 'limit'); or nil, nil and the reply to answer at once.
-local function vaccinator_booking(vacc_key, fail_key, now, window, limit, session_t, appt_key)
+-- The booking a vaccinator's VERIFY or DOSE is about, checked for what both need: a number
+-- on the centre's staff, not over its limit, a booking at that centre (`elsewhere`: the store
+-- found the reference at another centre). Returns the booking (with its session's fields) and
+-- `refuse(reply)`, which counts a refusal toward the number's limit (marking the one that
+-- reaches it 'limit'); or nil, nil and the reply to answer at once.
+local function vaccinator_booking(staff_key, phone, centre, fail_key, now, window, limit,
+                                  session_key, appt_key, elsewhere)
   local function refuse(reply)
     if count_failure(fail_key, now, window, limit) then reply[3] = 'limit' end
     return reply
   end
-  local centre = redis.call('HGET', vacc_key, 'centre_id')
-  if not centre then return nil, nil, {'not_vaccinator', ''} end
+  if redis.call('HEXISTS', staff_key, phone) == 0 then return nil, nil, {'not_vaccinator', ''} end
   local wait = blocked_for(fail_key, now, window, limit)
   if wait then return nil, nil, {'blocked', tostring(wait)} end
-  local a = appointment(session_t, appt_key)
-  if not a.state then return nil, nil, refuse({'not_found', ''}) end
+  if elsewhere == '1' then return nil, nil, refuse({'wrong_centre', ''}) end
+  local a = hgetall(appt_key)
+  if not a.state or a.state == 'void' then return nil, nil, refuse({'not_found', ''}) end
   if a.centre ~= centre then return nil, nil, refuse({'wrong_centre', ''}) end
-  return a, refuse
+  return fill(a, hgetall(session_key)), refuse
 end
 
 -- Start sending one outbox entry: the attempt number to send; 0 for a message already sent

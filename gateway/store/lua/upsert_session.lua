@@ -1,7 +1,7 @@
 -- Load or update one session, refusing to cut any slot's capacity below what is booked.
--- KEYS: session, centre sessions index
+-- KEYS: session, centre sessions index, open slots(centre)
 -- ARGV: id, centre_id, date, score(yyyymmdd), vaccine, min_age, max_age, slots_json, cap0, cap1, ...
-local session_key, index_key = KEYS[1], KEYS[2]
+local session_key, index_key, open_key = KEYS[1], KEYS[2], KEYS[3]
 local id, centre_id, date, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local old = hgetall(session_key)
 local ncaps = #ARGV - 8
@@ -27,4 +27,5 @@ while old['cap:' .. i] do
   i = i + 1
 end
 redis.call('ZADD', index_key, score, id)
+reindex(open_key, hgetall(session_key))
 return {'ok', old.date and 'updated' or 'created'}
