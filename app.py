@@ -40,7 +40,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.logger.warning("WEBHOOK_TOKEN unset: webhooks accept requests from anyone")
     client = _connect_or_exit(settings)
     # The Store is annotated for one server until its scripts declare every key they touch.
-    store = Store(client, settings, lifecycle)  # type: ignore[arg-type]
+    store = Store(client, settings, lifecycle)
     app.extensions["tikaline"] = Services(settings, client, store)
     data.init_app(app)
     simulator.init_app(app)

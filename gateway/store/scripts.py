@@ -11,13 +11,12 @@ import weakref
 from functools import cache
 from pathlib import Path
 
-import redis
-from redis.cluster import RedisCluster
 from redis.commands.core import Script
+
+from gateway.store.redisconn import Client
 
 LUA = Path(__file__).with_name("lua")
 COMMON = "common"  # prepended to every other script, never run alone
-Client = redis.Redis | RedisCluster  # a single Redis, or a cluster (REDIS_URL, see README)
 
 
 @cache
