@@ -33,8 +33,8 @@ from gateway.store.conversations import (
     UssdSession,
     UssdTurnState,
 )
-from gateway.store.replies import Document, Raw
 from gateway.store.redisconn import Client
+from gateway.store.replies import Document, Raw
 from gateway.store.scripts import scripts_for
 
 if TYPE_CHECKING:  # reference.py imports this package: the edge runs one way at run time
