@@ -12,7 +12,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from gateway.outbox import Worker
+from gateway.outbox import Worker, counters
 from gateway.store import keys
 from tests.servers import free_port, redis_binary, redis_major, redis_server
 
@@ -24,16 +24,43 @@ def queue_sms(
     template: str = "sms.locked",
     params: dict | None = None,
     lang: str = "en",
-) -> None:
-    """Append an outbox entry exactly as ``queue_sms`` in gateway/store/lua/common.lua does."""
+    partition: int | None = None,
+) -> int:
+    """Append an outbox entry exactly as ``queue_sms`` in gateway/store/lua/common.lua does, on
+    ``partition`` (default: the mobile's); returns the partition."""
     params = {"name": "Asha Devi", "ref": "123456782"} if params is None else params
+    p = keys.partition_of(to) if partition is None else partition
     with r.pipeline(transaction=True) as pipe:
         pipe.xadd(
-            keys.OUTBOX,
+            keys.outbox(p),
             {"k": message_key, "to": to, "t": template, "l": lang, "p": json.dumps(params)},
         )
-        pipe.hincrby(keys.SMS_COUNTS, "queued", 1)
+        pipe.hincrby(keys.sms_counts(p), "queued", 1)
         pipe.execute()
+    _queued_on[message_key] = p
+    return p
+
+
+_queued_on: dict[str, int] = {}  # message key -> the partition queue_sms put it on
+
+
+def partition_of_message(r, message_key: str) -> int | None:
+    """The partition holding ``message_key``'s status hash (None: no partition has one)."""
+    known = _queued_on.get(message_key)
+    if known is not None and r.exists(keys.message(known, message_key)):
+        return known
+    with r.pipeline(transaction=False) as pipe:
+        for p in range(keys.PARTITIONS):
+            pipe.exists(keys.message(p, message_key))
+        found = [p for p, n in enumerate(pipe.execute()) if n]
+    return found[0] if found else None
+
+
+def message_hash(r, message_key: str) -> str:
+    """The key of ``message_key``'s status hash, wherever it lives."""
+    p = partition_of_message(r, message_key)
+    assert p is not None, f"no status hash for {message_key}"
+    return keys.message(p, message_key)
 
 
 def wait_for(predicate, what: str, timeout: float = 15.0) -> None:
@@ -47,8 +74,11 @@ def wait_for(predicate, what: str, timeout: float = 15.0) -> None:
 
 
 def status(r, message_key: str) -> dict:
-    """The status hash of one message, as text."""
-    return {k.decode(): v.decode() for k, v in r.hgetall(keys.message(message_key)).items()}
+    """The status hash of one message, as text ({} while there is none)."""
+    p = partition_of_message(r, message_key)
+    if p is None:
+        return {}
+    return {k.decode(): v.decode() for k, v in r.hgetall(keys.message(p, message_key)).items()}
 
 
 def assert_compact(r, message_key: str) -> None:
@@ -57,18 +87,55 @@ def assert_compact(r, message_key: str) -> None:
     assert message["status"] in ("sent", "delivered", "failed"), message
     assert not {"to", "template", "lang", "params"} & message.keys(), message
     assert all(len(f.encode()) <= 64 and len(v.encode()) <= 64 for f, v in message.items())
-    assert r.object("encoding", keys.message(message_key)) in (b"listpack", b"ziplist")
+    assert r.object("encoding", message_hash(r, message_key)) in (b"listpack", b"ziplist")
 
 
 def counts(r) -> dict:
-    """The SMS counters, as ints."""
-    return {k.decode(): int(v) for k, v in r.hgetall(keys.SMS_COUNTS).items()}
+    """The SMS counters, added up over the partitions."""
+    return counters(r)
+
+
+def in_outbox(r) -> int:
+    """Entries on every partition's outbox stream (being sent or waiting)."""
+    with r.pipeline(transaction=False) as pipe:
+        for p in range(keys.PARTITIONS):
+            pipe.xlen(keys.outbox(p))
+        return sum(pipe.execute())
+
+
+def queued_entries(r) -> list[tuple[int, str, dict[str, str]]]:
+    """Every entry on the partitions' outbox streams, oldest first: (partition, id, fields)."""
+    with r.pipeline(transaction=False) as pipe:
+        for p in range(keys.PARTITIONS):
+            pipe.xrange(keys.outbox(p))
+        streams = pipe.execute()
+    found = [
+        (p, i.decode(), {k.decode(): v.decode() for k, v in f.items()})
+        for p, stream in enumerate(streams)
+        for i, f in stream
+    ]
+    return sorted(found, key=lambda e: tuple(int(n) for n in e[1].split("-")))
+
+
+def pending(r) -> int:
+    """Entries read by a worker and not yet acknowledged, over every partition."""
+    with r.pipeline(transaction=False) as pipe:
+        for p in range(keys.PARTITIONS):
+            pipe.exists(keys.outbox(p))
+        streams = [p for p, n in enumerate(pipe.execute()) if n]
+    total = 0
+    for p in streams:
+        groups = {g["name"].decode(): g for g in r.xinfo_groups(keys.outbox(p))}
+        if keys.OUTBOX_GROUP in groups:
+            total += groups[keys.OUTBOX_GROUP]["pending"]
+    return total
 
 
 @contextlib.contextmanager
 def running(r, settings, **options):
     """A worker in a thread for the duration of the block, stopped cleanly after it."""
-    options.setdefault("block_ms", 50)
+    options.setdefault("idle", 0.05)
+    options.setdefault("promote_every", 0.05)  # retries come in tenths of a second here
     options.setdefault("rate", 0)
     options.setdefault("backoff", (0.02, 2.0, 0.1))  # fast retries: the tests wait on them
     options.setdefault("redis_backoff", (0.01, 0.05))  # and fast retries while Redis is away

@@ -15,7 +15,14 @@ from gateway.outbox import dead_letters, stats
 from gateway.providers.console import kept_messages
 from gateway.store import keys
 from tests.fake_at import INVALID_PHONE
-from tests.outbox_helpers import assert_compact, queue_sms, running, status, wait_for
+from tests.outbox_helpers import (
+    assert_compact,
+    queue_sms,
+    queued_entries,
+    running,
+    status,
+    wait_for,
+)
 
 PHONE = "+919811111111"
 
@@ -29,7 +36,8 @@ def test_requeue_from_the_dead_letters(r, at_settings, fake):
         wait_for(lambda: status(r, "lock:9").get("status") == "dead", "the dead letter")
         listed = cli.invoke(args=["sms", "dead"])
         assert "lock:9" in listed.output and "InvalidPhoneNumber" in listed.output
-        dead_id = dead_letters(r)[0]["id"]
+        dead_id = dead_letters(r)[0]["id"]  # <partition>:<stream id>
+        assert dead_id.startswith(f"{keys.partition_of(PHONE)}:") and dead_id in listed.output
         result = cli.invoke(args=["sms", "requeue", dead_id])
         assert result.exit_code == 0 and "requeued 1: lock:9" in result.output
         wait_for(lambda: status(r, "lock:9").get("status") == "sent", "the requeued SMS")
@@ -40,6 +48,7 @@ def test_requeue_from_the_dead_letters(r, at_settings, fake):
     )
     assert shown["sent"] == "1" and shown["dead"] == "0" and shown["in outbox"] == "0"
     assert cli.invoke(args=["sms", "requeue", "1-1"]).exit_code == 1
+    assert cli.invoke(args=["sms", "requeue", dead_id]).exit_code == 1  # requeued already
     assert cli.invoke(args=["sms", "requeue"]).exit_code == 2  # neither ID nor --all
 
 
@@ -97,8 +106,7 @@ def test_console_provider_never_logs_the_codes_of_a_status_slip(
         mobile=PHONE, name="Asha Devi", birth_year=1990, session_id=session_id, slot=0
     ).value
     Phone(client, PHONE).sms("STATUS")
-    _, slip = r.xrange(keys.OUTBOX)[-1]
-    entry = {k.decode(): v.decode() for k, v in slip.items()}
+    _, _, entry = queued_entries(r)[-1]
     text = render_entry(entry, settings.secret_key)
     code = codes.derive_code(settings.secret_key, ref, 0)
     assert f"Code {code}" in text  # the slip carries the code to its own mobile ...

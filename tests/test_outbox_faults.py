@@ -26,7 +26,15 @@ from gateway.outbox import stats
 from gateway.store import keys
 from gateway.store.redisconn import cluster_from_url
 from tests.fake_at import FakeAT
-from tests.outbox_helpers import RedisServer, queue_sms, running, status, wait_for
+from tests.outbox_helpers import (
+    RedisServer,
+    in_outbox,
+    pending,
+    queue_sms,
+    running,
+    status,
+    wait_for,
+)
 from tests.servers import free_port, redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,24 +42,44 @@ PHONE = "+919811111111"
 
 
 class _LosesOneReply:
-    """A Redis client whose next answer to one script is lost after Redis ran it."""
+    """A Redis client whose next answer to one script is lost after Redis ran it, whether
+    the script went alone or in a pipeline."""
 
     lose: str | None = None
 
     def execute_command(self, *args, **options):
         answer = super().execute_command(*args, **options)
-        if args[0] == "EVALSHA" and args[1] == self.lose:
+        self._lost([args])
+        return answer
+
+    def _lost(self, commands: list) -> None:
+        if any(args[0] == "EVALSHA" and args[1] == self.lose for args in commands):
             self.lose = None
             raise redis.ConnectionError("the reply was lost")
-        return answer
 
 
 class _ServerLosesOneReply(_LosesOneReply, redis.Redis):
-    pass
+    def pipeline(self, transaction=True, shard_hint=None) -> redis.client.Pipeline:
+        lost = self._lost
+
+        class Losing(redis.client.Pipeline):
+            def execute(self, raise_on_error=True):
+                sent = [args for args, _ in self.command_stack]
+                answers = super().execute(raise_on_error)
+                lost(sent)
+                return answers
+
+        return Losing(self.connection_pool, self.response_callbacks, transaction, shard_hint)
 
 
 class _ClusterLosesOneReply(_LosesOneReply, RedisCluster):
-    pass
+    def get_redis_connection(self, node) -> redis.Redis:
+        # Scripts of several partitions go in a pipeline on each master's own connection.
+        losing = _ServerLosesOneReply(
+            connection_pool=super().get_redis_connection(node).connection_pool
+        )
+        losing._lost = self._lost
+        return losing
 
 
 def _losing_client(url: str) -> _LosesOneReply:
@@ -69,17 +97,17 @@ def test_a_lost_reply_while_recording_a_send_neither_resends_nor_double_counts(
         client.lose = worker._scripts["outbox_sent"].sha
         queue_sms(r, "lock:lost", PHONE)
         wait_for(lambda: client.lose is None, "the lost reply")
-        wait_for(lambda: r.xlen(keys.OUTBOX) == 0, "the send recorded")
+        wait_for(lambda: in_outbox(r) == 0, "the send recorded")
     assert status(r, "lock:lost")["status"] == "sent"
     assert len(fake.requests) == 1 and stats(r)["sent"] == 1
 
 
 def test_a_send_slower_than_the_claim_timeout_is_not_started_twice(r, at_settings, fake):
     fake.hold_from(0)
-    queue_sms(r, "lock:slow", PHONE)
+    p = queue_sms(r, "lock:slow", PHONE)
 
     def deliveries() -> int:
-        pending = r.xpending_range(keys.OUTBOX, keys.OUTBOX_GROUP, "-", "+", 1)
+        pending = r.xpending_range(keys.outbox(p), keys.OUTBOX_GROUP, "-", "+", 1)
         return pending[0]["times_delivered"] if pending else 0
 
     with running(r, at_settings, concurrency=2, claim_idle=0.2):
@@ -184,8 +212,8 @@ def test_sigterm_finishes_sends_in_flight_and_leaves_the_rest_queued(r, redis_ur
     finally:
         worker.stop()
     assert stats(r)["sent"] == 2 and len(fake.requests) == 2
-    assert r.xlen(keys.OUTBOX) == 2  # not read, not lost: the next worker sends them
-    assert r.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)["pending"] == 0
+    assert in_outbox(r) == 2  # not read, not lost: the next worker sends them
+    assert pending(r) == 0
 
 
 def test_a_killed_worker_loses_nothing(r, redis_url, fake, tmp_path):
@@ -223,8 +251,7 @@ def test_a_killed_worker_loses_nothing(r, redis_url, fake, tmp_path):
     doubled = {f"lock:x{phones.index(p)}" for p, n in received.items() if n > 1}
     assert len(doubled) == 4 and not doubled & sent_before
     assert sum(received.values()) == 34 and len(sent_before) == 10
-    assert r.xlen(keys.OUTBOX) == 0
-    assert r.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)["pending"] == 0
+    assert in_outbox(r) == 0 and pending(r) == 0
 
 
 def test_the_worker_logs_at_log_level_one_line_per_event(r, redis_url, fake, tmp_path):
@@ -310,9 +337,9 @@ def test_a_worker_rides_out_redis_refusing_writes_and_says_so(
         {"SETTINGS": Settings(**{**at_settings.__dict__, "redis_url": server.url}), "TESTING": True}
     )
     try:
-        client.xgroup_create(keys.OUTBOX, keys.OUTBOX_GROUP, id="0", mkstream=True)
-        for i, phone in enumerate(phones):  # queued while a worker was away
-            queue_sms(client, f"lock:f{i}", phone)
+        queued = {queue_sms(client, f"lock:f{i}", phone) for i, phone in enumerate(phones)}
+        for p in queued:  # queued while a worker was away, who had read those streams before
+            client.xgroup_create(keys.outbox(p), keys.OUTBOX_GROUP, id="0")
         client.config_set("maxmemory-policy", "noeviction")
         breaks(client)
         with caplog.at_level(logging.INFO), running(client, at_settings, claim_idle=0.5):
@@ -383,11 +410,7 @@ def test_a_send_taken_by_the_api_during_an_outage_is_recorded_not_sent_again(
             wait_for(lambda: status(client, "lock:once").get("status") == "sent", "the record")
             # Nothing pending, nothing on the stream: no reclaim can ever send it again.
             wait_for(
-                lambda: (
-                    not client.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)["pending"]
-                    and not client.xlen(keys.OUTBOX)
-                ),
-                "nothing left to reclaim",
+                lambda: not pending(client) and not in_outbox(client), "nothing left to reclaim"
             )
         assert len(fake.requests) == 1 and stats(client)["sent"] == 1
         assert fake.received_by(PHONE) and len(fake.received_by(PHONE)) == 1

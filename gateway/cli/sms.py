@@ -26,7 +26,8 @@ from gateway.web import delivery
     "--rate",
     type=click.FloatRange(0),
     default=None,
-    help="At most this many sends per second, 0 for no cap (default: OUTBOX_RATE).",
+    help="At most this many sends per second for all workers together, 0 for no cap "
+    "(default: OUTBOX_RATE).",
 )
 @click.option(
     "--claim-idle",
@@ -76,7 +77,8 @@ def stats_command():
 @click.option("--limit", default=100, show_default=True, help="Show at most this many.")
 @with_appcontext
 def dead_command(limit):
-    """List dead letters, oldest first: id, message key, phone, template, attempts, error."""
+    """List dead letters of every partition, oldest first: id (<partition>:<stream id>),
+    message key, phone, template, attempts, error."""
     letters = outbox.dead_letters(services().redis, limit)
     if not letters:
         click.echo("no dead letters")
@@ -94,7 +96,8 @@ def dead_command(limit):
 @click.option("--all", "everything", is_flag=True, help="Requeue every dead letter.")
 @with_appcontext
 def requeue_command(ident, everything):
-    """Put a dead letter (by its id or message key) or --all of them back on the outbox."""
+    """Put a dead letter (by its id, <partition>:<stream id>, or its message key) or --all of
+    them back on the outbox."""
     if bool(ident) == everything:
         raise click.UsageError("give one dead-letter ID (or message key), or --all")
     client = services().redis

@@ -12,6 +12,7 @@ so its name, with it; what its SMS wait meanwhile shows in the oldest entry's ag
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import redis
@@ -23,6 +24,24 @@ log = logging.getLogger(__name__)
 PREFIX = "tikaline-outbox|"
 HEARTBEAT = 5  # seconds between a well worker's names: a reconnect drops the name
 SLOW = 60  # seconds: an SMS waiting longer than this is worth a line in /healthz
+
+
+# What Redis puts before an error a command raised inside a script.
+_IN_SCRIPT = re.compile(r"Error running script \(call to f_\w+\):(?:\s*@\w+:\s*\d+:)*\s*-?")
+# The errors a script's command meets when Redis refuses writes, named as redis-py names them.
+_REFUSALS = {"OOM": "OutOfMemoryError", "READONLY": "ReadOnlyError"}
+
+
+def reason(exc: Exception) -> str:
+    """``exc`` as an operator reads it: its type and message; for a command refused inside a
+    script, that command's error, not the script's preamble (which would push the cause out of
+    the connection name's 120 characters)."""
+    message = str(exc)
+    inner = _IN_SCRIPT.search(message)
+    if not inner:
+        return f"{type(exc).__name__}: {message}"
+    cause = message[inner.end() :]
+    return f"{_REFUSALS.get(cause.split(' ', 1)[0], type(exc).__name__)}: {cause}"
 
 
 class WorkerHealth:
@@ -51,7 +70,7 @@ class WorkerHealth:
         since, failures = self._trouble or (now, 0)
         self._trouble = (since, failures + 1)
         delay = min(self.backoff[1], self.backoff[0] * 2**failures)
-        error = f"{type(exc).__name__}: {exc}"
+        error = reason(exc)
         log.error(
             "event=outbox_stuck worker=%s for=%.0fs retry_in=%.1fs error=%s",
             self.worker,
@@ -113,12 +132,16 @@ def workers(client: redis.Redis) -> list[dict]:
 
 
 def oldest_wait(client: redis.Redis, now: float | None = None) -> int:
-    """Seconds the oldest SMS not yet handed to the provider has waited (0: none waits)."""
-    first = replies.entries(client.xrange(keys.OUTBOX, count=1))
-    if not first:
+    """Seconds the oldest SMS not yet handed to the provider has waited, in any partition
+    (0: none waits)."""
+    with client.pipeline(transaction=False) as pipe:
+        for p in range(keys.PARTITIONS):
+            pipe.xrange(keys.outbox(p), count=1)
+        firsts = pipe.execute()
+    queued = [int(first[0][0].split("-")[0]) for first in map(replies.entries, firsts) if first]
+    if not queued:
         return 0
-    queued_ms = int(first[0][0].split("-")[0])
-    return max(0, int((now or time.time()) - queued_ms / 1000))
+    return max(0, int((now or time.time()) - min(queued) / 1000))
 
 
 def describe(worker: dict, now: float | None = None) -> str:

@@ -1,5 +1,12 @@
-"""What the worker writes about a message, each in one script: its start, its send (many at
-once), a retry, a dead letter; kept apart from the loop so the status hash is described once.
+"""What the worker writes about a message, each in one script on the message's partition: its
+start, its send (many at once), a retry, a dead letter, a promotion; kept apart from the loop
+so the status hash is described once.
+
+A message lives in the partition of the stream it was queued on: its status hash is
+``keys.message(partition, k)``. Every script gets its keys in KEYS, all of one partition; the
+worker reads first what names them (the entries, the due retries) and the script checks that
+what was read still holds. Calls for several partitions go in one pipeline (one round trip,
+each script atomic on its own partition).
 
 A message's status hash holds status, attempts, timestamps, provider id, last error and the
 delivery report, never the text's fields (phone, template, language, params): those stay on
@@ -9,7 +16,11 @@ them. Every value stays within ``hash-max-listpack-value``, so the hash stays a 
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
+
+import redis
 
 from gateway.store import keys, replies
 from gateway.store.scripts import Scripts
@@ -19,8 +30,12 @@ KEEP_SECONDS = 30 * 24 * 3600  # how long a sent message's status is kept
 # provider id → message key lookup need not live as long as the status: a week is ample.
 REPORT_SECONDS = 7 * 24 * 3600
 SMALL = 64  # bytes: Redis's hash-max-listpack-value; longer values make a hash a hashtable
-# One sent record: (entry id, message key, provider id, sent at, detail).
-Sent = tuple[str, str, str, str, str]
+# One entry read from a partition's stream: (partition, entry id, fields).
+Taken = tuple[int, str, dict[str, str]]
+# One sent record: (partition, entry id, message key, provider id, sent at, detail).
+Sent = tuple[int, str, str, str, str, str]
+# One script call: (script name, keys, args).
+Call = tuple[str, list, list]
 
 
 def now() -> str:
@@ -33,22 +48,102 @@ def short(text: str) -> str:
     return text.encode()[:SMALL].decode("utf-8", "ignore")
 
 
-def sent(scripts: Scripts, records: list[Sent]) -> None:
-    """Record sends and acknowledge their entries: each record keeps its own provider id and
-    acknowledgement, all written together or not at all."""
-    keys_ = [keys.OUTBOX, keys.SMS_COUNTS]
-    args: list = [keys.OUTBOX_GROUP, KEEP_SECONDS, REPORT_SECONDS]
-    for entry_id, k, message_id, sent_at, detail in records:
-        keys_ += [keys.message(k), keys.provider_message(message_id or "-")]
-        args += [entry_id, message_id, sent_at, k, detail]
-    scripts["outbox_sent"](keys=keys_, args=args)
+def message_key(entry_id: str, entry: dict[str, str]) -> str:
+    """The message an entry is about (an entry without one is its own message)."""
+    return entry.get("k") or f"entry:{entry_id}"
 
 
-def retry(scripts: Scripts, entry_id: str, entry: dict, detail: str, due: float) -> None:
-    """Acknowledge a failed attempt and park the message in the retry set until ``due``."""
-    k = entry["k"]
+def run(
+    client: redis.Redis,
+    scripts: Scripts,
+    calls: list[Call],
+    then: Callable[[redis.client.Pipeline], None] | None = None,
+    load: bool = True,
+) -> list:
+    """Run script ``calls`` in one round trip, then what ``then`` adds to the pipeline; the
+    scripts' answers. Scripts the server does not know yet are loaded, and run again."""
+    with client.pipeline(transaction=False) as pipe:
+        for name, keys_, args in calls:
+            pipe.evalsha(scripts[name].sha, len(keys_), *keys_, *args)
+        if then:
+            then(pipe)
+        answers = pipe.execute(raise_on_error=False)
+    for answer in answers[len(calls) :]:
+        if isinstance(answer, Exception):
+            raise answer
+    answers = answers[: len(calls)]
+    unknown = [i for i, a in enumerate(answers) if isinstance(a, redis.exceptions.NoScriptError)]
+    if unknown and load:  # a new server, or one restarted: load each once (on every master)
+        for name in {calls[i][0] for i in unknown}:
+            client.script_load(scripts[name].script)
+        again = run(client, scripts, [calls[i] for i in unknown], load=False)
+        for i, answer in zip(unknown, again, strict=True):
+            answers[i] = answer
+    for answer in answers:
+        if isinstance(answer, Exception):
+            raise answer
+    return answers
+
+
+def begin(client: redis.Redis, scripts: Scripts, consumer: str, taken: list[Taken]) -> list:
+    """Start entries ``consumer`` read: [(partition, id, fields, state)]; state is the attempt
+    to send, 0 for a message already sent (acknowledged), -1 for a malformed entry, -2 for an
+    entry another worker took over meanwhile."""
+    if not taken:
+        return []
+    by_partition: dict[int, list[Taken]] = defaultdict(list)
+    for item in taken:
+        by_partition[item[0]].append(item)
+    calls: list[Call] = []
+    for p, items in by_partition.items():
+        keys_ = [keys.outbox(p)]
+        args: list = [keys.OUTBOX_GROUP, consumer, now()]
+        for _, entry_id, entry in items:
+            keys_.append(keys.message(p, message_key(entry_id, entry)))
+            args += [entry_id, entry.get("to", ""), entry.get("t", "")]
+        calls.append(("outbox_begin", keys_, args))
+    states = run(client, scripts, calls)
+    return [
+        (p, entry_id, entry, int(state))
+        for items, answer in zip(by_partition.values(), states, strict=True)
+        for (p, entry_id, entry), state in zip(items, answer, strict=True)
+    ]
+
+
+def sent(client: redis.Redis, scripts: Scripts, records: list[Sent]) -> None:
+    """Record sends and acknowledge their entries: one script per partition, each keeping
+    every record's provider id and acknowledgement together or not at all; then the provider
+    id → message lookups, in the same round trip."""
+    by_partition: dict[int, list[Sent]] = defaultdict(list)
+    for record in records:
+        by_partition[record[0]].append(record)
+    calls: list[Call] = []
+    for p, items in by_partition.items():
+        keys_ = [keys.outbox(p), keys.sms_counts(p)]
+        args: list = [keys.OUTBOX_GROUP, KEEP_SECONDS]
+        for _, entry_id, k, message_id, sent_at, detail in items:
+            keys_.append(keys.message(p, k))
+            args += [entry_id, message_id, sent_at, detail]
+        calls.append(("outbox_sent", keys_, args))
+
+    def lookups(pipe: redis.client.Pipeline) -> None:
+        # Each provider id's lookup lives in that id's partition, so it cannot be written by
+        # the script. Should it be lost (the worker dies between the two), only the message's
+        # delivery reports are: they are logged as for an unknown id, and the message stays
+        # "sent". "<partition> <message key>" says where the message's status is.
+        for p, _, k, message_id, _, _ in records:
+            if message_id:
+                pipe.set(keys.provider_message(message_id), f"{p} {k}", ex=REPORT_SECONDS)
+
+    run(client, scripts, calls, lookups)
+
+
+def retry(scripts: Scripts, p: int, entry_id: str, entry: dict, detail: str, due: float) -> None:
+    """Acknowledge a failed attempt and park the message in its partition's retry set until
+    ``due`` (epoch seconds)."""
+    k = message_key(entry_id, entry)
     scripts["outbox_retry"](
-        keys=[keys.message(k), keys.RETRY, keys.OUTBOX],
+        keys=[keys.message(p, k), keys.retry(p), keys.outbox(p)],
         args=[
             keys.OUTBOX_GROUP,
             entry_id,
@@ -64,11 +159,11 @@ def retry(scripts: Scripts, entry_id: str, entry: dict, detail: str, due: float)
     )
 
 
-def dead(scripts: Scripts, entry_id: str, entry: dict, error: str) -> None:
+def dead(scripts: Scripts, p: int, entry_id: str, entry: dict, error: str) -> None:
     """Make the message a dead letter with ``error``, acknowledging its entry."""
-    k = entry["k"]
+    k = message_key(entry_id, entry)
     scripts["outbox_dead"](
-        keys=[keys.message(k), keys.DEAD, keys.OUTBOX, keys.SMS_COUNTS],
+        keys=[keys.message(p, k), keys.dead(p), keys.outbox(p), keys.sms_counts(p)],
         args=[
             keys.OUTBOX_GROUP,
             entry_id,
@@ -84,36 +179,24 @@ def dead(scripts: Scripts, entry_id: str, entry: dict, error: str) -> None:
     )
 
 
-def promote(scripts: Scripts, due_ms: int, most: int = 100) -> None:
-    """Put the retries due by ``due_ms`` back on the stream."""
-    scripts["outbox_promote"](
-        keys=[keys.RETRY, keys.OUTBOX], args=[due_ms, most, keys.template(keys.message)]
-    )
+def due_retries(client: redis.Redis, due_ms: int, most: int = 100) -> dict[int, list[str]]:
+    """The message keys due by ``due_ms`` in each partition's retry set (one round trip)."""
+    with client.pipeline(transaction=False) as pipe:
+        for p in range(keys.PARTITIONS):
+            pipe.zrangebyscore(keys.retry(p), "-inf", due_ms, start=0, num=most)
+        answers = pipe.execute()
+    return {p: [replies.text(k) for k in due] for p, due in enumerate(answers) if due}
 
 
-def take(scripts: Scripts, consumer: str, count: int) -> list:
-    """Read up to ``count`` new entries and start each: [(id, fields, state)]; state is the
-    attempt to send, 0 for a message already sent, -1 for a malformed entry."""
-    taken = scripts["outbox_take"](
-        keys=[keys.OUTBOX],
-        args=[keys.OUTBOX_GROUP, consumer, count, now(), keys.template(keys.message)],
-    )
-    return [(replies.text(i), replies.pairs(fields), int(state)) for i, fields, state in taken]
-
-
-def begin(scripts: Scripts, entries: list) -> list:
-    """Start entries already read, [(id, fields)]: [(id, fields, state)] as ``take``."""
-    if not entries:
-        return []
-    args: list = [keys.OUTBOX_GROUP, now(), keys.template(keys.message)]
-    for entry_id, entry in entries:
-        args += [
-            entry_id,
-            entry.get("k") or f"entry:{entry_id}",
-            entry.get("to", ""),
-            entry.get("t", ""),
-            entry.get("l", "en"),
-            entry.get("p", "{}"),
-        ]
-    states = scripts["outbox_begin"](keys=[keys.OUTBOX], args=args)
-    return [(i, e, int(state)) for (i, e), state in zip(entries, states, strict=True)]
+def promote(client: redis.Redis, scripts: Scripts, due: dict[int, list[str]], due_ms: int) -> None:
+    """Put the retries ``due`` (read by ``due_retries``) back on their streams, if still due."""
+    calls: list[Call] = [
+        (
+            "outbox_promote",
+            [keys.retry(p), keys.outbox(p), *(keys.message(p, k) for k in ks)],
+            [due_ms, *ks],
+        )
+        for p, ks in due.items()
+    ]
+    if calls:
+        run(client, scripts, calls)

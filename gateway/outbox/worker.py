@@ -10,6 +10,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
@@ -20,9 +21,10 @@ from gateway.logs import clean
 from gateway.outbox import records
 from gateway.outbox.batch import GroupCommit
 from gateway.outbox.health import WorkerHealth
-from gateway.outbox.ratelimit import RateLimiter
+from gateway.outbox.partitions import Partitions
+from gateway.outbox.ratelimit import FleetRate
+from gateway.outbox.records import Taken
 from gateway.providers.result import CONFIG, REJECTED, RETRY, SENT, SendResult
-from gateway.store import keys, replies
 from gateway.store.scripts import scripts_for
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,8 @@ def make_provider(settings: Settings, client: redis.Redis, timeout=None, **optio
 
 
 class Worker:
-    """One outbox consumer: ``run()`` until ``stop()``; in-flight sends always finish."""
+    """One outbox consumer of every partition's stream: ``run()`` until ``stop()``; in-flight
+    sends always finish."""
 
     def __init__(
         self,
@@ -56,9 +59,11 @@ class Worker:
         rate: float | None = None,
         max_attempts: int | None = None,
         claim_idle: float = 60.0,
-        block_ms: int = 1000,
+        idle: float = 0.25,
+        promote_every: float = 1.0,
         backoff: tuple[float, float, float] = (2.0, 3.0, 1800.0),
         redis_backoff: tuple[float, float] = (0.5, 30.0),
+        clock: Callable[[], float] = time.time,
         name: str | None = None,
     ):
         self.r = client
@@ -69,19 +74,24 @@ class Worker:
         )
         self.max_attempts = max(1, max_attempts or settings.outbox_max_attempts)
         self.rate = settings.outbox_rate if rate is None else rate
-        self.limiter = RateLimiter(self.rate)
         self.claim_idle_ms = int(claim_idle * 1000)
-        self.block_ms = block_ms
+        self.idle = idle  # seconds between sweeps of the partitions while all is quiet
+        self.promote_every = promote_every  # seconds between looks for retries now due
         self.backoff = backoff  # first delay (s), factor, cap (s)
         self.redis_backoff = redis_backoff  # first delay and cap (s) while Redis errs
+        self.clock = clock  # epoch seconds: retries' due times, the fleet's rate
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{id(self) % 10000}"
         self._stop = threading.Event()
+        self.limiter = FleetRate(
+            client, self.rate, most=self.concurrency, clock=clock, stopping=self._stop.is_set
+        )
         self._slots = threading.Semaphore(self.concurrency)
-        self._in_flight: set[str] = set()
+        self._in_flight: set[tuple[int, str]] = set()
+        self._unstarted: list[Taken] = []  # read, but not started: Redis refused the start
         self._lock = threading.Lock()
-        self._claim_cursor = "0-0"
+        self._partitions = Partitions(client, self.name, idle)
         self._scripts = scripts_for(client)
-        self._recorder = GroupCommit(lambda batch: records.sent(self._scripts, batch))
+        self._recorder = GroupCommit(lambda batch: records.sent(self.r, self._scripts, batch))
         self._health = WorkerHealth(client, self.name, redis_backoff)
 
     # -- the loop -----------------------------------------------------------------------------
@@ -100,31 +110,32 @@ class Worker:
             type(self.provider).__name__,
         )
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sms-send")
-        next_reclaim = next_promote = 0.0
-        ready = False
         try:
-            while not self._stop.is_set():
-                try:
-                    if not ready:  # inside the loop: a worker may start before its Redis
-                        self._ensure_group()
-                        ready = True
-                    if time.monotonic() >= next_promote:  # a round trip saved per message
-                        self._promote()
-                        next_promote = time.monotonic() + 0.1
-                    if time.monotonic() >= next_reclaim:
-                        self._dispatch(pool, self._reclaim)
-                        next_reclaim = time.monotonic() + min(self.claim_idle_ms / 2000, 30)
-                    self._dispatch(pool, self._read)
-                    self._health.fine()
-                except Exception as exc:  # out of memory, read-only, away ...: never exit
-                    ready = ready and "NOGROUP" not in str(exc)  # stream deleted: start afresh
-                    self._stop.wait(self._health.failed(exc))
+            self._loop(pool)
         finally:
             pool.shutdown(wait=True)  # finish what is in flight; unread entries stay queued
             self._health.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             log.info("event=outbox_worker_stopped worker=%s", self.name)
+
+    def _loop(self, pool: ThreadPoolExecutor) -> None:
+        next_reclaim = next_promote = 0.0
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() >= next_promote:
+                    self._promote()
+                    next_promote = time.monotonic() + self.promote_every
+                if time.monotonic() >= next_reclaim:
+                    through = self._dispatch(pool, self._reclaim)
+                    # A search cut short by busy senders goes on at once, else in a while.
+                    pause = min(self.claim_idle_ms / 2000, 30) if through else 0
+                    next_reclaim = time.monotonic() + pause
+                if not self._dispatch(pool, self._read):
+                    self._stop.wait(self._partitions.pause())
+                self._health.fine()
+            except Exception as exc:  # out of memory, read-only, away ...: never exit
+                self._stop.wait(self._health.failed(exc))
 
     def stop(self) -> None:
         """Ask the loop to stop after the sends in flight."""
@@ -139,55 +150,37 @@ class Worker:
         )
         self.stop()
 
-    def _ensure_group(self) -> None:
-        try:
-            # From the start of the stream: SMS queued before any worker ran are sent too.
-            self.r.xgroup_create(keys.OUTBOX, keys.OUTBOX_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    def _dispatch(self, pool: ThreadPoolExecutor, fetch) -> None:
+    def _dispatch(self, pool: ThreadPoolExecutor, fetch: Callable[[int], tuple[list, bool]]):
+        """Fetch entries for the free senders and start sending them; what ``fetch`` said
+        besides (whether it found any, whether its search is through)."""
         # Read only as many entries as there are free senders, so nothing waits in memory.
-        if not self._slots.acquire(timeout=self.block_ms / 1000):
-            return
+        if not self._slots.acquire(timeout=self.idle):
+            return True
         free = 1
         while free < self.concurrency and self._slots.acquire(blocking=False):
             free += 1
         try:
             # Asked to stop while waiting for a sender: read nothing more, so nothing new is
             # left pending for the idle timeout (what we read, we always send).
-            entries = [] if self._stop.is_set() else fetch(free)
-            for entry_id, entry, attempt in self._started(entries):
+            entries, said = ([], True) if self._stop.is_set() else fetch(free)
+            for p, entry_id, entry, attempt in self._started(entries):
                 with self._lock:
-                    self._in_flight.add(entry_id)
+                    self._in_flight.add((p, entry_id))
                 free -= 1
-                pool.submit(self._send_one, entry_id, entry, attempt)
+                pool.submit(self._send_one, p, entry_id, entry, attempt)
+            return said
         finally:
             for _ in range(free):
                 self._slots.release()
 
-    def _read(self, count: int) -> list:
-        # Under load one script reads and starts a batch; only an empty stream costs a
-        # blocking read and then a second script for what it brought.
-        taken = records.take(self._scripts, self.name, count)
-        if taken:
-            return taken
-        answer = self.r.xreadgroup(
-            keys.OUTBOX_GROUP, self.name, {keys.OUTBOX: ">"}, count=count, block=self.block_ms
-        )
-        return records.begin(self._scripts, replies.group_read(answer))
+    def _read(self, count: int) -> tuple[list, bool]:
+        # Entries read earlier whose start Redis refused come first; then the streams.
+        carried, self._unstarted = self._unstarted[:count], self._unstarted[count:]
+        taken = carried + self._partitions.read(count - len(carried))
+        return self._begin(taken), bool(taken)
 
-    def _reclaim(self, count: int) -> list:
-        cursor, claimed, *_ = self.r.xautoclaim(
-            keys.OUTBOX,
-            keys.OUTBOX_GROUP,
-            self.name,
-            self.claim_idle_ms,
-            start_id=self._claim_cursor,
-            count=count,
-        )
-        self._claim_cursor = replies.text(cursor)
+    def _reclaim(self, count: int) -> tuple[list, bool]:
+        claimed, through = self._partitions.reclaim(count, self.claim_idle_ms)
         if claimed:
             log.warning(
                 "event=outbox_took_over worker=%s entries=%d: left pending by another",
@@ -195,43 +188,57 @@ class Worker:
                 len(claimed),
             )
         with self._lock:  # a send of ours slower than claim_idle: never started twice
-            ours = [(i, f) for i, f in replies.entries(claimed) if i not in self._in_flight]
-        return records.begin(self._scripts, ours)
+            held = self._in_flight | {(p, i) for p, i, _ in self._unstarted}
+            ours = [t for t in claimed if (t[0], t[1]) not in held]
+        return self._begin(ours), through
+
+    def _begin(self, taken: list[Taken]) -> list:
+        try:
+            return records.begin(self.r, self._scripts, self.name, taken)
+        except Exception:
+            # They are pending for this worker: start them as soon as Redis takes it, rather
+            # than leave them for a reclaim after claim_idle.
+            self._unstarted = taken + self._unstarted
+            raise
 
     def _started(self, entries: list) -> list:
         # Started entries to send; the others were acknowledged or become dead letters here.
         ready = []
-        for entry_id, entry, state in entries:
-            entry.setdefault("k", f"entry:{entry_id}")
-            if state < 0:
-                self._dead(entry_id, entry, "malformed outbox entry")
+        for p, entry_id, entry, state in entries:
+            entry.setdefault("k", records.message_key(entry_id, entry))
+            if state == -2:  # another worker took it over while this one waited to start it
+                log.info("event=outbox_taken_over k=%s: left to the other worker", entry["k"])
+            elif state < 0:
+                self._dead(p, entry_id, entry, "malformed outbox entry")
             elif state == 0:  # sent before a crash, or queued twice: never resent
                 log.info("event=outbox_already_sent k=%s: acknowledged, not resent", entry["k"])
             else:
-                ready.append((entry_id, entry, state))
+                ready.append((p, entry_id, entry, state))
         return ready
 
     def _promote(self) -> None:
-        records.promote(self._scripts, int(time.time() * 1000))
+        now_ms = int(self.clock() * 1000)
+        due = records.due_retries(self.r, now_ms)
+        records.promote(self.r, self._scripts, due, now_ms)
 
     # -- one message --------------------------------------------------------------------------
 
-    def _send_one(self, entry_id: str, entry: dict, attempt: int) -> None:
+    def _send_one(self, p: int, entry_id: str, entry: dict, attempt: int) -> None:
         try:
-            self._deliver(entry_id, entry, attempt)
+            self._deliver(p, entry_id, entry, attempt)
         except Exception:  # the entry stays pending and is reclaimed later
-            log.exception("event=outbox_unhandled entry=%s: left for a retry", entry_id)
+            log.exception("event=outbox_unhandled entry=%s-%s: left for a retry", p, entry_id)
         finally:
             with self._lock:
-                self._in_flight.discard(entry_id)
+                self._in_flight.discard((p, entry_id))
             self._slots.release()
 
-    def _deliver(self, entry_id: str, entry: dict, attempt: int) -> None:
+    def _deliver(self, p: int, entry_id: str, entry: dict, attempt: int) -> None:
         k = entry["k"]
         try:
             text = render_entry(entry, self.settings.keyring)
         except Exception as exc:  # a template that cannot render never will
-            self._dead(entry_id, entry, f"cannot render: {type(exc).__name__}: {exc}")
+            self._dead(p, entry_id, entry, f"cannot render: {type(exc).__name__}: {exc}")
             return
         self.limiter.acquire()
         try:
@@ -239,18 +246,17 @@ class Worker:
         except Exception as exc:  # a provider bug must not lose the message
             log.exception("event=outbox_provider_raised k=%s", k)
             result = SendResult(RETRY, detail=f"provider error: {type(exc).__name__}")
-        self._settle(entry_id, entry, attempt, result)
+        self._settle(p, entry_id, entry, attempt, result)
 
-    def _settle(self, entry_id: str, entry: dict, attempt: int, result: SendResult) -> None:
+    def _settle(self, p: int, entry_id: str, entry: dict, attempt: int, result: SendResult) -> None:
         k = entry["k"]
         if result.outcome == SENT:
-            self._persist(
-                (entry_id, k, result.message_id, records.now(), records.short(result.detail))
-            )
+            sent_at, detail = records.now(), records.short(result.detail)
+            self._persist((p, entry_id, k, result.message_id, sent_at, detail))
             log.info("event=outbox_sent k=%s provider_id=%s", k, result.message_id or "-")
             return
         if result.outcome == REJECTED:
-            self._dead(entry_id, entry, f"rejected: {result.detail}")
+            self._dead(p, entry_id, entry, f"rejected: {result.detail}")
             return
         if result.outcome == CONFIG:
             log.error(
@@ -260,11 +266,10 @@ class Worker:
                 result.detail,
             )
         if attempt >= self.max_attempts:
-            self._dead(entry_id, entry, f"{result.detail} (after {attempt} attempts)")
+            self._dead(p, entry_id, entry, f"{result.detail} (after {attempt} attempts)")
             return
         delay = self.delay(attempt)
-        due = time.time() + delay
-        records.retry(self._scripts, entry_id, entry, result.detail, due)
+        records.retry(self._scripts, p, entry_id, entry, result.detail, self.clock() + delay)
         log.warning(
             "event=outbox_attempt_failed k=%s attempt=%d detail=%s next_in=%.1fs",
             k,
@@ -287,14 +292,14 @@ class Worker:
                     log.error(
                         "event=outbox_unrecorded k=%s error=%s: sent, but not recorded "
                         "before stopping; the next worker sends it again",
-                        record[1],
+                        record[2],
                         error,
                     )
                     raise
                 delay = min(cap, 1.0, first * 2**failures)
                 log.warning(
                     "event=outbox_record_retry k=%s failures=%d retry_in=%.1fs error=%s",
-                    record[1],
+                    record[2],
                     failures + 1,
                     delay,
                     error,
@@ -308,8 +313,8 @@ class Worker:
         # Half fixed, half random: retries after an outage spread out but never come early.
         return full / 2 + random.uniform(0, full / 2)
 
-    def _dead(self, entry_id: str, entry: dict, error: str) -> None:
-        records.dead(self._scripts, entry_id, entry, error)
+    def _dead(self, p: int, entry_id: str, entry: dict, error: str) -> None:
+        records.dead(self._scripts, p, entry_id, entry, error)
         log.error("event=outbox_dead_letter k=%s error=%s", entry["k"], error)
 
 

@@ -7,6 +7,9 @@ every report, so a flapping network cannot grow it. Every value is cleaned of co
 characters before it is stored or logged.
 An unknown status is kept on the message and logged; an unknown message id is logged and
 answered 200, since Africa's Talking would otherwise retry a report we can never place.
+The provider id leads to the message through ``keys.provider_message``, which names the
+message's partition and key (it lives in the provider id's own partition, so it is read
+first and the report then applied by a script on the message's partition).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from gateway.providers.africastalking import delivery_status
 from gateway.providers.forms import form_fields
 from gateway.services import services
 from gateway.store import keys
+from gateway.store.replies import optional_text, text
 from gateway.store.scripts import scripts_for
 from gateway.web.http import check_token
 
@@ -42,13 +46,15 @@ def apply_report(
     retry_count: str = "",
 ) -> tuple[str, str]:
     """Apply one delivery report; returns (what happened, message key or '')."""
-    mapped = delivery_status(status) or ""
-    outcome, k = scripts_for(client)["delivery_report"](
-        keys=[keys.provider_message(provider_id), keys.SMS_COUNTS],
+    found = _message_of(client, provider_id)
+    if found is None:
+        return "unknown_id", ""
+    p, k = found
+    outcome = scripts_for(client)["delivery_report"](
+        keys=[keys.message(p, k), keys.sms_counts(p)],
         args=[
-            keys.template(keys.message),
             status,
-            mapped,
+            delivery_status(status) or "",
             failure_reason,
             network,
             retry_count,
@@ -56,7 +62,17 @@ def apply_report(
             KEEP_SECONDS,
         ],
     )
-    return outcome.decode(), k.decode()
+    outcome = text(outcome)
+    return outcome, "" if outcome == "unknown_id" else k
+
+
+def _message_of(client, provider_id: str) -> tuple[int, str] | None:
+    """The partition and key of the message a provider id was given to, or None."""
+    where = optional_text(client.get(keys.provider_message(provider_id)))
+    p, _, k = (where or "").partition(" ")
+    if not p.isdigit() or not k or int(p) >= keys.PARTITIONS:
+        return None
+    return int(p), k
 
 
 @bp.post("/sms/delivery")

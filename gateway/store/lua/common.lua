@@ -110,11 +110,13 @@ local function vaccinator_booking(staff_key, phone, centre, fail_key, now, windo
   return fill(a, hgetall(session_key)), refuse
 end
 
--- Start sending one outbox entry: the attempt number to send; 0 for a message already sent
--- (its entry is acknowledged here), -1 for a malformed entry.
-local function start_send(stream, group, id, k, to, t, l, p, now, message_t)
+-- Start sending one outbox entry that `consumer` read, whose message's status hash is `msg`:
+-- the attempt number to send; 0 for a message already sent (its entry is acknowledged here),
+-- -1 for a malformed entry, -2 for an entry no longer this consumer's (another worker took it
+-- over meanwhile, and sends it: left alone).
+local function start_send(stream, group, consumer, id, msg, to, t, now)
+  if #redis.call('XPENDING', stream, group, id, id, 1, consumer) == 0 then return -2 end
   if not to or to == '' or not t or t == '' then return -1 end
-  local msg = string.format(message_t, k)
   local m = redis.call('HMGET', msg, 'status', 'attempts')
   local status = m[1]
   if status == 'sent' or status == 'delivered' or status == 'failed' or status == 'dead' then

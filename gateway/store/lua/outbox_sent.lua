@@ -1,13 +1,13 @@
--- Record sends and acknowledge their entries, many at once. A sent message keeps no text
--- fields, nor attempt_at (sent_at says when).
--- KEYS: outbox, sms counts, then per message: its status hash, its provider-id key
--- ARGV: group, status ttl, provider-id ttl, then five per message: entry id, provider id,
---       sent at, message key, detail
+-- Record sends and acknowledge their entries, many of one partition at once. A sent message
+-- keeps no text fields, nor attempt_at (sent_at says when). The provider id → message lookup
+-- lives in another partition (the provider id's), so the worker writes it after this script.
+-- KEYS: outbox, sms counts, then each message's status hash
+-- ARGV: group, status ttl, then four per message: entry id, provider id, sent at, detail
 local drop = {to = true, template = true, lang = true, params = true,
               next_attempt_at = true, attempt_at = true}
 local ids = {}
-for i = 3, #KEYS, 2 do
-  local a = 4 + (i - 3) / 2 * 5
+for i = 3, #KEYS do
+  local a = 3 + (i - 3) * 4
   if redis.call('HEXISTS', KEYS[i], 'params') == 1 then
     -- Retried or requeued, so the params once made it a hashtable, and Redis never turns a
     -- hashtable back into a listpack: write it afresh, without the text's fields.
@@ -21,9 +21,8 @@ for i = 3, #KEYS, 2 do
     redis.call('HDEL', KEYS[i], 'next_attempt_at', 'attempt_at')
   end
   redis.call('HSET', KEYS[i], 'status', 'sent', 'provider_id', ARGV[a + 1],
-             'sent_at', ARGV[a + 2], 'detail', ARGV[a + 4])
+             'sent_at', ARGV[a + 2], 'detail', ARGV[a + 3])
   redis.call('EXPIRE', KEYS[i], ARGV[2])
-  if ARGV[a + 1] ~= '' then redis.call('SET', KEYS[i + 1], ARGV[a + 3], 'EX', ARGV[3]) end
   ids[#ids + 1] = ARGV[a]
 end
 -- Counted by what this call acknowledges, so a write retried after a lost reply counts once.
