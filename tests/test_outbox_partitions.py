@@ -116,13 +116,15 @@ def _calls(r) -> dict[str, int]:
 
 
 def test_the_bucket_grants_the_rate_over_any_window(r, clock):
-    rate = FleetRate(r, 20, clock=clock)
-    granted = _drain(rate)
-    assert granted == 20  # one second's worth at once
+    rate = FleetRate(r, 50, clock=clock)
+    assert _drain(rate) == 10  # a fifth of a second's worth at once
+    clock.advance(0.1)
+    assert _drain(rate) == 5
     clock.advance(0.5)
-    assert _drain(rate) == 10
-    clock.advance(60)
-    assert _drain(rate) == 20  # refilled, never beyond a second's worth
+    assert _drain(rate) == 10  # refilled, never beyond a fifth of a second's worth
+    for _ in range(10):  # a second, asked for every tenth of it: the rate, no more
+        clock.advance(0.1)
+        assert _drain(rate) == 5
     clock.advance(-5)  # a worker whose clock is behind the last caller's refills nothing
     assert _drain(rate) == 0
 
@@ -141,23 +143,26 @@ def test_two_workers_together_keep_to_the_fleet_rate(r, settings, clock, per_sec
     for i in range(total):
         queue_sms(r, f"lock:rate{i}", f"+9198222{i:05d}")
     options = {"provider": handset, "rate": per_second, "clock": clock, "concurrency": 4}
+    bucket = FleetRate(r, per_second).capacity  # what the bucket holds: a fifth of a second's
     with running(r, settings, name="one", **options), running(r, settings, name="two", **options):
-        for allowed in (per_second, 2 * per_second):  # the clock stands still, then moves on
-            wait_for(lambda n=allowed: len(handset.received) >= n, "a second's worth")
-            _asked_again(r, lambda: False)  # however often the two ask, nothing more goes
-            assert len(handset.received) == allowed
-            clock.advance(1)
+        # The clock stands still, then moves on a fifth of a second at a time: however often
+        # the two workers ask, together they send a fifth of a second's worth each time.
+        for step in range(1, 6):
+            wait_for(lambda n=step * bucket: len(handset.received) >= n, "the next sends")
+            _asked_again(r, lambda: False)
+            assert len(handset.received) == step * bucket
+            clock.advance(0.2)
+        # Past one second, the rate's worth was sent (and the first fifth of a second's).
+        wait_for(lambda: len(handset.received) >= per_second + bucket, "a second's worth")
         # The last few: a worker may keep a token or two it took for sends that then went to
-        # the other (never more than a batch), so the rest may take a second more.
-        for second in range(2, 5):
+        # the other (never more than a batch), so the rest may take a little longer.
+        while stats(r)["sent"] < total:
+            clock.advance(0.2)
             _asked_again(r, lambda: stats(r)["sent"] == total)
-            assert len(handset.received) <= (second + 1) * per_second
-            clock.advance(1)
-        wait_for(lambda: stats(r)["sent"] == total, "the rest")
     assert sorted(handset.received) == sorted(f"lock:rate{i}" for i in range(total))
 
 
 def _asked_again(r, done) -> None:
-    """Wait until the workers asked the bucket 20 more times (or ``done()``)."""
+    """Wait until the workers asked the bucket 8 more times (or ``done()``)."""
     asked = _calls(r).get("evalsha", 0)
-    wait_for(lambda: done() or _calls(r)["evalsha"] >= asked + 20, "the workers to ask again")
+    wait_for(lambda: done() or _calls(r)["evalsha"] >= asked + 8, "the workers to ask again")

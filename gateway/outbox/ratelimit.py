@@ -1,12 +1,13 @@
 """The fleet's send rate: ``OUTBOX_RATE`` sends per second across every worker on one Redis.
 
-A token bucket in Redis (``keys.SEND_RATE``, script ``outbox_rate.lua``) holds up to one
-second's worth of sends and refills at the rate. A worker takes tokens in small batches (about
-a tenth of a second's worth, at most one per sender) and spends them locally, so pacing costs
-a round trip per batch, not per SMS. Tokens a worker holds are never handed back, so the
-fleet's sends over any span stay within the rate times the span, plus the bucket's second,
-plus what each worker holds: the fleet never goes faster than asked, a worker that stops
-just wastes a few tokens.
+A token bucket in Redis (``keys.SEND_RATE``, script ``outbox_rate.lua``) holds up to a fifth
+of a second's worth of sends and refills at the rate. A worker takes tokens in small batches
+(about a tenth of a second's worth, at most one per sender) and spends them locally, so pacing
+costs a round trip per batch, not per SMS. Tokens a worker holds are never handed back, so
+the fleet's sends over any span stay within the rate times the span, plus the bucket's fifth
+of a second, plus what each worker holds: the fleet never goes faster than asked (a burst
+after a quiet spell is a fifth of a second's worth), and a worker that stops just wastes a
+few tokens.
 
 The bucket runs on the workers' clocks (epoch milliseconds, passed in): a clock behind the
 last caller's refills nothing until it catches up, so skew between machines slows the fleet
@@ -44,9 +45,9 @@ class FleetRate:
         stopping: Callable[[], bool] = lambda: False,
     ):
         self.rate = rate if rate and rate > 0 else 0.0
-        self.capacity = max(1.0, self.rate)  # one second's worth
         # Tokens asked for at once: a tenth of a second's worth, at most ``most``.
         self.batch = max(1, min(most, math.ceil(self.rate / 10)))
+        self.capacity = max(float(self.batch), self.rate / 5)  # a fifth of a second's worth
         self.clock = clock
         self.stopping = stopping
         self._script = scripts_for(client)["outbox_rate"]
