@@ -37,13 +37,27 @@ from gateway.web import delivery
     help="Seconds before entries left pending by a dead worker are taken over; "
     "keep it above the send timeout.",
 )
+@click.option(
+    "--idle",
+    type=click.FloatRange(0.01, 10),
+    default=0.25,
+    show_default=True,
+    help="Seconds between looks over every partition's outbox while all are empty: the most "
+    "an SMS queued then waits; each look is one XLEN per partition.",
+)
 @with_appcontext
-def outbox_worker(concurrency, rate, claim_idle):
-    """Deliver the SMS outbox until SIGTERM (in-flight sends finish first)."""
+def outbox_worker(concurrency, rate, claim_idle, idle):
+    """Deliver the SMS outbox of every partition until SIGTERM (in-flight sends finish
+    first)."""
     svc = services()
     try:
         worker = outbox.Worker(
-            svc.redis, svc.settings, concurrency=concurrency, rate=rate, claim_idle=claim_idle
+            svc.redis,
+            svc.settings,
+            concurrency=concurrency,
+            rate=rate,
+            claim_idle=claim_idle,
+            idle=idle,
         )
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
