@@ -1,6 +1,8 @@
 """Outbound SMS per second: one worker process pushing the outbox through the real
 Africa's Talking SDK to the local fake API, at concurrency 1, 8 and 32, over the SDK's own
-transport for comparison, and at the defaults (concurrency 8 with the 50/s send-rate cap).
+transport for comparison, with every SMS on one partition's stream instead of spread over all
+of them, and at the defaults (concurrency 8 with the 50/s send-rate cap); and what an idle
+worker costs Redis (commands and CPU per second, sweeping every partition's stream).
 
 Run ``python bench/outbound.py [--quick]``; ``bench/run.py`` calls ``measure()``. A private
 redis-server and the fake API (in its own process, so it does not share this one's CPU and
@@ -40,7 +42,7 @@ from bench.common import (
     process_cpu_seconds,
 )
 from gateway.config import Settings
-from gateway.outbox import Worker, make_provider
+from gateway.outbox import Worker, counters, make_provider, stats
 from gateway.providers.africastalking import SMSClient
 from gateway.store import keys
 from gateway.store.redisconn import from_url
@@ -79,22 +81,34 @@ def _serve_fake(port_out, stop) -> None:
         stop.wait()
 
 
-def _queue(client: redis.Redis, count: int, tag: str) -> None:
-    # The booking confirmation, the SMS that matters most, as book.lua queues it.
+def _queue(client: redis.Redis, count: int, tag: str, spread: bool = True) -> None:
+    # The booking confirmation, the SMS that matters most, as book.lua queues it: on the
+    # partition of the change that promised it (here the mobile's), or all on partition 0.
     with client.pipeline(transaction=False) as pipe:
         for i in range(count):
+            to = f"+9198{i:08d}"
+            p = keys.partition_of(to) if spread else 0
             pipe.xadd(
-                keys.OUTBOX,
-                {
-                    "k": f"bench:{tag}:{i}",
-                    "to": f"+9198{i:08d}",
-                    "t": "sms.booked",
-                    "l": "en",
-                    "p": PARAMS,
-                },
+                keys.outbox(p),
+                {"k": f"bench:{tag}:{i}", "to": to, "t": "sms.booked", "l": "en", "p": PARAMS},
             )
-        pipe.hincrby(keys.SMS_COUNTS, "queued", count)
+            pipe.hincrby(keys.sms_counts(p), "queued", 1)
         pipe.execute()
+
+
+class _Counted:
+    """The provider, counting the sends it answered, so this loop need not poll Redis."""
+
+    def __init__(self, provider):
+        self.provider = provider
+        self.sends = 0
+        self._lock = threading.Lock()
+
+    def send(self, to: str, text: str, entry: dict):
+        result = self.provider.send(to, text, entry)
+        with self._lock:
+            self.sends += 1
+        return result
 
 
 class SDKTransportClient(SMSClient):
@@ -117,20 +131,19 @@ def _level(
     limit_s: float,
     fake_pid: int,
     keep_alive: bool = True,
+    spread: bool = True,
 ) -> dict:
     client = from_url(url)
     client.flushdb()
-    _queue(client, count, f"c{concurrency}")
+    _queue(client, count, f"c{concurrency}", spread)
     # Only the worker's own requests are counted, not this loop's polling.
     worker_client = from_url(url, socket_timeout=30, connection_class=_CountingConnection)
-    provider = (
+    provider = _Counted(
         make_provider(settings, worker_client, pool_size=concurrency)
         if keep_alive
         else SDKTransportClient.from_settings(settings)
     )
-    worker = Worker(
-        worker_client, settings, provider, concurrency=concurrency, rate=rate, block_ms=100
-    )
+    worker = Worker(worker_client, settings, provider, concurrency=concurrency, rate=rate)
     thread = threading.Thread(target=worker.run, daemon=True)
     trips_before = _CountingConnection.sent
     redis_before = RedisSnapshot.take(client)
@@ -140,10 +153,11 @@ def _level(
     idle = threading.Event()
     sent = 0
     while time.monotonic() - started < limit_s:
-        sent = int(client.hget(keys.SMS_COUNTS, "sent") or 0)
-        if sent >= count:
+        # Sends answered, then recorded: polling a counter another thread moves (no event to
+        # await), Redis only at the very end.
+        if provider.sends >= count and counters(client)["sent"] >= count:
             break
-        idle.wait(0.01)  # polling a counter another thread moves: there is no event to await
+        idle.wait(0.01 if provider.sends < count else 0.002)
     seconds = time.monotonic() - started
     worker_cpu = own_cpu_seconds() - cpu_before
     fake_cpu = process_cpu_seconds(fake_pid) - fake_before
@@ -151,27 +165,55 @@ def _level(
     trips = _CountingConnection.sent - trips_before
     worker.stop()
     thread.join(30)
-    sent = int(client.hget(keys.SMS_COUNTS, "sent") or 0)
-    polls = spent.calls.get("hget", 0)  # this loop's, not the worker's
-    failed = client.xlen(keys.DEAD) + client.zcard(keys.RETRY)
+    figures = stats(client)
+    sent = figures["sent"]
+    polls = spent.calls.get("hgetall", 0)  # this loop's, not the worker's
     worker_client.close()
     client.close()
     return {
         "concurrency": concurrency,
         "rate_cap": rate or None,
         "transport": "keep-alive" if keep_alive else "sdk",
+        "partitions": "spread" if spread else "one",
         "messages": count,
         "sent": sent,
-        "not_sent": failed,
+        "not_sent": figures["dead"] + figures["waiting_retry"],
         "seconds": round(seconds, 2),
         "sms_per_s": round(sent / seconds, 1),
         # CPU seconds per second of run: 1.0 is one core busy all along.
         "worker_cpu": round(worker_cpu / seconds, 2),
         "fake_cpu": round(fake_cpu / seconds, 2),
         "redis_cpu": round(spent.cpu / seconds, 2),
+        "redis_ms_per_sms": round(spent.cpu * 1000 / max(sent, 1), 3),
         "round_trips_per_sms": round(trips / max(sent, 1), 2),
         "redis_commands_per_sms": round((spent.commands - polls) / max(sent, 1), 2),
         "redis_commands": spent.top(12),
+    }
+
+
+def idle_cost(url: str, settings: Settings, seconds: float) -> dict:
+    """What one worker with nothing to send costs: Redis commands and CPU per second."""
+    client = from_url(url)
+    client.flushdb()
+    worker = Worker(from_url(url), settings, _Counted(None), rate=0)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    pause = threading.Event()
+    pause.wait(1.0)  # past its start-up: one sweep, one search for abandoned entries
+    before, cpu_before = RedisSnapshot.take(client), own_cpu_seconds()
+    pause.wait(seconds)  # measuring a span of idleness: nothing to await
+    spent, worker_cpu = RedisSnapshot.take(client).since(before), own_cpu_seconds() - cpu_before
+    worker.stop()
+    thread.join(30)
+    client.close()
+    return {
+        "seconds": seconds,
+        "partitions": keys.PARTITIONS,
+        "idle_wait_s": worker.idle,
+        "redis_commands_per_s": round(spent.commands / seconds, 1),
+        "redis_cpu_ms_per_s": round(spent.cpu * 1000 / seconds, 2),
+        "worker_cpu": round(worker_cpu / seconds, 3),
+        "redis_commands": {k: round(v / seconds, 1) for k, v in spent.top(6).items()},
     }
 
 
@@ -201,6 +243,8 @@ def measure(quick: bool = False, count: int | None = None, limit_s: float = 60.0
                 )
             log(f"outbound: {count} SMS at concurrency 8 over the SDK's own transport")
             sdk_own = _level(server.url, settings, count, 8, 0, limit_s, fake.pid, keep_alive=False)
+            log(f"outbound: {count} SMS at concurrency 8, all on one partition")
+            one = _level(server.url, settings, count, 8, 0, limit_s, fake.pid, spread=False)
             defaults = Settings()
             default_count = min(count, int(defaults.outbox_rate * 5))  # about 5 s at the cap
             log(f"outbound: {default_count} SMS at the defaults")
@@ -213,6 +257,9 @@ def measure(quick: bool = False, count: int | None = None, limit_s: float = 60.0
                 limit_s,
                 fake.pid,
             )
+            idle_s = 3.0 if quick else 10.0
+            log(f"outbound: an idle worker for {idle_s:.0f} s")
+            idle = idle_cost(server.url, settings, idle_s)
     finally:
         stop.set()
         fake.join(10)
@@ -220,11 +267,18 @@ def measure(quick: bool = False, count: int | None = None, limit_s: float = 60.0
         "levels": levels,
         "default": default,
         "sdk_transport": sdk_own,
+        "one_partition": one,
+        "idle": idle,
         "note": "one worker process, the real africastalking SDK's SMSService over a "
         "keep-alive urllib3 pool (sdk_transport: its own requests.post, a new "
-        "connection per SMS); the fake API in another process",
+        "connection per SMS); the fake API in another process; SMS spread over the "
+        f"{keys.PARTITIONS} partitions by mobile unless one_partition",
     }
     print(table(result).render())
+    print(
+        f"idle worker: {idle['redis_commands_per_s']} Redis commands/s, "
+        f"{idle['redis_cpu_ms_per_s']} ms Redis CPU/s, worker CPU {idle['worker_cpu']}"
+    )
     return result
 
 
@@ -236,27 +290,32 @@ def table(result: dict) -> Table:
             "concurrency",
             "rate cap /s",
             "transport",
+            "partitions",
             "messages",
             "seconds",
             "SMS/s",
             "worker CPU",
             "fake API CPU",
             "Redis CPU",
+            "Redis ms/SMS",
             "round trips/SMS",
             "Redis commands/SMS",
         ],
     )
-    for row in [*result["levels"], result["sdk_transport"], result["default"]]:
+    rows = [*result["levels"], result["sdk_transport"], result["one_partition"], result["default"]]
+    for row in rows:
         t.add(
             row["concurrency"],
             row["rate_cap"] or "none",
             row["transport"],
+            row["partitions"],
             row["sent"],
             row["seconds"],
             row["sms_per_s"],
             row["worker_cpu"],
             row["fake_cpu"],
             row["redis_cpu"],
+            row["redis_ms_per_sms"],
             row["round_trips_per_sms"],
             row["redis_commands_per_sms"],
         )
