@@ -21,6 +21,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import AskError, NoScriptError, TryAgainError
 
 from gateway.store import keys, replies
 from gateway.store.scripts import Scripts
@@ -58,31 +60,63 @@ def run(
     scripts: Scripts,
     calls: list[Call],
     then: Callable[[redis.client.Pipeline], None] | None = None,
-    load: bool = True,
 ) -> list:
-    """Run script ``calls`` in one round trip, then what ``then`` adds to the pipeline; the
-    scripts' answers. Scripts the server does not know yet are loaded, and run again."""
-    with client.pipeline(transaction=False) as pipe:
-        for name, keys_, args in calls:
-            pipe.evalsha(scripts[name].sha, len(keys_), *keys_, *args)
+    """Run script ``calls`` in one round trip (one per master on a cluster), then what
+    ``then`` adds to a pipeline; the scripts' answers."""
+    if isinstance(client, RedisCluster):
+        answers = _on_masters(client, scripts, calls)
         if then:
-            then(pipe)
-        answers = pipe.execute(raise_on_error=False)
-    for answer in answers[len(calls) :]:
-        if isinstance(answer, Exception):
+            with client.pipeline(transaction=False) as pipe:
+                then(pipe)
+                _raise_any(pipe.execute(raise_on_error=False))
+    else:
+        with client.pipeline(transaction=False) as pipe:
+            _queue(pipe, scripts, calls)
+            if then:
+                then(pipe)
+            answers = pipe.execute(raise_on_error=False)
+        _raise_any(answers[len(calls) :])
+    return _settled(scripts, calls, answers[: len(calls)])
+
+
+def _on_masters(client: RedisCluster, scripts: Scripts, calls: list[Call]) -> list:
+    # redis-py runs no script in a cluster's pipeline: a pipeline per master, on its own
+    # connection; a call the cluster redirects meanwhile is run again by _settled.
+    by_master: dict[str, list[int]] = defaultdict(list)
+    for i, (_, keys_, _) in enumerate(calls):
+        by_master[client.get_node_from_key(keys_[0]).name].append(i)
+    answers: list = [None] * len(calls)
+    for indices in by_master.values():
+        master = client.get_node_from_key(calls[indices[0]][1][0])
+        with client.get_redis_connection(master).pipeline(transaction=False) as pipe:
+            _queue(pipe, scripts, [calls[i] for i in indices])
+            for i, answer in zip(indices, pipe.execute(raise_on_error=False), strict=True):
+                answers[i] = answer
+    return answers
+
+
+def _queue(pipe: redis.client.Pipeline, scripts: Scripts, calls: list[Call]) -> None:
+    for name, keys_, args in calls:
+        pipe.evalsha(scripts[name].sha, len(keys_), *keys_, *args)
+
+
+def _settled(scripts: Scripts, calls: list[Call], answers: list) -> list:
+    # Each call Redis could not run where it went is run again alone: that loads a script
+    # Redis does not know yet, and follows a cluster's redirection.
+    settled = []
+    for (name, keys_, args), answer in zip(calls, answers, strict=True):
+        if isinstance(answer, (NoScriptError, AskError, TryAgainError)):  # MovedError too
+            answer = scripts[name](keys=keys_, args=args)
+        elif isinstance(answer, Exception):
             raise answer
-    answers = answers[: len(calls)]
-    unknown = [i for i, a in enumerate(answers) if isinstance(a, redis.exceptions.NoScriptError)]
-    if unknown and load:  # a new server, or one restarted: load each once (on every master)
-        for name in {calls[i][0] for i in unknown}:
-            client.script_load(scripts[name].script)
-        again = run(client, scripts, [calls[i] for i in unknown], load=False)
-        for i, answer in zip(unknown, again, strict=True):
-            answers[i] = answer
+        settled.append(answer)
+    return settled
+
+
+def _raise_any(answers: list) -> None:
     for answer in answers:
         if isinstance(answer, Exception):
             raise answer
-    return answers
 
 
 def begin(client: redis.Redis, scripts: Scripts, consumer: str, taken: list[Taken]) -> list:
