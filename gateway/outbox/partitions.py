@@ -28,15 +28,18 @@ from the start of the stream (``0``: what was queued before any worker ran is se
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections import deque
 
 import redis
 
+from gateway.logs import clean
 from gateway.outbox.records import Taken
 from gateway.store import keys, replies
 
+log = logging.getLogger(__name__)
 MIN_GAP = 0.02  # seconds between two sweeps while work keeps coming in a trickle
 
 
@@ -82,11 +85,20 @@ class Partitions:
                 )
             answers = pipe.execute(raise_on_error=False)
         taken: list[Taken] = []
+        failed: Exception | None = None
         for (p, count), answer in zip(plan, answers, strict=True):
-            read = self._entries(p, answer)
+            try:
+                read = self._entries(p, answer)
+            except redis.RedisError as exc:  # the others' entries are this worker's now
+                failed = failed or exc
+                continue
             taken += [(p, i, f) for i, f in read]
             if len(read) == count:
                 self._queue.append(p)  # it may hold more: its turn comes again
+        if failed and not taken:
+            raise failed
+        if failed:
+            log.warning("event=outbox_read_failed error=%s", clean(str(failed), 200))
         self._found += len(taken)
         return taken
 
@@ -146,7 +158,12 @@ class Partitions:
         taken: list[Taken] = []
         while self._claim and len(taken) < budget:
             p = self._claim[0]
-            claimed, more = self._claim_one(p, budget - len(taken), min_idle_ms)
+            try:
+                claimed, more = self._claim_one(p, budget - len(taken), min_idle_ms)
+            except redis.RedisError:
+                if not taken:
+                    raise
+                break  # what was claimed is this worker's now: send it, search on later
             taken += [(p, i, f) for i, f in claimed]
             if not more:
                 self._claim.popleft()

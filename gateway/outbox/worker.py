@@ -150,7 +150,9 @@ class Worker:
         )
         self.stop()
 
-    def _dispatch(self, pool: ThreadPoolExecutor, fetch: Callable[[int], tuple[list, bool]]):
+    def _dispatch(
+        self, pool: ThreadPoolExecutor, fetch: Callable[[int], tuple[list, bool]]
+    ) -> bool:
         """Fetch entries for the free senders and start sending them; what ``fetch`` said
         besides (whether it found any, whether its search is through)."""
         # Read only as many entries as there are free senders, so nothing waits in memory.
@@ -176,7 +178,7 @@ class Worker:
     def _read(self, count: int) -> tuple[list, bool]:
         # Entries read earlier whose start Redis refused come first; then the streams.
         carried, self._unstarted = self._unstarted[:count], self._unstarted[count:]
-        taken = carried + self._partitions.read(count - len(carried))
+        taken = carried + (self._partitions.read(count - len(carried)) if not carried else [])
         return self._begin(taken), bool(taken)
 
     def _reclaim(self, count: int) -> tuple[list, bool]:
