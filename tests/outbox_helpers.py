@@ -12,7 +12,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from gateway.outbox import Worker, counters
+from gateway.outbox import Worker, counters, dead_letters
 from gateway.store import keys
 from tests.servers import free_port, redis_binary, redis_major, redis_server
 
@@ -61,6 +61,12 @@ def message_hash(r, message_key: str) -> str:
     p = partition_of_message(r, message_key)
     assert p is not None, f"no status hash for {message_key}"
     return keys.message(p, message_key)
+
+
+def dead_id(r, message_key: str) -> str:
+    """The id (``<partition>:<stream id>``) of ``message_key``'s one dead letter."""
+    [found] = [d["id"] for d in dead_letters(r, 1000) if d.get("k") == message_key]
+    return found
 
 
 def wait_for(predicate, what: str, timeout: float = 15.0) -> None:

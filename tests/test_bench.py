@@ -62,7 +62,7 @@ def test_audit_catches_an_overbooking_and_a_second_code_sms(store, race_data):
         },
     )
     store.r.xadd(
-        keys.OUTBOX,
+        keys.outbox(keys.partition_of(booking.mobile(0))),
         {
             "k": f"book:{refs[0]}:0",
             "to": booking.mobile(0),

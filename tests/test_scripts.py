@@ -18,7 +18,8 @@ from gateway import outbox
 from gateway.store import keys
 from gateway.store.scripts import LUA, sources
 from gateway.web.delivery import apply_report
-from tests.outbox_helpers import queue_sms, running, status, wait_for
+from tests.fake_at import http
+from tests.outbox_helpers import dead_id, queue_sms, running, status, wait_for
 
 PHONE = "+919811111111"
 VACCINATOR = "+919800000001"
@@ -118,12 +119,19 @@ def touched(r, store, sample, at_settings, fake):
         _journey(store)
         queue_sms(r, "lock:k1", PHONE)
         queue_sms(r, "lock:bad", "")  # no phone: a dead letter
-        with running(r, at_settings):
+        fake.script(http(500))  # one send retried: the retry is promoted back to its outbox
+        with running(r, at_settings, rate=1000):  # the fleet's rate: its bucket too
             wait_for(lambda: status(r, "lock:k1").get("status") == "sent", "the SMS")
             wait_for(lambda: status(r, "lock:bad").get("status") == "dead", "the dead letter")
+            wait_for(lambda: _settled(r), "every SMS sent or dead")
         assert apply_report(r, status(r, "lock:k1")["provider_id"], "Success")[0] == "updated"
         assert outbox.requeue(r, dead_id(r, "lock:bad")) == ["lock:bad"]
     return seen
+
+
+def _settled(r) -> bool:
+    figures = outbox.stats(r)
+    return figures["sent"] + figures["dead"] == figures["queued"]
 
 
 @pytest.mark.single_redis(reason="MONITOR watches one server")

@@ -9,6 +9,7 @@ from app import create_app
 from gateway import codes
 from gateway.providers.console import ConsoleProvider
 from gateway.store import keys
+from tests.outbox_helpers import queued_entries
 
 CITIZEN = "+919811111111"
 
@@ -21,8 +22,7 @@ def client(settings, store):
 def _deliver_outbox(r) -> None:
     """Hand every queued outbox entry to the console provider, as the worker does."""
     console = ConsoleProvider(r)
-    for _id, raw in r.xrange(keys.OUTBOX):
-        entry = {k.decode(): v.decode() for k, v in raw.items()}
+    for _, _, entry in queued_entries(r):
         console.send(entry["to"], "", entry)
 
 
