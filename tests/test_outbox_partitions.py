@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from redis.cluster import RedisCluster
 
 from gateway.outbox import FleetRate, dead_letters, requeue, stats
 from gateway.providers.result import SENT, SendResult
@@ -106,10 +107,17 @@ def test_an_idle_worker_only_sweeps_the_streams_now_and_then(r, settings):
 
 
 def _calls(r) -> dict[str, int]:
-    return {
-        name.removeprefix("cmdstat_"): value["calls"]
-        for name, value in r.info("commandstats").items()
-    }
+    """Commands Redis ran so far, by name (on a cluster: on all its masters)."""
+    if isinstance(r, RedisCluster):
+        servers = r.info("commandstats", target_nodes=RedisCluster.PRIMARIES).values()
+    else:
+        servers = [r.info("commandstats")]
+    calls: dict[str, int] = {}
+    for server in servers:
+        for name, value in server.items():
+            name = name.removeprefix("cmdstat_")
+            calls[name] = calls.get(name, 0) + value["calls"]
+    return calls
 
 
 # -- the fleet's rate -----------------------------------------------------------------------

@@ -6,7 +6,9 @@ A worker says how it is through the name of one Redis connection it keeps open
 rather than through a key: the faults that stop a worker are the ones where Redis refuses
 writes (out of memory, a failed disk under ``MISCONF``, a read-only replica after a failover),
 and a connection name is still accepted then. A worker that dies takes its connection, and
-so its name, with it; what its SMS wait meanwhile shows in the oldest entry's age.
+so its name, with it; what its SMS wait meanwhile shows in the oldest entry's age. On a Redis
+Cluster every worker keeps that connection to one master, the one serving the slot of the
+deployment-wide keys (``HOME``), and the operator's views read the names there.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 import time
 
 import redis
+from redis.cluster import RedisCluster
 
 from gateway.logs import clean
 from gateway.store import keys, replies
@@ -24,6 +27,7 @@ log = logging.getLogger(__name__)
 PREFIX = "tikaline-outbox|"
 HEARTBEAT = 5  # seconds between a well worker's names: a reconnect drops the name
 SLOW = 60  # seconds: an SMS waiting longer than this is worth a line in /healthz
+HOME = keys.SEND_RATE  # on a cluster, the master of this key's slot holds the workers' names
 
 
 # What Redis puts before an error a command raised inside a script.
@@ -51,13 +55,8 @@ class WorkerHealth:
     def __init__(
         self, client: redis.Redis, worker: str, backoff: tuple[float, float] = (0.5, 30.0)
     ):
-        pool = client.connection_pool
-        # Its own connection: a pooled one would carry the name into other hands.
-        self.r = redis.Redis(
-            connection_pool=redis.ConnectionPool(
-                connection_class=pool.connection_class, max_connections=1, **pool.connection_kwargs
-            )
-        )
+        self.client = client
+        self.r = _own_connection(client)
         self.worker = worker
         self.backoff = backoff  # first delay and cap, in seconds
         self._trouble: tuple[float, int] | None = None  # (since, failures)
@@ -101,17 +100,40 @@ class WorkerHealth:
             # A client name is printable ASCII without spaces.
             self.r.client_setname("".join(ch if "!" <= ch <= "~" else "_" for ch in name))
         except redis.RedisError:
-            pass  # Redis away: the log says so, and the name is set again once it is back
+            # Redis away: the log says so, and the name is set again once it is back (on a
+            # cluster, maybe on another master after a failover: look again).
+            self.close()
+            try:
+                self.r = _own_connection(self.client)
+            except redis.RedisError:
+                pass
 
     def close(self) -> None:
         """Drop the connection, and with it the worker's entry."""
         self.r.connection_pool.disconnect()
 
 
+def _home(client: redis.Redis) -> redis.Redis:
+    """The one server the workers' names live on: the Redis, or a cluster's master of HOME."""
+    if isinstance(client, RedisCluster):
+        return client.get_redis_connection(client.get_node_from_key(HOME))
+    return client
+
+
+def _own_connection(client: redis.Redis) -> redis.Redis:
+    # Its own connection: a pooled one would carry the name into other hands.
+    pool = _home(client).connection_pool
+    return redis.Redis(
+        connection_pool=redis.ConnectionPool(
+            connection_class=pool.connection_class, max_connections=1, **pool.connection_kwargs
+        )
+    )
+
+
 def workers(client: redis.Redis) -> list[dict]:
     """Each connected worker: ``worker``, ``state`` (ok or stuck), ``since``, ``error``."""
     try:
-        connections = client.client_list()
+        connections = _home(client).client_list()
     except redis.ResponseError:  # CLIENT LIST not allowed to this user: nothing to show
         return []
     found = []
