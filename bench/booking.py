@@ -254,14 +254,14 @@ def audit_race(client: redis.Redis, race_data: dict, since: dict[int, str] | Non
     each partition's last id before the race)."""
     caps, counters = {}, {}
     for s in race_data["sessions"]:
-        raw = client.hgetall(keys.session(s["id"]))
+        raw = client.hgetall(keys.session(s["centre_id"], s["id"]))
         for i, slot in enumerate(s["slots"]):
             caps[(s["id"], str(i))] = slot["capacity"]
             counters[(s["id"], str(i))] = int(raw.get(f"booked:{i}".encode(), 0))
     per_slot: Counter = Counter()
     per_person: defaultdict = defaultdict(list)
     refs = set()
-    for key in client.scan_iter(match=keys.appointment("*"), count=2000):
+    for key in client.scan_iter(match="tk:{p*}:appt:*", count=2000):
         appt = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
         # By session, the field an appointment cannot do without (others may be derived).
         if (appt.get("sid"), appt.get("slot")) not in caps:
@@ -384,8 +384,8 @@ def memory_breakdown(client: redis.Redis, appointments: int, sample: int = 200) 
     """Bytes per appointment by kind of key (``appt``, ``benef``, ``outbox``…), from MEMORY
     USAGE of a sample of each kind, to show where the bytes per appointment go."""
     kinds: defaultdict = defaultdict(lambda: {"keys": 0, "sampled": []})
-    for key in client.scan_iter(match=keys.PREFIX + "*", count=5000):
-        kind = key.decode()[len(keys.PREFIX) :].split(":", 1)[0]
+    for key in client.scan_iter(match="tk:*", count=5000):
+        kind = key.decode().split("}:", 1)[1].split(":", 1)[0]
         entry = kinds[kind]
         entry["keys"] += 1
         if len(entry["sampled"]) < sample:

@@ -313,12 +313,12 @@ def cpu_ratio(levels: list[dict]) -> float | None:
 
 def sms_effects(client: redis.Redis) -> dict:
     """What the SMS load really changed: bookings made by SMS, doses recorded."""
-    from gateway.store import keys
 
-    booked = sum(1 for _ in client.scan_iter(match=keys.beneficiaries("+919*"), count=5000))
+    booked = sum(1 for _ in client.scan_iter(match="tk:{p*}:benef:+919*", count=5000))
     vaccinated = 0
-    for key in client.scan_iter(match=keys.day("*", "*"), count=5000):
-        vaccinated += int(client.hget(key, "vaccinated") or 0)
+    for key in client.scan_iter(match="tk:{p*}:days:*", count=5000):
+        counts = client.hgetall(key)
+        vaccinated += sum(int(v) for f, v in counts.items() if f.endswith(b":vaccinated"))
     return {"mobiles_that_booked_by_sms": booked, "doses_recorded": vaccinated}
 
 

@@ -196,7 +196,14 @@ def _keys_of(r, args: list[str]) -> list[str]:
 
 
 def _journey(store) -> None:
-    """Every store script once: book, reissue, verify, dose, cancel, and the reads."""
+    """Every store script once: load, book, reissue, verify, dose, cancel, a conversation
+    turn, and the reads."""
+    from gateway.sample import sample_data
+    from gateway.store.conversations import KEEP
+    from gateway.store.reference import load
+
+    load(store, sample_data(date.fromisoformat(store.today())))
+    assert store.save_ussd_turn(session_id="S1", mobile=PHONE, session=KEEP)
     session_id = f"S100-{date.fromisoformat(store.today()):%Y%m%d}"
     refs = [
         store.book(mobile=PHONE, name=name, birth_year=1990, session_id=session_id, slot=0).value

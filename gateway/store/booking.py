@@ -56,13 +56,17 @@ def book(store: Store, req: Request, now: datetime) -> Outcome:
     10^6) chance that one is taken."""
     outcome = _reserve(store, req, now)
     for _ in range(5):
-        if outcome.status != "ok":
+        if outcome.status not in ("ok", "joined"):
             return outcome
-        ref = outcome.value
+        ref, joined = outcome.value, outcome.status == "joined"
         outcome = _book_at_centre(store, req, now, ref)
         _confirm(store, req.mobile, req.name_key, ref, outcome.value if outcome.ok else "")
-        if outcome.status != "ref_taken":
-            return replace(outcome, value=ref) if outcome.ok else outcome
+        if outcome.status != "ref_taken":  # the same booking asked for twice is a replay
+            return (
+                replace(outcome, status="replay" if joined else "ok", value=ref)
+                if outcome.ok
+                else outcome
+            )
         outcome = _reserve(store, req, now)
     return outcome
 

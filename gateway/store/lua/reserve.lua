@@ -3,7 +3,7 @@
 -- hold places on a mobile (an open booking whose day is not over, a dose, or a booking in
 -- flight), and a person has one open booking: asking again for the one held (same session
 -- and slot) is {'replay', ref}; another is {'already_booked', ref}. The same booking in flight
--- right now is joined ({'ok', its ref}: book.lua is idempotent by ref), another is
+-- right now is joined ({'joined', its ref}: book.lua is idempotent by ref), another is
 -- {'busy', ref}. A record the store must settle first (a booking in flight past its time,
 -- an open booking whose day is over) gets {'check', JSON [refs]}: settle them, ask again.
 -- A person's record (beneficiaries hash, field = name key) is JSON {r = ref, s = state,
@@ -36,7 +36,7 @@ end
 if #unsettled > 0 then return {'check', cjson.encode(unsettled)} end
 if mine then
   if mine.s == 'pending' then  -- the same request twice at once (a repeated hop) joins it
-    if mine.sid == sid and tostring(mine.slot) == slot then return {'ok', mine.r} end
+    if mine.sid == sid and tostring(mine.slot) == slot then return {'joined', mine.r} end
     return {'busy', mine.r}
   end
   if mine.s ~= 'vaccinated' then
