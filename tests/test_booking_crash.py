@@ -99,3 +99,14 @@ def test_a_step_two_arriving_after_the_sweeper_voided_it_books_nothing(
     late = booking._book_at_centre(store, request, store.now(), ref)
     assert late.status == "void"
     assert settled(r, session_id) == (0, 0, 0)
+
+
+def test_the_outbox_worker_sweeps_what_a_crash_left(store, r, settings, clock, session_id):
+    from tests.outbox_helpers import running, wait_for
+
+    crash_after("book", settings, session_id)
+    clock.advance(31)
+    with running(r, settings):  # its sweep runs as it starts, then every few seconds
+        wait_for(lambda: (record(r) or {}).get("s") == "booked", "the booking to be settled")
+    assert r.zcard(keys.reserved(keys.partition_of(PHONE))) == 0
+    assert settled(r, session_id) == (1, 1, 1)

@@ -25,9 +25,11 @@ from gateway.outbox.partitions import Partitions
 from gateway.outbox.ratelimit import FleetRate
 from gateway.outbox.records import Taken
 from gateway.providers.result import CONFIG, REJECTED, RETRY, SENT, SendResult
+from gateway.store import booking
 from gateway.store.scripts import scripts_for
 
 log = logging.getLogger(__name__)
+SETTLE_EVERY = 5.0  # seconds between sweeps for bookings a crash left half-done
 
 
 def make_provider(settings: Settings, client: redis.Redis, timeout=None, **options):
@@ -120,12 +122,15 @@ class Worker:
             log.info("event=outbox_worker_stopped worker=%s", self.name)
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
-        next_reclaim = next_promote = 0.0
+        next_reclaim = next_promote = next_settle = 0.0
         while not self._stop.is_set():
             try:
                 if time.monotonic() >= next_promote:
                     self._promote()
                     next_promote = time.monotonic() + self.promote_every
+                if time.monotonic() >= next_settle:
+                    self._settle_bookings()
+                    next_settle = time.monotonic() + SETTLE_EVERY
                 if time.monotonic() >= next_reclaim:
                     through = self._dispatch(pool, self._reclaim)
                     # A search cut short by busy senders goes on at once, else in a while.
@@ -217,6 +222,12 @@ class Worker:
             else:
                 ready.append((p, entry_id, entry, state))
         return ready
+
+    def _settle_bookings(self) -> None:
+        """The bookings' sweeper: settle those a crashed web process left half-done."""
+        settled = booking.settle_due(self.r, int(self.settings.clock()))
+        if settled:
+            log.warning("event=bookings_settled count=%d: left in flight by a crash", settled)
 
     def _promote(self) -> None:
         now_ms = int(self.clock() * 1000)

@@ -269,7 +269,7 @@ class Store:
 
     def settle(self, limit: int = 100) -> int:
         """Settle bookings a crash left in flight past their time; how many were settled."""
-        return booking.settle_due(self, self.epoch(), limit)
+        return booking.settle_due(self.r, self.epoch(), limit)
 
     def _appointment_fields(self, ref: str, *fields: str) -> list[str | None]:
         """Fields of an appointment, read before a script whose keys depend on them."""

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 
 from gateway import codes
 from gateway.store import keys, replies
+from gateway.store.redisconn import Client
+from gateway.store.scripts import Scripts, scripts_for
 
 if TYPE_CHECKING:
     from gateway.store import Outcome, Store
@@ -172,7 +174,11 @@ def _book_at_centre(store: Store, req: Request, now: datetime, ref: str) -> Outc
 
 def _confirm(store: Store, mobile: str, name_key: str, ref: str, date: str) -> bool:
     """Step 3; False when the record had already been settled by someone else."""
-    done: int = store._scripts["confirm"](
+    return _confirmed(store._scripts, mobile, name_key, ref, date)
+
+
+def _confirmed(scripts: Scripts, mobile: str, name_key: str, ref: str, date: str) -> bool:
+    done: int = scripts["confirm"](
         keys=[keys.beneficiaries(mobile), keys.reserved(keys.partition_of(mobile))],
         args=[name_key, ref, date, mobile],
     )
@@ -202,25 +208,34 @@ def settle_ref(store: Store, mobile: str, ref: str, now: datetime) -> None:
 
 
 def _settle_pending(store: Store, mobile: str, name: str, ref: str) -> None:
+    _void_or_confirm(store._scripts, mobile, name, ref)
+
+
+def _void_or_confirm(scripts: Scripts, mobile: str, name: str, ref: str) -> None:
     state, date = (
         replies.text(x)
-        for x in store._scripts["void"](keys=[keys.appointment(ref)], args=[mobile, TOMBSTONE])
+        for x in scripts["void"](keys=[keys.appointment(ref)], args=[mobile, TOMBSTONE])
     )
-    _confirm(store, mobile, name, ref, "" if state == "void" else date)
+    _confirmed(scripts, mobile, name, ref, "" if state == "void" else date)
 
 
-def settle_due(store: Store, epoch: int, limit: int) -> int:
-    """The sweeper: settle every booking left in flight past its time, in every bucket."""
+def settle_due(client: Client, epoch: int, limit: int = 100) -> int:
+    """The sweeper (run by the outbox worker): settle every booking left in flight past its
+    time, in every bucket; how many. One pipelined look at every bucket's ``reserved`` set."""
+    with client.pipeline(transaction=False) as pipe:
+        for partition in range(keys.PARTITIONS):
+            pipe.zrangebyscore(keys.reserved(partition), "-inf", epoch - 1, 0, limit)
+        due = pipe.execute()
+    scripts = scripts_for(client)
     settled = 0
-    for partition in range(keys.PARTITIONS):
-        due = store.r.zrangebyscore(keys.reserved(partition), "-inf", epoch - 1, 0, limit)
-        for member in replies.members(due):
+    for partition, members in enumerate(due):
+        for member in replies.members(members):
             mobile, name = member.split(" ", 1)
-            raw = store.r.hget(keys.beneficiaries(mobile), name)
+            raw = client.hget(keys.beneficiaries(mobile), name)
             record = json.loads(raw) if raw else {}
             if record.get("s") == "pending" and record.get("u", 0) < epoch:
-                _settle_pending(store, mobile, name, str(record["r"]))
+                _void_or_confirm(scripts, mobile, name, str(record["r"]))
             else:  # confirmed meanwhile: only the listing was left
-                store.r.zrem(keys.reserved(partition), member)
+                client.zrem(keys.reserved(partition), member)
             settled += 1
     return settled
