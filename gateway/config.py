@@ -136,8 +136,8 @@ class Settings:
             outbox_concurrency=int(env.get("OUTBOX_CONCURRENCY") or 8),
             outbox_rate=float(env.get("OUTBOX_RATE") or 50),
             outbox_max_attempts=int(env.get("OUTBOX_MAX_ATTEMPTS") or 8),
-            redis_wait_replicas=int(env.get("REDIS_WAIT_REPLICAS") or 0),
-            redis_wait_ms=int(env.get("REDIS_WAIT_TIMEOUT_MS") or 1000),
+            redis_wait_replicas=_count(env, "REDIS_WAIT_REPLICAS", 0),
+            redis_wait_ms=_count(env, "REDIS_WAIT_TIMEOUT_MS", 1000),
             simulator_password=env.get("SIMULATOR_PASSWORD") or None,
         )
         ZoneInfo(settings.timezone)  # fail at start, not on the first request
@@ -150,6 +150,14 @@ class Settings:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         return settings
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number of 0 or more from the environment, or a clear refusal to start."""
+    raw = (env.get(name) or "").strip() or str(default)
+    if not raw.isdigit():
+        raise ConfigError(f"{name} must be a whole number of 0 or more, not {raw!r}")
+    return int(raw)
 
 
 def _check_redis_url(url: str | None) -> None:

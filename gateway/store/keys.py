@@ -32,7 +32,15 @@ from __future__ import annotations
 import os
 import zlib
 
-PARTITIONS = int(os.environ.get("TIKALINE_PARTITIONS") or 256)
+
+def _partitions(raw: str) -> int:
+    """The number of buckets: read once, as the key names depend on it."""
+    if not raw.isdigit() or not 1 <= int(raw) <= 16384:
+        raise ValueError(f"TIKALINE_PARTITIONS must be a whole number from 1 to 16384: {raw!r}")
+    return int(raw)
+
+
+PARTITIONS = _partitions(os.environ.get("TIKALINE_PARTITIONS") or "256")
 GLOBAL = "tk:{g}:"
 
 
