@@ -33,7 +33,9 @@ def _builders() -> list:
     return [
         f
         for name, f in inspect.getmembers(keys, inspect.isfunction)
-        if f.__module__ == keys.__name__ and name not in ("partition_of", "ref_partition", "prefix")
+        if f.__module__ == keys.__name__
+        and not name.startswith("_")
+        and name not in ("partition_of", "ref_partition", "prefix")
     ]
 
 
