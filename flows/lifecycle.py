@@ -8,8 +8,12 @@
        │  │ └── 5 wrong codes ──► locked │
        │  └──── reissue (new code) ◄─┘  │
        │                                │
-       ├──── cancel ───────────────────►├──► cancelled   (booked, verified, locked)
-       └──── day over ─────────────────►└──► missed      (booked, verified, locked)
+       ├──── cancel, centre_cancel ────►├──► cancelled   (booked, verified, locked)
+       └──── day over (miss) ──────────►└──► missed      (booked, verified, locked)
+
+A booking the centre cancelled (cancel-session) is ``cancelled`` with ``cancelled_by =
+centre``. ``miss`` fires from the outbox worker's sweep once the booked day is over in
+``TIMEZONE`` (and from the store when a booking meets such a record first).
 
 Only the state name is stored (field ``state`` of the appointment hash). The Lua scripts
 that change appointments are handed the source states of their trigger from this machine,
@@ -34,7 +38,14 @@ TRANSITIONS: list[TransitionConfigDict] = [
     {"trigger": "reissue", "source": ["booked", "locked"], "dest": "booked"},
     {"trigger": "record_dose", "source": "verified", "dest": "vaccinated"},
     {"trigger": "cancel", "source": ["booked", "verified", "locked"], "dest": "cancelled"},
+    # The centre cancels a whole session (cancel-session): the same state, with the field
+    # cancelled_by = centre, so every reader of "cancelled" treats both alike.
+    {"trigger": "centre_cancel", "source": ["booked", "verified", "locked"], "dest": "cancelled"},
     {"trigger": "miss", "source": ["booked", "verified", "locked"], "dest": "missed"},
+    # The centre moves a session's bookings to another day (cancel-session --to-date): a
+    # verified booking must be verified again on its new day; a locked one stays locked.
+    {"trigger": "reschedule", "source": ["booked", "verified"], "dest": "booked"},
+    {"trigger": "reschedule", "source": "locked", "dest": "locked"},
 ]
 
 MACHINE = Machine(

@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 
 from flows import messages, words
-from flows.messages.sms import graphemes, render, render_entry, segments
+from flows.messages.sms import MAX_REASON, graphemes, render, render_entry, segments
 from flows.words import MAX_NAME
 from gateway.store.reference import MAX_CENTRE_NAME
 from tests.conversation_helpers import (
@@ -40,7 +40,12 @@ assert len(CENTRE_EN) == len(CENTRE_HI) == MAX_CENTRE_NAME
 # Segments per SMS: (GSM-7, UCS-2). "Where it can" an English reply is one segment.
 CONFIRMATION = ("sms.booked",)
 MULTI_LINE = ("sms.slip",)
-SMS_LIMITS = {"sms.booked": (2, 3), "sms.slip": (3, 5)}
+SMS_LIMITS = {
+    "sms.booked": (2, 3),
+    "sms.slip": (3, 5),
+    "sms.centre_cancelled": (2, 4),
+    "sms.centre_moved": (2, 4),
+}
 DEFAULT_SMS_LIMIT = (1, 5)
 USSD_LIMIT = 160
 
@@ -95,6 +100,7 @@ def worst_values(lang: str, devanagari: bool) -> dict:
         "unverified": "9999",
         "state": state,
         "typed": "9" * 24,
+        "reason": "W" * MAX_REASON,  # the widest letters an operator's reason may have
         "most": "4",
         "address": ADDRESS,
         # The shortest form the refusal falls back to: four first names of 3 letters.

@@ -25,7 +25,10 @@ PHONE = "+919811111111"
 VACCINATOR = "+919800000001"
 # Literals ending in ':' that are not key names: a session's per-slot hash fields, and the
 # message keys (ids of SMS, deduplicated by the outbox) that keys.message() turns into keys.
-NOT_KEYS = {"cap:", "booked:", "book:", "cancel:", "dose:", "lock:", "entry:", ":"}
+NOT_KEYS = {
+    *("cap:", "booked:", "book:", "cancel:", "dose:", "lock:", "entry:", ":"),
+    *("miss:", "closed:", "moved:"),
+}
 _TOKEN = re.compile(r"--\[\[.*?\]\]|--[^\n]*|'(?:\\.|[^'\\\n])*'|\"(?:\\.|[^\"\\\n])*\"", re.S)
 
 
@@ -219,6 +222,7 @@ def _journey(store) -> None:
     assert store.cancel(mobile=PHONE, ref=refs[1]).ok
     assert store.slip(PHONE) and store.availability("110017") and store.centre_today("C100")
     _settling(store, session_id)
+    _calling_off(store, session_id)
 
 
 def _settling(store, session_id: str) -> None:
@@ -237,6 +241,15 @@ def _settling(store, session_id: str) -> None:
         json.dumps({"r": ravi, "s": "booked", "d": "2000-01-01", **stale}),
     )
     assert store.book(**gita).status == "replay"
+
+
+def _calling_off(store, session_id: str) -> None:
+    """A session called off with its bookings moved to the next day's, then that one too."""
+    day = date.fromordinal(date.fromisoformat(store.today()).toordinal() + 1)
+    mohan = dict(mobile="+919822222222", name="Mohan", birth_year=1990, slot=1)
+    assert store.book(**mohan, session_id=session_id).ok
+    assert store.cancel_session(session_id, "No stock", day.isoformat()).moved
+    assert store.cancel_session(f"S100-{day:%Y%m%d}", "No stock").cancelled
 
 
 def _text(value) -> str:

@@ -23,9 +23,15 @@ _GSM_EXTENDED = set("\f^{}\\[~]|€")
 
 # Budgets, so a reply reaches a feature phone whole and cheaply: a USSD screen is 160
 # characters with "CON "; SMS parts as (GSM-7, UCS-2): the booking confirmation at most 2
-# English / 3 Hindi parts, the slip 3 / 5, conversation replies one GSM-7 part where they can.
+# English / 3 Hindi parts, the slip 3 / 5, a centre's notice of a session called off or moved
+# (it carries the operator's reason) 2 / 4, conversation replies one GSM-7 part where they can.
 USSD_TEXT = 156
-SMS_BUDGETS = {"sms.booked": (2, 3), "sms.slip": (3, 5)}
+SMS_BUDGETS = {
+    "sms.booked": (2, 3),
+    "sms.slip": (3, 5),
+    "sms.centre_cancelled": (2, 4),
+    "sms.centre_moved": (2, 4),
+}
 CONVERSATION_BUDGET = (1, 3)
 # What gives way, in turn, when a text is over its budget: (param, letters kept).
 REDUCTIONS = (
@@ -37,6 +43,33 @@ REDUCTIONS = (
     ("name", 8),
 )
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+# An operator's reason for calling off a session, as it goes into every SMS about it: plain
+# GSM-7 letters (no character of the extension table, which takes two), one line, at most this
+# many, so the notice keeps to its budget in both languages.
+MAX_REASON = 60
+_TYPOGRAPHIC = str.maketrans(
+    {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"}
+)
+
+
+def clean_reason(text: str) -> str:
+    """The reason as the SMS will carry it: typographic quotes and dashes made plain, spaces
+    and line breaks made one space; ValueError saying what is wrong when it is empty, too
+    long or has a letter a GSM-7 handset cannot show in one septet."""
+    plain = " ".join(unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHIC).split())
+    if not plain:
+        raise ValueError("the reason is empty")
+    if len(plain) > MAX_REASON:
+        raise ValueError(f"the reason has {len(plain)} characters, at most {MAX_REASON}")
+    odd = sorted({c for c in plain if c not in _GSM_BASIC or c in "\n\r"})
+    if odd:
+        raise ValueError(
+            f"the reason has characters an SMS in plain text cannot carry: {''.join(odd)!r} "
+            "(write it in Latin letters, e.g. Hindi in Roman script)"
+        )
+    return plain
 
 
 def is_gsm7(text: str) -> bool:

@@ -9,6 +9,7 @@ import click
 from flask import Flask
 from flask.cli import with_appcontext
 
+from flows.messages.sms import MAX_REASON, clean_reason
 from gateway.errors import REDIS_ERRORS, DataError
 from gateway.phones import normalise
 from gateway.sample import sample_data
@@ -58,6 +59,56 @@ def remove_vaccinator(phone):
     click.echo(f"{e164} is no longer a vaccinator")
 
 
+@click.command("cancel-session")
+@click.argument("session_id")
+@click.option(
+    "--reason",
+    required=True,
+    help=f"Why, as each person's SMS will say it (plain Latin letters, at most {MAX_REASON}).",
+)
+@click.option(
+    "--to-date",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Move the bookings to this day's session at the same centre (same vaccine) where "
+    "they fit; those that do not are cancelled.",
+)
+@with_appcontext
+def cancel_session(session_id, reason, to_date):
+    """Call off SESSION_ID: nobody can book it again; each open booking on it is cancelled
+    (or moved --to-date) and its person told by SMS, in their language. Safe to repeat: a
+    person is told once."""
+    try:
+        reason = clean_reason(reason)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--reason") from None
+    target = to_date.date().isoformat() if to_date else None
+    try:
+        done = services().store.cancel_session(session_id, reason, target)
+    except REDIS_ERRORS as exc:
+        click.echo(f"Redis failed ({exc}): run the same command again (nobody is told twice)")
+        sys.exit(1)
+    if done.status != "ok":
+        click.echo(_closing_refusal(done.status, session_id, done.date, done.centre_id), err=True)
+        sys.exit(1)
+    click.echo(
+        f"session {session_id} at {done.centre_id} on {done.date} is called off: nobody can "
+        f"book it. {done.told} people told: {len(done.cancelled)} cancelled"
+        + (f", {len(done.moved)} moved to {target} ({done.target})" if target else "")
+    )
+
+
+def _closing_refusal(status: str, session_id: str, date: str, centre_id: str) -> str:
+    return {
+        "no_session": f"no session {session_id}",
+        "past": f"session {session_id} was on {date}: that day is over (its open bookings "
+        "are marked missed); nothing changed",
+        "no_target": f"no session with the same vaccine at {centre_id} on {date} to move "
+        "the bookings to; nothing changed",
+        "target_past": f"{date} is over; nothing changed",
+    }.get(status, f"refused: {status}; nothing changed")
+
+
 @click.command("sample-data")
 @click.option(
     "--start",
@@ -74,5 +125,5 @@ def sample_data_command(start, days):
 
 
 def init_app(app: Flask) -> None:
-    for command in (load_data, remove_vaccinator, sample_data_command):
+    for command in (load_data, remove_vaccinator, cancel_session, sample_data_command):
         app.cli.add_command(command)

@@ -58,6 +58,7 @@ def outbox_worker(concurrency, rate, claim_idle, idle):
             rate=rate,
             claim_idle=claim_idle,
             idle=idle,
+            lifecycle=svc.store.lifecycle,
         )
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import redis
 
@@ -25,11 +26,11 @@ from gateway.outbox.partitions import Partitions
 from gateway.outbox.ratelimit import FleetRate
 from gateway.outbox.records import Taken
 from gateway.providers.result import CONFIG, REJECTED, RETRY, SENT, SendResult
-from gateway.store import booking
+from gateway.store import Lifecycle, booking, missed
 from gateway.store.scripts import scripts_for
 
 log = logging.getLogger(__name__)
-SETTLE_EVERY = 5.0  # seconds between sweeps for bookings a crash left half-done
+SETTLE_EVERY = 5.0  # seconds between sweeps: bookings a crash left half-done, days over
 
 
 def make_provider(settings: Settings, client: redis.Redis, timeout=None, **options):
@@ -67,6 +68,7 @@ class Worker:
         redis_backoff: tuple[float, float] = (0.5, 30.0),
         clock: Callable[[], float] = time.time,
         name: str | None = None,
+        lifecycle: Lifecycle | None = None,
     ):
         self.r = client
         self.settings = settings
@@ -83,6 +85,7 @@ class Worker:
         self.redis_backoff = redis_backoff  # first delay and cap (s) while Redis errs
         self.clock = clock  # epoch seconds: retries' due times, the fleet's rate
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{id(self) % 10000}"
+        self.lifecycle = lifecycle  # with it, the worker marks missed bookings (days over)
         self._stop = threading.Event()
         self.limiter = FleetRate(
             client, self.rate, most=self.concurrency, clock=clock, stopping=self._stop.is_set
@@ -228,6 +231,15 @@ class Worker:
         settled = booking.settle_due(self.r, int(self.settings.clock()))
         if settled:
             log.warning("event=bookings_settled count=%d: left in flight by a crash", settled)
+        if self.lifecycle is not None:
+            self._sweep_missed(self.lifecycle)
+
+    def _sweep_missed(self, lifecycle: Lifecycle) -> None:
+        """Open bookings whose day is over (in TIMEZONE) become missed; their people told."""
+        now = datetime.fromtimestamp(self.settings.clock(), self.settings.tz)
+        count, told = missed.sweep(self.r, lifecycle.OPEN_STATES, now)
+        if count:
+            log.info("event=bookings_missed count=%d told=%d", count, told)
 
     def _promote(self) -> None:
         now_ms = int(self.clock() * 1000)
@@ -350,6 +362,7 @@ class BackgroundWorker:
 def start_background(app, **options) -> BackgroundWorker:
     """Start delivering the outbox from a thread of ``app``'s process (``python app.py``)."""
     services = app.extensions["tikaline"]
+    options.setdefault("lifecycle", services.store.lifecycle)
     handle = BackgroundWorker(Worker(services.redis, services.settings, **options))
     handle.thread.start()
     return handle

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,8 +21,9 @@ from redis.cluster import ClusterPipeline, RedisCluster
 from gateway import codes
 from gateway.config import Settings
 from gateway.phones import mask
-from gateway.store import booking, conversations, keys, replies
+from gateway.store import booking, closing, conversations, keys, replies
 from gateway.store.booking import MAX_BENEFICIARIES as MAX_BENEFICIARIES
+from gateway.store.closing import Closing
 from gateway.store.conversations import (
     KEEP,
     FlowState,
@@ -33,6 +33,7 @@ from gateway.store.conversations import (
     UssdSession,
     UssdTurnState,
 )
+from gateway.store.people import name_key as name_key
 from gateway.store.redisconn import Client
 from gateway.store.replies import Document, Raw
 from gateway.store.scripts import scripts_for
@@ -61,11 +62,6 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
-
-
-def name_key(name: str) -> str:
-    """How two spellings of one beneficiary's name are told to be the same person."""
-    return " ".join(unicodedata.normalize("NFC", name).casefold().split())
 
 
 def _as_outcome(reply: Sequence[Raw | int]) -> Outcome:
@@ -147,7 +143,7 @@ def _new_caps(old: Mapping[str, str], session: Record) -> Iterator[tuple[int, in
 
 def _session_refusal(old: Mapping[str, str], session: Record) -> Outcome | None:
     """What upsert_session.lua would refuse for this stored session, checked before writing."""
-    if not old:
+    if not old or old.get("cancelled_at"):  # called off: loading leaves it as it is
         return None
     if (old.get("centre_id"), old.get("date")) != (session["centre_id"], session["date"]):
         return Outcome("moved", f"{old.get('centre_id')} {old.get('date')}")
@@ -289,6 +285,8 @@ class Store:
                 keys.open_slots(centre_id),
                 keys.outbox(keys.ref_partition(ref)),
                 keys.sms_counts(keys.ref_partition(ref)),
+                keys.open_by_day(keys.ref_partition(ref)),
+                keys.session_bookings(centre_id, sid),
             ],
             [
                 ref,
@@ -303,6 +301,12 @@ class Store:
         if outcome.ok:
             self.sync_person(mobile, outcome.value, ref, "cancelled")
         return Outcome(outcome.status, ref if outcome.ok else outcome.value)
+
+    def cancel_session(self, session_id: str, reason: str, to_date: str | None = None) -> Closing:
+        """The centre calls off a session: nobody books it again, its open bookings are
+        cancelled (or, with ``to_date``, moved to that day's session where they fit), each
+        person told once with ``reason`` (see ``closing``)."""
+        return closing.close_session(self, session_id, reason, to_date, self.now())
 
     def sync_person(self, mobile: str, name: str, ref: str, state: str) -> None:
         """Bring the person's record on their mobile in line with their appointment."""
@@ -411,7 +415,11 @@ class Store:
             return Outcome("not_vaccinator")
         centre_id = replies.text(centre)
         here = at is not None and replies.text(at) == centre_id
-        extra = [keys.centre(centre_id)] if script == "dose" else []
+        extra = (
+            [keys.centre(centre_id), keys.open_by_day(keys.partition_of(centre_id))]
+            if script == "dose"
+            else []
+        )
         reply = self._call(
             script,
             [

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from gateway import codes
-from gateway.store import keys, replies
+from gateway.store import keys, missed, replies
 from gateway.store.redisconn import Client
 from gateway.store.scripts import Scripts, scripts_for
 
@@ -152,6 +152,8 @@ def _book_at_centre(store: Store, req: Request, now: datetime, ref: str) -> Outc
             keys.centre(req.centre_id),
             keys.outbox(partition),
             keys.sms_counts(partition),
+            keys.open_by_day(partition),
+            keys.session_bookings(req.centre_id, req.session_id),
         ],
         [
             ref,
@@ -199,11 +201,7 @@ def settle_ref(store: Store, mobile: str, ref: str, now: datetime) -> None:
             if record.get("u", 0) < epoch:
                 _settle_pending(store, mobile, name, ref)
         else:
-            state = store._scripts["miss"](
-                keys=[keys.appointment(ref)],
-                args=[",".join(store.lifecycle.OPEN_STATES), now.date().isoformat()],
-            )
-            now_state = replies.text(state) or "missed"
+            now_state = missed.close_one(store.r, ref, store.lifecycle.OPEN_STATES, now)
             store._scripts["person"](keys=[keys.beneficiaries(mobile)], args=[name, ref, now_state])
 
 

@@ -11,7 +11,8 @@ What lives where (``partition_of`` hashes the identifier):
 
 - **a centre's bucket**: the centre, its sessions and their index, its day counters, its
   availability index, its vaccinators (``staff``) and their refused attempts and waiting
-  bookings, and the appointments made there. A booking reference carries its bucket in its
+  bookings, the appointments made there, each session's bookings and the bucket's open
+  bookings by day (``open_by_day``: centres share it). A booking reference carries its bucket in its
   digits (``codes.new_reference``), so VERIFY, DOSE, CANCEL and CODE find it without a lookup.
 - **a mobile's bucket**: the people booked on it (``beneficiaries``, the limit of 4 and one
   open booking each), its conversations, language, inbound replay guards, its vaccinator
@@ -98,6 +99,11 @@ def vaccinator_waiting(centre_id: str, phone: str) -> str:
     return f"{_in(centre_id)}vwait:{phone}"  # zset: refs this number verified, by when, TTL
 
 
+def session_bookings(centre_id: str, session_id: str) -> str:
+    """set: refs booked on a session and not cancelled (cancel-session finds them here)."""
+    return f"{_in(centre_id)}sbook:{session_id}"
+
+
 def appointment(ref: str) -> str:
     return f"{prefix(ref_partition(ref))}appt:{ref}"  # hash, see store.APPOINTMENT_FIELDS
 
@@ -106,6 +112,12 @@ def nowhere(centre_id: str) -> str:
     """An appointment key in the centre's bucket that no booking has (references never
     carry a letter): VERIFY of a reference that is not there reads it and finds nothing."""
     return f"{_in(centre_id)}appt:-"
+
+
+def open_by_day(partition: int) -> str:
+    """zset: the bucket's open bookings (refs) scored by their day, yyyymmdd: the missed
+    sweep's index, kept by the scripts that open or close a booking."""
+    return f"{prefix(partition)}openday"
 
 
 # -- a mobile's bucket ----------------------------------------------------------------------

@@ -6,11 +6,12 @@
 -- voided (gateway/store/booking.py) gets {'void', ref}. Booked: {'ok', the session's date}.
 -- A full slot gets {'full', the session's slots still open}; a slot whose end has come (today
 -- at `hm`, local time) gets {'passed', the same}.
--- KEYS: session, appointment(ref), days(centre), open slots(centre), centre, outbox, sms counts
+-- KEYS: session, appointment(ref), days(centre), open slots(centre), centre, outbox, sms counts,
+--       open bookings by day (the bucket's), the session's bookings
 -- ARGV: ref, mobile, name, birth_year, slot, today, now, check, lang, hm (the turn's local time,
 --       HH:MM), key_id (of the key the check was made with), centre id
 local session_key, appt_key, days_key, open_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local centre_key, outbox, counts = KEYS[5], KEYS[6], KEYS[7]
+local centre_key, outbox, counts, by_day, sbook = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local ref, mobile, name, birth_year, slot = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local today, now, check, lang, hm = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local key_id, centre_id = ARGV[11], ARGV[12]
@@ -54,6 +55,8 @@ redis.call('HSET', appt_key, 'mobile', mobile, 'name', name, 'by', birth_year, '
 -- session, see fill() in common.lua): every byte counts a hundred thousand times.
 if lang ~= 'en' then redis.call('HSET', appt_key, 'lang', lang) end
 redis.call('HINCRBY', days_key, s.date .. ':booked', 1)
+redis.call('ZADD', by_day, day_score(s.date), ref)
+redis.call('SADD', sbook, ref)
 reindex(open_key, s)
 local centre = redis.call('HMGET', centre_key, 'name', 'address')
 queue_sms(outbox, counts, 'book:' .. ref .. ':0', mobile, 'sms.booked', lang,

@@ -27,6 +27,11 @@ local function slot_over(date, time, today, hm)
   return ends ~= nil and ends <= hm
 end
 
+-- A day ('YYYY-MM-DD') as the score of the open bookings' index (keys.open_by_day).
+local function day_score(date)
+  return tonumber((string.gsub(date, '-', '')))
+end
+
 -- Queue one outbound SMS. Its text is rendered by the sender from template + params, so no
 -- security code is ever written to Redis; the message key lets a retry be deduplicated.
 local function queue_sms(outbox, counts, message_key, to, template, lang, params)

@@ -4,11 +4,13 @@
 -- A refusal counts against the number as in verify.lua ("already recorded" is not one: it
 -- answers a repeat with what was done).
 -- KEYS (all in the vaccinator's centre's bucket): appointment, its session, staff(centre),
---       failures(number), waiting(number), days(centre), outbox, sms counts, centre
+--       failures(number), waiting(number), days(centre), outbox, sms counts, centre,
+--       open bookings by day (the bucket's)
 -- ARGV: ref, vaccinator_phone, today, now, batch, certificate_id, fail_limit, fail_window,
 --       the vaccinator's centre, '1' when the booking is at another centre
 local appt_key, session_key, staff_key, fail_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local wait_key, days_key, outbox, counts, centre_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local by_day = KEYS[10]
 local ref, phone, today, now, batch = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local cert, fail_limit, fail_window = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local centre, elsewhere = ARGV[9], ARGV[10]
@@ -27,6 +29,7 @@ redis.call('HSET', appt_key, 'state', 'vaccinated', 'batch', batch, 'cert', cert
            'vaccinated_at', now, 'vaccinated_by', phone)
 redis.call('HINCRBY', days_key, a.date .. ':vaccinated', 1)
 redis.call('ZREM', wait_key, ref)
+redis.call('ZREM', by_day, ref)
 local centre_name = redis.call('HGET', centre_key, 'name') or a.centre
 queue_sms(outbox, counts, 'dose:' .. ref, a.mobile, 'sms.vaccinated', a.lang or 'en',
           {name = a.name, vaccine = a.vaccine, dose = a.dose, centre = centre_name,

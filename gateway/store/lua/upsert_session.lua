@@ -1,10 +1,12 @@
--- Load or update one session, refusing to cut any slot's capacity below what is booked.
+-- Load or update one session, refusing to cut any slot's capacity below what is booked. A
+-- session the centre called off (close_session.lua) is left as it is: {'ok', 'cancelled'}.
 -- KEYS: session, centre sessions index, open slots(centre)
 -- ARGV: id, centre_id, date, score(yyyymmdd), vaccine, min_age, max_age, slots_json, cap0, cap1, ...
 local session_key, index_key, open_key = KEYS[1], KEYS[2], KEYS[3]
 local id, centre_id, date, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local old = hgetall(session_key)
 local ncaps = #ARGV - 8
+if old.cancelled_at then return {'ok', 'cancelled'} end
 if old.date then
   if old.centre_id ~= centre_id or old.date ~= date then return {'moved', old.centre_id .. ' ' .. old.date} end
   local i = 0
