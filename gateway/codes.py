@@ -11,8 +11,10 @@
 - Each appointment keeps the **key id** of the key its code was made with (``k``, 4 hex
   digits of ``HMAC(key, "key-id")``), so after a rotation (``SECRET_KEY_PREVIOUS``) codes
   already texted still verify and still show on the slip; new codes use the current key.
-- A **certificate ID** is an HMAC of the reference, so recording the same dose twice yields
-  the same ID.
+- A **certificate ID** is 15 digits: 14 drawn from ``HMAC(key, "cert|ref")`` (unguessable
+  without the key, and the same for the same dose) and a Verhoeff check digit, shown as
+  ``12345 67890 12345``. Like a reference, its digits before the check digit carry the bucket
+  of its appointment, so the certificate leads to its record without a global lookup.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Callable
 from functools import lru_cache
 
 # Verhoeff tables: dihedral group D5 multiplication, permutation, inverse.
@@ -49,6 +52,7 @@ _P = [
 _INV = [0, 4, 3, 2, 1, 5, 6, 7, 8, 9]
 
 REF_LENGTH = 10
+CERT_LENGTH = 15
 CODE_DIGITS = 4
 _SEPARATORS = re.compile(r"[\s\-./]+")
 # Devanagari (and other Unicode) decimal digits count as digits: int() and str.isdecimal know them.
@@ -79,9 +83,15 @@ def new_reference(partition: int = 0, partitions: int = 1) -> str:
     """A fresh, unpredictable booking reference whose digits before the check digit leave
     ``partition`` modulo ``partitions``: the reference leads to its bucket without a lookup
     (first digit never 0, so it reads as a number)."""
-    low, high = 10 ** (REF_LENGTH - 2), 10 ** (REF_LENGTH - 1)  # 9 digits before the check
+    return _in_bucket(REF_LENGTH, partition, partitions, secrets.randbelow)
+
+
+def _in_bucket(length: int, partition: int, partitions: int, pick: Callable[[int], int]) -> str:
+    """``length`` digits ending in a Verhoeff check digit, the body the ``pick(count)``-th of
+    the ``count`` numbers of ``length - 1`` digits that leave ``partition`` mod ``partitions``."""
+    low, high = 10 ** (length - 2), 10 ** (length - 1)
     first = (low + partitions - 1 - partition) // partitions  # least n with n*P + p >= low
-    n = first + secrets.randbelow((high - 1 - partition) // partitions - first + 1)
+    n = first + pick((high - 1 - partition) // partitions - first + 1)
     body = str(n * partitions + partition)
     return body + verhoeff_check_digit(body)
 
@@ -117,10 +127,30 @@ def code_check(secret: str, ref: str, code: str) -> str:
     return _mac(secret, "check", ref, ascii_digits(code).strip()).hex()[:16]
 
 
-def certificate_id(secret: str, ref: str) -> str:
-    """A stable certificate ID for the dose of a booking."""
-    n = int.from_bytes(_mac(secret, "cert", ref)[:8], "big") % 10**12
-    return f"CRT{n:012d}"
+def certificate_id(
+    secret: str, ref: str, partition: int = 0, partitions: int = 1, attempt: int = 0
+) -> str:
+    """The certificate ID of a booking's dose, in the booking's bucket. ``attempt`` 1, 2, …
+    give other IDs for the rare dose whose first one another certificate already holds."""
+    mac = _mac(secret, "cert", ref, *([attempt] if attempt else []))
+    number = int.from_bytes(mac[:8], "big")
+    return _in_bucket(CERT_LENGTH, partition, partitions, lambda count: number % count)
+
+
+def parse_certificate(text: str) -> str | None:
+    """The certificate ID typed by a person (spaces and dashes anywhere), or None when it is
+    malformed or fails the check digit."""
+    digits = _SEPARATORS.sub("", ascii_digits(text or ""))
+    if len(digits) != CERT_LENGTH or not digits.isascii() or not digits.isdigit():
+        return None
+    return digits if verhoeff_valid(digits) else None
+
+
+def format_certificate(cert: str) -> str:
+    """A certificate ID grouped for reading: ``12345 67890 12345`` (others as they are)."""
+    if len(cert) != CERT_LENGTH or not cert.isdigit():
+        return cert
+    return " ".join(cert[i : i + 5] for i in range(0, CERT_LENGTH, 5))
 
 
 KEY_ID_CHARS = 4  # kept on every appointment: short, yet two keys rarely share one

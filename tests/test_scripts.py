@@ -50,14 +50,15 @@ _MARK = "\x00"
 _TAG = re.compile(r"\\\{p\d+\\\}")
 
 
-_REF = "1234567897"  # a reference (its digits lead to its bucket)
+_REF = "1234567897"  # a reference or certificate ID (its digits lead to its bucket)
 
 
 def _example(build) -> str:
     """A builder's key with a marker for each text part (a bucket number for int parts)."""
     params = inspect.signature(build).parameters.values()
     parts = [
-        7 if p.annotation in (int, "int") else _REF if p.name == "ref" else _MARK for p in params
+        7 if p.annotation in (int, "int") else _REF if p.name in ("ref", "cert_id") else _MARK
+        for p in params
     ]
     return build(*parts).replace(_REF, _MARK)
 
@@ -201,8 +202,8 @@ def _keys_of(r, args: list[str]) -> list[str]:
 
 
 def _journey(store) -> None:
-    """Every store script once: load, book, reissue, verify, dose, cancel, a conversation
-    turn, and the reads."""
+    """Every store script once: load, book, reissue, verify, dose, a certificate lookup,
+    cancel, a conversation turn, and the reads."""
     from gateway.sample import sample_data
     from gateway.store.conversations import KEEP
     from gateway.store.reference import load
@@ -219,6 +220,8 @@ def _journey(store) -> None:
     assert store.verify(vaccinator=VACCINATOR, ref=refs[0], code=code).ok
     assert store.waiting(VACCINATOR)
     assert store.record_dose(vaccinator=VACCINATOR, ref=refs[0]).ok
+    assert store.take_lookup(PHONE, 10, 3600, store.now()) == 0
+    assert store.certificate(store.appointment(refs[0])["cert"])
     assert store.cancel(mobile=PHONE, ref=refs[1]).ok
     assert store.slip(PHONE) and store.availability("110017") and store.centre_today("C100")
     _settling(store, session_id)

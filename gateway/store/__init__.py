@@ -45,6 +45,7 @@ MAX_ATTEMPTS = 5
 MAX_REISSUES = 3  # fresh codes a booking may get a day (CODE <ref>)
 FAILURE_LIMIT = 20  # refused VERIFY/DOSE attempts a vaccinator number may make…
 FAILURE_WINDOW = 3600  # …in any rolling window of this many seconds
+CERT_IDS = 2  # candidate certificate IDs a dose may take (see dose.lua)
 WAITING_WINDOW = 30 * 60  # a booking verified this long ago no longer waits for DOSE alone
 PROGRAMME_AGE = 18  # the youngest who may book while no session says otherwise
 AGE_FRESH = 60  # seconds a process's copy of the youngest age may let someone through
@@ -379,7 +380,7 @@ class Store:
         self, *, vaccinator: str, ref: str, batch: str = "", now: datetime | None = None
     ) -> Outcome:
         """Record the dose after VERIFY; ok → value is JSON {name, by, cert};
-        already_recorded → value is the certificate ID."""
+        already_recorded → value is the certificate ID (the one the first DOSE gave)."""
         now = now or self.now()
         outcome = self._vaccinator_run(
             "dose",
@@ -391,7 +392,7 @@ class Store:
                 now.date().isoformat(),
                 int(now.timestamp()),
                 batch,
-                codes.certificate_id(self.settings.secret_key, ref),
+                ",".join(self.certificate_candidates(ref)),
                 FAILURE_LIMIT,
                 FAILURE_WINDOW,
             ],
@@ -401,6 +402,13 @@ class Store:
             self.sync_person(str(dosed.pop("mobile")), str(dosed["name"]), ref, "vaccinated")
             return Outcome("ok", json.dumps(dosed))
         return outcome
+
+    def certificate_candidates(self, ref: str) -> list[str]:
+        """The IDs a dose of ``ref`` may get, in the ref's bucket: the first unless another
+        certificate already holds it (see dose.lua)."""
+        where = (keys.ref_partition(ref), keys.PARTITIONS)
+        secret = self.settings.secret_key
+        return [codes.certificate_id(secret, ref, *where, attempt=i) for i in range(CERT_IDS)]
 
     def _vaccinator_run(
         self, script: str, vaccinator: str, ref: str, args: Sequence[str | int]
@@ -415,11 +423,7 @@ class Store:
             return Outcome("not_vaccinator")
         centre_id = replies.text(centre)
         here = at is not None and replies.text(at) == centre_id
-        extra = (
-            [keys.centre(centre_id), keys.open_by_day(keys.partition_of(centre_id))]
-            if script == "dose"
-            else []
-        )
+        extra = self._dose_keys(centre_id, ref, here) if script == "dose" else []
         reply = self._call(
             script,
             [
@@ -444,6 +448,15 @@ class Store:
                 FAILURE_WINDOW,
             )
         return _as_outcome(reply[:2])
+
+    def _dose_keys(self, centre_id: str, ref: str, here: bool) -> list[str]:
+        """The keys DOSE needs besides VERIFY's: the centre, the bucket's open bookings by day
+        and the candidate certificates' index (a key no certificate has when the ref is not at
+        this centre: refused unread)."""
+        first = [keys.centre(centre_id), keys.open_by_day(keys.partition_of(centre_id))]
+        if not here:
+            return first + [keys.no_certificate(centre_id)] * CERT_IDS
+        return first + [keys.certificate(c) for c in self.certificate_candidates(ref)]
 
     def waiting(self, vaccinator: str, now: datetime | None = None) -> list[Document]:
         """Bookings this number verified in the last 30 minutes and has not dosed, oldest
@@ -525,6 +538,24 @@ class Store:
         if appt.get("state", "void") == "void":
             return None
         return self._present(ref, self._filled([appt])[0])
+
+    def certificate(self, cert_id: str) -> Document | None:
+        """The vaccinated appointment a certificate ID was issued for (with its vaccine and
+        centre's name), or None: no such certificate."""
+        ref = replies.optional_text(self.r.get(keys.certificate(cert_id)))
+        appt = self.appointment(ref) if ref else None
+        if not appt or appt["state"] != "vaccinated" or appt.get("cert") != cert_id:
+            return None
+        return appt
+
+    def take_lookup(self, who: str, limit: int, window: int, now: datetime) -> int:
+        """Count one certificate lookup by ``who`` (a mobile, or ``ip:<address>``): 0 while
+        fewer than ``limit`` fell in the last ``window`` seconds, else the seconds to wait
+        (and it is not counted)."""
+        wait: int = self._scripts["lookup"](
+            keys=[keys.lookups(who)], args=[int(now.timestamp()), window, limit]
+        )
+        return int(wait)
 
     def _filled(self, appts: list[dict[str, str]]) -> list[Document]:
         """Appointments with their session's time and vaccine and their centre's name, read

@@ -14,9 +14,12 @@ What lives where (``partition_of`` hashes the identifier):
   bookings, the appointments made there, each session's bookings and the bucket's open
   bookings by day (``open_by_day``: centres share it). A booking reference carries its bucket in its
   digits (``codes.new_reference``), so VERIFY, DOSE, CANCEL and CODE find it without a lookup.
+  A certificate ID carries the same bucket (``codes.certificate_id``): its index, written by
+  the DOSE, lives beside the appointment it names.
 - **a mobile's bucket**: the people booked on it (``beneficiaries``, the limit of 4 and one
   open booking each), its conversations, language, inbound replay guards, its vaccinator
-  registration (which centre a number works for) and bookings in flight (``reserved``).
+  registration (which centre a number works for) and bookings in flight (``reserved``), and
+  its certificate lookups (``lookups``; a web client's, by address, in that address's bucket).
 - **a pincode's bucket**: the centres of that pincode.
 - **every bucket**: its own outbox stream, retry set, dead letters, message records and SMS
   counters, so an SMS is queued in the same script as the change that promises it.
@@ -51,7 +54,8 @@ def partition_of(ident: str) -> int:
 
 
 def ref_partition(ref: str) -> int:
-    """The bucket a booking reference was made in: its digits before the check digit."""
+    """The bucket a booking reference (or a certificate ID) was made in: its digits before
+    the check digit."""
     return int(ref[:-1]) % PARTITIONS
 
 
@@ -108,6 +112,17 @@ def appointment(ref: str) -> str:
     return f"{prefix(ref_partition(ref))}appt:{ref}"  # hash, see store.APPOINTMENT_FIELDS
 
 
+def certificate(cert_id: str) -> str:
+    """A certificate ID -> the ref of the appointment it was issued for (no TTL)."""
+    return f"{prefix(ref_partition(cert_id))}cert:{cert_id}"
+
+
+def no_certificate(centre_id: str) -> str:
+    """A certificate index key in the centre's bucket that no certificate has: what DOSE
+    declares for a reference that is not at the vaccinator's centre (it is refused unread)."""
+    return f"{_in(centre_id)}cert:-"
+
+
 def nowhere(centre_id: str) -> str:
     """An appointment key in the centre's bucket that no booking has (references never
     carry a letter): VERIFY of a reference that is not there reads it and finds nothing."""
@@ -158,6 +173,11 @@ def inbound_claim(mobile: str, message_id: str) -> str:
 
 def vaccinator(phone: str) -> str:
     return f"{_in(phone)}vaccinator:{phone}"  # hash: name, centre_id
+
+
+def lookups(who: str) -> str:
+    """zset: a mobile's (or ``ip:<address>``'s) certificate lookups, by time, TTL."""
+    return f"{_in(who)}lookups:{who}"
 
 
 def console_inbox(phone: str) -> str:

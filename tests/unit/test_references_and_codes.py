@@ -115,3 +115,56 @@ def test_a_reference_is_shown_in_two_groups_of_five():
 @pytest.mark.parametrize("typed", ["१२३४५६७८९०", "１２３４５６７８９０"])
 def test_devanagari_and_full_width_digits_read_as_digits(typed):
     assert codes.ascii_digits(typed) == "1234567890"
+
+
+# -- certificate IDs ---------------------------------------------------------------------------
+
+
+def _certs(n=50, partitions=256):
+    return [
+        (
+            codes.certificate_id(
+                "key-a", codes.new_reference(i % partitions, partitions), i % partitions, partitions
+            ),
+            i % partitions,
+        )
+        for i in range(n)
+    ]
+
+
+def test_certificate_ids_are_fifteen_digits_in_their_bucket_and_pass_their_check():
+    for cert, partition in _certs(300):
+        assert len(cert) == 15 and cert.isdigit() and cert[0] != "0"
+        assert int(cert[:-1]) % 256 == partition
+        assert codes.parse_certificate(cert) == cert
+
+
+def test_a_certificate_id_is_stable_keyed_and_other_on_another_attempt():
+    ref = codes.new_reference(7, 256)
+    cert = codes.certificate_id("key-a", ref, 7, 256)
+    assert codes.certificate_id("key-a", ref, 7, 256) == cert
+    assert codes.certificate_id("key-b", ref, 7, 256) != cert  # unguessable without the key
+    again = codes.certificate_id("key-a", ref, 7, 256, attempt=1)
+    assert again != cert and int(again[:-1]) % 256 == 7
+
+
+@pytest.mark.parametrize("cert", [c for c, _ in _certs(20)])
+def test_every_single_digit_error_and_swap_in_a_certificate_id_is_caught(cert):
+    for i, original in enumerate(cert):
+        for digit in "0123456789":
+            if digit != original:
+                assert codes.parse_certificate(cert[:i] + digit + cert[i + 1 :]) is None
+        if i + 1 < len(cert) and cert[i] != cert[i + 1]:
+            swapped = cert[:i] + cert[i + 1] + cert[i] + cert[i + 2 :]
+            assert codes.parse_certificate(swapped) is None, swapped
+
+
+def test_certificate_ids_are_read_back_grouped_dashed_or_in_devanagari():
+    cert = _certs(1)[0][0]
+    shown = codes.format_certificate(cert)
+    assert shown == f"{cert[:5]} {cert[5:10]} {cert[10:]}"
+    devanagari = "".join(chr(0x0966 + int(d)) for d in cert)
+    for typed in (shown, f"{cert[:4]}-{cert[4:8]}-{cert[8:]}", f" {cert} ", devanagari):
+        assert codes.parse_certificate(typed) == cert
+    for junk in ("", "CRT123456789012", cert[:-1], cert + "0", codes.new_reference()):
+        assert codes.parse_certificate(junk) is None
