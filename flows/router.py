@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from flows import booking, cancel, commands, status, vaccinator, words
+from flows import booking, cancel, certificate, commands, status, vaccinator, words
 from flows.base import Conversation, Turn
 from gateway.inbound import SMS, InboundMessage
 from gateway.phones import mask
@@ -70,6 +70,8 @@ def _turn(store: Store, msg: InboundMessage, state: SmsTurnState) -> None:
         cancel.sms_cancel(turn, rest)
     elif command == "code":
         commands.new_code(turn, rest)
+    elif command == "cert":
+        certificate.sms_check(turn, rest)
     elif command == "lang":
         commands.language(turn, rest)
     elif command == "help" or not conv:

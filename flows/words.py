@@ -14,7 +14,7 @@ from flows import messages
 from flows.messages.sms import graphemes
 from gateway.codes import ascii_digits
 
-COMMANDS = ("book", "status", "cancel", "code", "lang", "help", "verify", "dose", "today")
+COMMANDS = ("book", "status", "cancel", "code", "cert", "lang", "help", "verify", "dose", "today")
 VACCINATOR_COMMANDS = ("verify", "dose", "today")
 ANSWERS = ("yes", "no", "more", "lang_en", "lang_hi")
 MAX_NAME = 50  # letters as a reader counts them (grapheme clusters), not code points

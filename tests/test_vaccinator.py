@@ -37,7 +37,7 @@ def label(day: date) -> str:
     return f"{WEEKDAYS[day.weekday()]} {day.day:02d}-{day.month:02d}"
 
 
-def test_verify_then_dose_queues_the_confirmation_once(client, sample, r, settings):
+def test_verify_then_dose_queues_the_confirmation_once(client, sample, r, settings, store):
     citizen, vaccinator = Phone(client), Phone(client, VACCINATOR)
     ref, code = book_today(citizen, r, settings)
     shown = codes.format_reference(ref)
@@ -48,7 +48,7 @@ def test_verify_then_dose_queues_the_confirmation_once(client, sample, r, settin
         f"After the jab send DOSE {ref}"
     )
     dose_id = vaccinator.sms(f"DOSE {ref} 4121Z015")
-    cert = codes.certificate_id(settings.secret_key, ref)
+    cert = codes.format_certificate(store.certificate_candidates(ref)[0])
     assert last_text(r, settings, VACCINATOR) == (
         f"Dose recorded for Asha Devi (1990), {shown}. Certificate {cert}. "
         "The citizen gets it by SMS."
@@ -56,7 +56,8 @@ def test_verify_then_dose_queues_the_confirmation_once(client, sample, r, settin
     final = [t for t in texts(r, settings, citizen.number) if "Certificate ID" in t]
     assert final == [
         f"TikaLine: Asha Devi got dose 1 of COVISHIELD at PHC Saket, "
-        f"{messages.day(appointments(r)[ref]['date'])}. Certificate ID {cert}"
+        f"{messages.day(appointments(r)[ref]['date'])}. Certificate ID {cert}. "
+        "To check it: CERT + ID"
     ]
     assert appointments(r)[ref]["batch"] == "4121Z015"
 

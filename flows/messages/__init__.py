@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from gateway.codes import format_reference
+from gateway.codes import format_certificate, format_reference
 
 LANGUAGES = ("en", "hi")
 DEFAULT = "en"
@@ -32,9 +32,12 @@ def template(key: str, lang: str) -> str:
 
 
 def text(key: str, lang: str = DEFAULT, **params: Any) -> str:
-    """The filled template; ``ref`` also yields ``ref_shown`` (grouped for reading)."""
+    """The filled template; ``ref`` also yields ``ref_shown``, and a certificate ID ``cert``
+    is shown, grouped for reading."""
     if "ref" in params:
         params.setdefault("ref_shown", format_reference(str(params["ref"])))
+    if "cert" in params:
+        params["cert"] = format_certificate(str(params["cert"]))
     return template(key, lang).format(**params)
 
 
