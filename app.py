@@ -20,7 +20,7 @@ from gateway.config import ConfigError, Settings, check_server
 from gateway.services import Services
 from gateway.store import Store
 from gateway.store.redisconn import Client, connect
-from gateway.web import simulator, webhooks
+from gateway.web import simulator, verify, webhooks
 
 HERE = Path(__file__).resolve().parent
 # Gunicorn's "App failed to load" status: its master stops instead of forking workers again.
@@ -46,6 +46,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     simulator.init_app(app)
     sms.init_app(app)
     webhooks.init_app(app)
+    verify.init_app(app)
     return app
 
 

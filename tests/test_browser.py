@@ -5,6 +5,9 @@ A citizen dials the USSD code and books at PHC Saket for today; the booking SMS 
 reference and the code; the vaccinator of that centre texts VERIFY and DOSE; the citizen's
 final confirmation with the certificate ID arrives. Headless Debian Chromium, driven by
 Playwright; a screenshot of the end is kept in ``test-artifacts/``.
+
+Then anyone checks that certificate on the public page ``/verify`` from a phone-sized browser
+with JavaScript off, in English and in Hindi (screenshots ``verify-en.png``, ``verify-hi.png``).
 """
 
 from __future__ import annotations
@@ -167,6 +170,56 @@ def test_with_a_webhook_token_the_simulator_needs_its_login_and_never_sees_the_t
         assert app.get("/simulator/inbox?phone=%2B919811111111")[0] == 401
     finally:
         app.stop()
+
+
+def test_a_certificate_is_checked_on_the_public_page_without_javascript(gateway, r):
+    _open_until_midnight(r)
+    store = Store(r, Settings(secret_key="browser-test-secret"), lifecycle)
+    session_id = f"S100-{store.now():%Y%m%d}"
+    ref = store.book(
+        mobile="+919811111111", name="Ravi Kumar", birth_year=1985, session_id=session_id, slot=3
+    ).value
+    vaccinator = "+919800000001"
+    assert store.verify(vaccinator=vaccinator, ref=ref, code=store.appointment(ref)["code"]).ok
+    assert store.record_dose(vaccinator=vaccinator, ref=ref).ok
+    cert = store.appointment(ref)["cert"]
+    shown = f"{cert[:5]} {cert[5:10]} {cert[10:]}"
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        context = browser.new_context(
+            viewport={"width": 390, "height": 844}, java_script_enabled=False, locale="en-IN"
+        )
+        page = context.new_page()
+        try:
+            page.goto(gateway.base_url + "/verify")
+            typo = cert[:-1] + str((int(cert[-1]) + 1) % 10)
+            page.fill("input[name=id]", typo)
+            page.click("button[type=submit]")
+            expect(page.locator(".refused")).to_contain_text("is not a certificate ID")
+
+            page.fill("input[name=id]", shown)
+            page.click("button[type=submit]")
+            result = page.locator(".genuine")
+            expect(result).to_contain_text("Genuine certificate")
+            expect(result).to_contain_text("R**** K****")
+            expect(result).to_contain_text("1985")
+            expect(result).to_contain_text("COVISHIELD")
+            expect(result).to_contain_text("1 of 2")
+            expect(result).to_contain_text("PHC Saket")
+            assert "Ravi" not in page.content()
+            for part in ("input[name=id]", "button[type=submit]", ".genuine"):
+                box = page.locator(part).bounding_box()
+                assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, part
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "verify-en.png"), full_page=True)
+
+            page.click("nav a")  # the language switch keeps the ID
+            expect(page.locator(".genuine")).to_contain_text("असली प्रमाणपत्र")
+            expect(page.locator("html")).to_have_attribute("lang", "hi")
+            page.screenshot(path=str(ARTIFACTS / "verify-hi.png"), full_page=True)
+        finally:
+            browser.close()
 
 
 def _send_sms(phone, text: str) -> None:
