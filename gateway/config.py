@@ -97,6 +97,7 @@ class Settings:
     # (Redis WAIT), at most redis_wait_ms; 0: answer as soon as the master has it.
     redis_wait_replicas: int = 0
     redis_wait_ms: int = 1000
+    walkin_daily_limit: int = 60  # WALKIN bookings a vaccinator number may make a day
     clock: Callable[[], float] = time.time  # epoch seconds; tests set the hour they need
 
     @property
@@ -139,6 +140,7 @@ class Settings:
             redis_wait_replicas=_count(env, "REDIS_WAIT_REPLICAS", 0),
             redis_wait_ms=_count(env, "REDIS_WAIT_TIMEOUT_MS", 1000),
             simulator_password=env.get("SIMULATOR_PASSWORD") or None,
+            walkin_daily_limit=_count(env, "WALKIN_DAILY_LIMIT", 60),
         )
         ZoneInfo(settings.timezone)  # fail at start, not on the first request
         _check_redis_url(settings.redis_url)

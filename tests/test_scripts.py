@@ -223,6 +223,11 @@ def _journey(store) -> None:
     assert store.take_lookup(PHONE, 10, 3600, store.now()) == 0
     assert store.certificate(store.appointment(refs[0])["cert"])
     assert store.cancel(mobile=PHONE, ref=refs[1]).ok
+    walk_in = dict(vaccinator=VACCINATOR, centre_id="C100", mobile="+919811122222")
+    walk_in.update(name="Meena", session_id=session_id, lang="en", now=store.now())
+    assert store.walk_in(**walk_in, birth_year=1990, slot=0).ok
+    assert store.walk_in(**walk_in, birth_year=1990, slot=0).status == "replay"  # handed back
+    assert store.open_today("C100", store.now()) and store.language(PHONE) is None
     assert store.slip(PHONE) and store.availability("110017") and store.centre_today("C100")
     _settling(store, session_id)
     _calling_off(store, session_id)

@@ -477,6 +477,56 @@ class Store:
             if (a := [replies.optional_text(x) for x in raw])[:3] == ["verified", vaccinator, today]
         ]
 
+    def walk_in(
+        self,
+        *,
+        vaccinator: str,
+        centre_id: str,
+        mobile: str,
+        name: str,
+        birth_year: int,
+        session_id: str,
+        slot: int,
+        lang: str,
+        now: datetime,
+    ) -> Outcome:
+        """Book a walk-in as ``book`` books anyone (value = ref), counted against the
+        vaccinator number's walk-ins of the day: ``limit`` once ``WALKIN_DAILY_LIMIT`` of them
+        are made (value = the limit), ``not_vaccinator`` for a number off the centre's staff.
+        A booking refused, or already there (``replay``), hands its count back."""
+        taken = self._count_walk_in("take", vaccinator, centre_id, now)
+        if not taken.ok:
+            return taken
+        try:
+            outcome = self.book(
+                mobile=mobile,
+                name=name,
+                birth_year=birth_year,
+                session_id=session_id,
+                centre_id=centre_id,
+                slot=slot,
+                lang=lang,
+                now=now,
+            )
+        except Exception:
+            self._count_walk_in("give", vaccinator, centre_id, now)
+            raise
+        if not outcome.ok:
+            self._count_walk_in("give", vaccinator, centre_id, now)
+        return outcome
+
+    def _count_walk_in(self, mode: str, vaccinator: str, centre_id: str, now: datetime) -> Outcome:
+        return self._run(
+            "walkin",
+            [keys.days(centre_id), keys.staff(centre_id)],
+            [
+                mode,
+                f"{now.date().isoformat()}:walkins:{vaccinator}",
+                vaccinator,
+                self.settings.walkin_daily_limit,
+            ],
+        )
+
     def _each(self, items: Sequence[str], queue: Callable[[Pipe, str], object]) -> list[Any]:
         """One pipelined read per item (on a cluster, one round trip per master)."""
         if not items:
@@ -513,6 +563,17 @@ class Store:
             centre["open"] = sum(s["open"] for s in sessions)
             centres.append(centre)
         return centres
+
+    def open_today(self, centre_id: str, now: datetime) -> list[Document]:
+        """A centre's sessions of ``now``'s day from its availability index (one round trip),
+        each slot with its open places, none once its end has come."""
+        today = now.date().isoformat()
+        index = self.r.hget(keys.open_slots(centre_id), today)
+        return [_open_session(entry, today, now) for entry in json.loads(index or "[]")]
+
+    def language(self, mobile: str) -> str | None:
+        """The language a mobile chose (LANG HI/EN, the USSD menu), if it chose one."""
+        return replies.optional_text(self.r.get(keys.language(mobile)))
 
     def too_young(self, age: int) -> int | None:
         """The lowest minimum age of the loaded sessions when ``age`` is below it, else None."""

@@ -83,7 +83,8 @@ def centre_sessions(centre_id: str) -> str:
 
 
 def days(centre_id: str) -> str:
-    return f"{_in(centre_id)}days:{centre_id}"  # hash: <date>:booked|verified|vaccinated
+    """hash: <date>:booked|verified|vaccinated (for TODAY), <date>:walkins:<phone>"""
+    return f"{_in(centre_id)}days:{centre_id}"
 
 
 def open_slots(centre_id: str) -> str:
