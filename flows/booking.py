@@ -113,7 +113,8 @@ FRESH = 60  # seconds a kept list of dates and slots is shown without reading it
 OLDEST = 120
 
 
-def _age_fits(session: dict[str, Any], birth_year: int) -> bool:
+def age_fits(session: dict[str, Any], birth_year: int) -> bool:
+    """Whether someone born in ``birth_year`` is in a session's age range (in its year)."""
     age = int(session["date"][:4]) - birth_year
     low, high = session.get("min_age") or "", session.get("max_age") or ""
     return (low == "" or age >= int(low)) and (high == "" or age <= int(high))
@@ -137,7 +138,7 @@ class Booking(Conversation):
             found = []
             for centre in self.turn.store.availability(self.data["pin"], now=self.turn.now):
                 sessions = [
-                    s for s in centre["sessions"] if s["open"] > 0 and _age_fits(s, self.data["by"])
+                    s for s in centre["sessions"] if s["open"] > 0 and age_fits(s, self.data["by"])
                 ]
                 if sessions:
                     found.append({**centre, "sessions": sessions})

@@ -1,4 +1,5 @@
-"""Vaccinator commands by SMS, from registered numbers only: ``VERIFY``, ``DOSE``, ``TODAY``.
+"""Vaccinator commands by SMS, from registered numbers only: ``VERIFY``, ``DOSE``, ``TODAY``,
+``WALKIN`` (see ``flows/walkin.py``).
 
 The machine has one state: what a vaccinator has verified lives in the store (the number's
 waiting set), not in the conversation, so ``DOSE`` alone is taken only when exactly one
@@ -15,7 +16,7 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
-from flows import words
+from flows import walkin, words
 from flows.base import Conversation, Entry, Flow, Turn
 from gateway.codes import CODE_DIGITS, REF_LENGTH, parse_reference
 
@@ -27,6 +28,7 @@ TRANSITIONS: list[TransitionConfigDict] = [
     {"trigger": "verify", "source": "idle", "dest": "=", "after": "check_code"},
     {"trigger": "dose", "source": "idle", "dest": "=", "after": "record_dose"},
     {"trigger": "today", "source": "idle", "dest": "=", "after": "tell_counts"},
+    {"trigger": "walkin", "source": "idle", "dest": "=", "after": "book_walk_in"},
 ]
 LISTED = 3  # waiting bookings listed at most when DOSE alone is ambiguous
 SUGGESTED = 40  # characters of a mistyped command repeated in "Did you mean …?"
@@ -151,6 +153,10 @@ class Vaccinator(Conversation):
             unverified=max(0, booked - verified),
             open=_places(counts["open"]),
         )
+
+    def book_walk_in(self, rest: str) -> None:
+        """WALKIN: book someone who came without a booking into today's first open slot."""
+        walkin.book(self.turn, rest)
 
     def _usage(self, rest: str, ref: str | None, usage: str) -> None:
         if not ref and any(c.isdigit() for c in rest):

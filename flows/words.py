@@ -14,8 +14,20 @@ from flows import messages
 from flows.messages.sms import graphemes
 from gateway.codes import ascii_digits
 
-COMMANDS = ("book", "status", "cancel", "code", "cert", "lang", "help", "verify", "dose", "today")
-VACCINATOR_COMMANDS = ("verify", "dose", "today")
+COMMANDS = (
+    "book",
+    "status",
+    "cancel",
+    "code",
+    "cert",
+    "lang",
+    "help",
+    "verify",
+    "dose",
+    "today",
+    "walkin",
+)
+VACCINATOR_COMMANDS = ("verify", "dose", "today", "walkin")
 ANSWERS = ("yes", "no", "more", "lang_en", "lang_hi")
 MAX_NAME = 50  # letters as a reader counts them (grapheme clusters), not code points
 _NAME_PUNCTUATION = set(" .'-")
@@ -46,36 +58,39 @@ def tokens(text: str) -> list[str]:
 
 
 @cache
-def _aliases() -> dict[str, str]:
-    """Every alias of every keyword and answer word, from all catalogues."""
+def _aliases() -> dict[tuple[str, ...], str]:
+    """Every alias of every keyword and answer word, from all catalogues, as its words: an
+    alias spelt with punctuation (``walk-in``) is read as those words in a row."""
     table = {}
     for lang in messages.LANGUAGES:
         entries = messages.catalogue(lang)
         for word in COMMANDS + ANSWERS:
             for alias in entries.get(f"kw.{word}", "").split():
-                for token in tokens(alias):
-                    table[token] = word
+                table[tuple(tokens(alias))] = word
     return table
 
 
 def meaning(token: str) -> str | None:
     """The keyword or answer word a token stands for, if any."""
-    return _aliases().get(token)
+    return _aliases().get((token,))
 
 
 def command(text: str) -> tuple[str | None, str]:
     """(command, the rest of the text) when the text starts with a keyword, else (None, text)."""
     clean = normal(text)
-    first = tokens(clean)[:1]
-    word = meaning(first[0]) if first else None
-    if word not in COMMANDS:
-        return None, clean
-    return word, _after(clean, first[0])
+    first = tokens(clean)[:2]
+    for size in (2, 1):  # "walk in" is WALKIN, not WALK and "in"
+        word = _aliases().get(tuple(first[:size])) if len(first) >= size else None
+        if word in COMMANDS:
+            return word, _after(clean, first[:size])
+    return None, clean
 
 
-def _after(clean: str, first: str) -> str:
-    # The rest starts after the first word's own characters, whatever punctuation preceded it.
-    start = clean.casefold().find(first) + len(first)
+def _after(clean: str, words_: list[str]) -> str:
+    # The rest starts after the keyword's own characters, whatever punctuation preceded them.
+    start = 0
+    for word in words_:
+        start = clean.casefold().find(word, start) + len(word)
     return clean[start:].strip(" .,:;!?#*-")
 
 
@@ -83,9 +98,10 @@ _LOOKALIKE = str.maketrans("0135", "oies")  # digits typed for the letters they 
 
 
 def near_miss(text: str) -> tuple[str, str] | None:
-    """(vaccinator command, the rest) when the first word looks like VERIFY, DOSE or TODAY
+    """(vaccinator command, the rest) when the first word looks like a vaccinator command
     mistyped: the same first letter and one edit away (two for VERIFY), a swap of neighbours
-    or a look-alike digit (``D0SE``) counting as one; known words and names like Rose are not."""
+    or a look-alike digit (``D0SE``) counting as one; known words and names like Rose (or Wali,
+    two edits from WALKIN) are not."""
     clean = normal(text)
     first = tokens(clean)[:1]
     if not first or meaning(first[0]):
@@ -94,8 +110,8 @@ def near_miss(text: str) -> tuple[str, str] | None:
     if not (word.isascii() and word.isalpha() and len(word) >= 3):
         return None
     for target in VACCINATOR_COMMANDS:
-        if word[0] == target[0] and _edits(word, target) <= (2 if len(target) > 5 else 1):
-            return target, _after(clean, first[0])
+        if word[0] == target[0] and _edits(word, target) <= (2 if target == "verify" else 1):
+            return target, _after(clean, first)
     return None
 
 

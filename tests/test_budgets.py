@@ -109,6 +109,8 @@ def worst_values(lang: str, devanagari: bool) -> dict:
         "names": ", ".join(["".join(words.graphemes(name.split()[0])[:3])] * 4),
         "year": "2027",
         "latest": "2008",
+        "oldest": "1906",
+        "mobile": "+919876543210",
         "i": "4",
         "n": "4",
         "more": messages.template("ussd.next", lang) + "\n",
@@ -422,6 +424,22 @@ def test_sms_replies_with_worst_case_data(client, store, r, settings, lang, deva
         ):
             vaccinator.sms(text)
         citizen.sms(f"CANCEL {refs[1][0]}")
+    before = len(outbox(r))
+    for text in (  # a walk-in, the same again (refused), bad input
+        f"WALKIN 9811122222 {name} 1990",
+        f"WALKIN +91 98111 22222 {name} 1990",
+        "WALKIN 98765-43210-12345-67890 x 1990",
+        f"WALKIN 9811133333 {name} 19",
+        "WALKIN",
+    ):
+        vaccinator.sms(text)
+    assert [e["t"] for e in outbox(r)[before:] if e["to"] == vaccinator.number] == [
+        "vacc.walkin.booked",
+        "vacc.walkin.already_booked",
+        "vacc.walkin.bad_mobile",
+        "vacc.walkin.bad_year",
+        "vacc.walkin.usage",
+    ]
     entries = outbox(r)
     assert len(entries) > 60
     for entry in entries:

@@ -350,7 +350,7 @@ def test_each_refusal_has_its_own_reply(client, sample, r, settings, store):
         ("VERIFY 12345", "TikaLine: 12345 is not a booking ref."),
         ("DOSE", "Send DOSE and the booking ref"),
         ("DOSE AB12 x", "TikaLine: AB12 x is not a booking ref."),
-        ("HELP", "TikaLine vaccinator: VERIFY <ref> <code>, then DOSE <ref> [batch]."),
+        ("HELP", "TikaLine vaccinator: VERIFY <ref> <code>, then DOSE <ref> [batch]. WALKIN"),
     ],
 )
 def test_vaccinator_usage_replies(client, sample, r, settings, text, reply):

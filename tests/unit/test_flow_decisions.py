@@ -85,7 +85,7 @@ def test_dose_alone_with_several_waiting_lists_some_and_counts_the_rest():
 )
 def test_a_session_takes_the_ages_it_names(low, high, birth_year, fits):
     session = {"date": "2026-12-02", "min_age": low, "max_age": high}
-    assert booking._age_fits(session, birth_year) is fits
+    assert booking.age_fits(session, birth_year) is fits
 
 
 def test_only_slots_with_places_are_offered():

@@ -21,6 +21,11 @@ from flows import words
         ("जाँच 1234567890 1234", "verify", "1234567890 1234"),
         ("डोज़ 1234567890", "dose", "1234567890"),
         ("language hi", "lang", "hi"),
+        ("WALKIN 9811122222 Asha 1990", "walkin", "9811122222 Asha 1990"),
+        ("Walk-in 9811122222 Asha 1990", "walkin", "9811122222 Asha 1990"),
+        ("walk in: 9811122222", "walkin", "9811122222"),
+        ("वॉक-इन ९८१११", "walkin", "98111"),
+        ("वॉकइन ९८१११", "walkin", "98111"),
     ],
 )
 def test_a_keyword_in_either_language_is_read_with_what_follows(typed, command, rest):
@@ -100,6 +105,8 @@ def test_anything_but_six_digits_is_no_pincode(typed):
         ("D0SE 1234567890", "dose"),
         ("dsoe 1234567890", "dose"),
         ("tody", "today"),
+        ("WALKN 9811122222 Asha 1990", "walkin"),
+        ("wlakin 9811122222", "walkin"),
     ],
 )
 def test_a_mistyped_vaccinator_command_is_recognised(typed, meant):
@@ -107,7 +114,9 @@ def test_a_mistyped_vaccinator_command_is_recognised(typed, meant):
     assert command == meant
 
 
-@pytest.mark.parametrize("typed", ["Rose", "Dinesh", "VERIFY 1", "BOOK", "haan", "Tod", "do", "x"])
+@pytest.mark.parametrize(
+    "typed", ["Rose", "Dinesh", "VERIFY 1", "BOOK", "haan", "Tod", "do", "x", "Wali Khan", "Walk"]
+)
 def test_known_words_and_names_are_no_near_miss(typed):
     assert words.near_miss(typed) is None
 
