@@ -26,3 +26,11 @@ def test_a_wait_that_is_not_a_count_stops_the_start(tmp_path, value):
 def test_partitions_out_of_range_are_refused(value):
     with pytest.raises(ValueError, match="TIKALINE_PARTITIONS must be a whole number"):
         _partitions(value)
+
+
+def test_the_walk_in_limit_is_read_from_the_environment(tmp_path):
+    key = {"SECRET_KEY": "k" * 32}
+    assert Settings.from_env(tmp_path, key).walkin_daily_limit == 60
+    assert Settings.from_env(tmp_path, {**key, "WALKIN_DAILY_LIMIT": "5"}).walkin_daily_limit == 5
+    with pytest.raises(ConfigError, match="WALKIN_DAILY_LIMIT must be a whole number"):
+        Settings.from_env(tmp_path, {**key, "WALKIN_DAILY_LIMIT": "lots"})
