@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -111,6 +111,9 @@ class Cluster:
 
     ports: list[int]
     processes: dict[int, subprocess.Popen[bytes]]
+    workdir: Path = Path()  # each node's files in <workdir>/<port>
+    options: list[str] = field(default_factory=list)  # each node's redis-server options
+    killed_at: dict[int, float] = field(default_factory=dict)  # port -> time.monotonic()
 
     @property
     def url(self) -> str:
@@ -145,12 +148,19 @@ class Cluster:
                 return node
         raise LookupError(f"no healthy master serves slot {slot}")
 
+    def replica_of(self, master: int) -> int:
+        """The port of a replica of the master on port ``master``."""
+        view = self.view(master)
+        master_id = view[master]["id"]
+        return next(port for port, node in view.items() if node["master"] == master_id)
+
     def kill_master_of(self, slot: int, timeout: float = 20.0) -> tuple[int, int]:
         """SIGKILL the master serving ``slot``; once its replica is promoted and every
         survivor agrees, return (the dead master's port, the new master's port)."""
         dead = self.master_of(slot)
         self.processes[dead].kill()
         self.processes[dead].wait(10)
+        self.killed_at[dead] = time.monotonic()
         promoted: dict[int, int] = {}
 
         def settled() -> bool:
@@ -166,6 +176,15 @@ class Cluster:
 
         wait_until(settled, timeout, f"a replica promoted for slot {slot}")
         return dead, next(iter(promoted.values()))
+
+    def restart(self, port: int, timeout: float = 20.0) -> None:
+        """Start a killed node again from its own files; return once the cluster is ready (a
+        master that was replaced comes back as its successor's replica)."""
+        server, _ = cluster_binaries()
+        self.processes[port] = redis_server(
+            port, self.workdir / str(port), *self.options, binary=server
+        )
+        wait_until(self.ready, timeout, f"node {port} to rejoin the cluster")
 
     def ready(self) -> bool:
         """Every live node sees the cluster ok, all slots served, every replica in sync."""
@@ -214,12 +233,12 @@ def redis_cluster(
     server, cli = cluster_binaries()
     base = Path(workdir or tempfile.mkdtemp(prefix="tikaline-cluster-"))
     ports = [cluster_port() for _ in range(masters * (1 + replicas_per_master))]
-    cluster = Cluster(ports, {})
+    cluster = Cluster(ports, {}, base, _cluster_options(node_timeout_ms))
     try:
         for port in ports:
             (base / str(port)).mkdir(parents=True, exist_ok=True)
             cluster.processes[port] = redis_server(
-                port, base / str(port), *_cluster_options(node_timeout_ms), binary=server
+                port, base / str(port), *cluster.options, binary=server
             )
         wait_until(lambda: all(_answers(cluster.node(p)) for p in ports), timeout, "the nodes")
         _create(cli, ports, replicas_per_master)
