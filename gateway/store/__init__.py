@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+import redis
 from redis.client import Pipeline
-from redis.cluster import ClusterPipeline, RedisCluster
+from redis.cluster import ClusterPipeline
 
 from gateway import codes
 from gateway.config import Settings
@@ -34,7 +35,7 @@ from gateway.store.conversations import (
     UssdTurnState,
 )
 from gateway.store.people import name_key as name_key
-from gateway.store.redisconn import Client
+from gateway.store.redisconn import Client, at_master_of
 from gateway.store.replies import Document, Raw
 from gateway.store.scripts import scripts_for
 
@@ -203,14 +204,15 @@ class Store:
         wanted = self.settings.redis_wait_replicas
         if not durable or wanted <= 0:
             return self._scripts[script](keys=keys_, args=args)
-        node = self.r
-        if isinstance(node, RedisCluster):  # the master of the script's slot
-            master = node.get_node_from_key(keys_[0])  # type: ignore[no-untyped-call]
-            node = node.get_redis_connection(master)
-        with node.pipeline(transaction=False) as pipe:
-            self._scripts[script](keys=keys_, args=args, client=pipe)
-            pipe.wait(wanted, self.settings.redis_wait_ms)
-            reply, acked = pipe.execute()
+
+        def run_and_wait(master: redis.Redis) -> list[Any]:
+            with master.pipeline(transaction=False) as pipe:
+                self._scripts[script](keys=keys_, args=args, client=pipe)
+                pipe.wait(wanted, self.settings.redis_wait_ms)
+                return pipe.execute()
+
+        # The script's master, followed to its successor after a failover.
+        reply, acked = at_master_of(self.r, keys_[0], run_and_wait)
         if int(acked) < wanted:
             log.warning(
                 "event=replicas_lagging script=%s replicas=%d wanted=%d timeout_ms=%d: "

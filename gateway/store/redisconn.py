@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import itertools
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import MovedError
 from redis.retry import Retry
 
 from gateway import embedded, redisurl
@@ -27,6 +31,14 @@ TIMEOUTS: dict[str, Any] = {
 # cluster that is down (each time after refreshing its map of the slots), so a failover is
 # followed by the next command. It follows MOVED and ASK by itself, up to 16 redirections.
 CLUSTER_RETRIES = 3
+# What sends a command pinned to one node back to the slot map: the node is gone, or it no
+# longer serves the slot (a master that failed and came back as its successor's replica).
+NODE_GONE = (redis.ConnectionError, redis.TimeoutError, MovedError)
+T = TypeVar("T")
+
+
+def _backoff() -> ExponentialWithJitterBackoff:
+    return ExponentialWithJitterBackoff(base=0.05, cap=1.0)
 
 
 def connect(url: str | None, instance_path: Path) -> Client:
@@ -54,7 +66,7 @@ def cluster_from_url(
     return cls(
         url=parsed.node_url,
         startup_nodes=[_node(host, port) for host, port in parsed.seeds[1:]],
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), CLUSTER_RETRIES),
+        retry=Retry(_backoff(), CLUSTER_RETRIES),
         # A partly covered cluster still serves the slots it covers.
         require_full_coverage=False,
         **options,
@@ -85,6 +97,27 @@ class _CheckedTLS(redis.SSLConnection):
     def __init__(self, **kwargs: Any):
         kwargs.setdefault("health_check_interval", self.interval)
         super().__init__(**kwargs)
+
+
+def at_master_of(client: Client, key: str, call: Callable[[redis.Redis], T]) -> T:
+    """``call`` with the one server that holds ``key``: the Redis itself, or the master of the
+    key's slot on a cluster, for commands that must reach that very server (WAIT). A master
+    gone, or no longer serving the slot, makes the cluster client re-read its slot map and
+    ``call`` the one that took over, up to CLUSTER_RETRIES times: what the client does for its
+    own commands, and a pinned call would otherwise keep going to the dead master until some
+    other command sent the client to those slots."""
+    if not isinstance(client, RedisCluster):
+        return call(client)
+    for failures in itertools.count(1):
+        master = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+        try:
+            return call(client.get_redis_connection(master))
+        except NODE_GONE:
+            if failures > CLUSTER_RETRIES:
+                raise
+            client.nodes_manager.initialize()
+            time.sleep(_backoff().compute(failures))
+    raise AssertionError("unreachable")
 
 
 def disconnect(client: Client) -> None:

@@ -1,0 +1,104 @@
+"""Resilience layer, Redis Cluster failover: each test on a cluster of its own, 3 masters with a
+replica each, and a master killed under the gateway. What goes to one master of its own
+(REDIS_WAIT_REPLICAS's WAIT) follows the failover too. Runs on either topology of the suite (the
+cluster is its own)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+from redis.crc import key_slot
+
+from flows import lifecycle
+from gateway.config import Settings
+from gateway.sample import sample_data
+from gateway.store import Outcome, Store, keys
+from gateway.store.redisconn import connect, disconnect
+from gateway.store.reference import load
+from tests.servers import Cluster, redis_cluster
+
+CENTRE = "C100"  # PHC Saket, the one centre 110017 offers someone born in 1990
+
+
+@pytest.fixture
+def cluster(tmp_path) -> Iterator[Cluster]:
+    """A cluster of its own (a master is killed): 3 masters, a replica each."""
+    with redis_cluster(masters=3, replicas_per_master=1, workdir=tmp_path / "nodes") as own:
+        yield own
+
+
+def centre_slot() -> int:
+    """The slot of the centre's bucket (``{pN}``): its master is the one killed."""
+    return key_slot(keys.centre(CENTRE).encode())
+
+
+def gateway_settings(cluster: Cluster, tmp_path, clock, fake, **extra) -> Settings:
+    return Settings(
+        redis_url=cluster.url,
+        instance_path=tmp_path,
+        secret_key="test-secret",
+        timezone="Asia/Kolkata",
+        clock=clock,
+        at_username=fake.username,
+        at_api_key=fake.api_key,
+        at_sender_id="TIKALINE",
+        at_base_url=fake.base_url,
+        **extra,
+    )
+
+
+def book_at_centre(store: Store, mobile: str, session_id: str) -> Outcome:
+    return store.book(
+        mobile=mobile,
+        name="Asha Devi",
+        birth_year=1990,
+        session_id=session_id,
+        centre_id=CENTRE,
+        slot=0,
+    )
+
+
+def mobiles_off(cluster: Cluster, master: int, count: int) -> list[str]:
+    """Mobiles whose buckets another master than ``master`` serves."""
+    found = (f"+91960{n:07d}" for n in itertools.count())
+    slot_of = {m: key_slot(keys.beneficiaries(m).encode()) for m in itertools.islice(found, 64)}
+    return [m for m, slot in slot_of.items() if cluster.master_of(slot) != master][:count]
+
+
+# -- one request at a time -------------------------------------------------------------------------
+
+
+def test_a_waited_booking_follows_its_centre_to_the_promoted_replica(
+    cluster, tmp_path, clock, fake
+):
+    """REDIS_WAIT_REPLICAS pins the centre's step to the master its client believes serves the
+    centre's bucket (WAIT must reach the write's own master). Once that master has died and
+    its replica taken over, and once it is back as that replica's replica, a booking goes to
+    the new master: even when nothing else has sent the client to those slots since."""
+    settings = gateway_settings(
+        cluster, tmp_path, clock, fake, redis_wait_replicas=1, redis_wait_ms=100
+    )
+    clients = [connect(cluster.url, tmp_path) for _ in range(2)]
+    stores = [Store(client, settings, lifecycle) for client in clients]
+    data = sample_data(stores[0].now().date())
+    load(stores[0], data)
+    session = next(s["id"] for s in data["sessions"] if s["centre_id"] == CENTRE)
+    first, second, after_death, after_return = mobiles_off(
+        cluster, cluster.master_of(centre_slot()), 4
+    )
+    # Each client learns where the centre is; the mobiles live on the masters that stay up.
+    assert book_at_centre(stores[0], first, session).ok
+    assert book_at_centre(stores[1], second, session).ok
+
+    dead, _ = cluster.kill_master_of(centre_slot())
+    died = book_at_centre(stores[0], after_death, session)
+    cluster.restart(dead)  # the old master, back: a replica now, answering MOVED
+    returned = book_at_centre(stores[1], after_return, session)
+
+    assert (died.status, returned.status) == ("ok", "ok")
+    for ref in (died.value, returned.value):
+        assert clients[0].hget(keys.appointment(ref), "state") == b"booked"
+    for client in clients:
+        disconnect(client)
