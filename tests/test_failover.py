@@ -1,7 +1,7 @@
 """Resilience layer, Redis Cluster failover: each test on a cluster of its own, 3 masters with a
 replica each, and a master killed under the gateway. What goes to one master of its own
-(REDIS_WAIT_REPLICAS's WAIT) follows the failover too. Runs on either topology of the suite (the
-cluster is its own)."""
+(REDIS_WAIT_REPLICAS's WAIT, the workers' names behind /healthz) follows the failover too. Runs
+on either topology of the suite (the cluster is its own)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from collections.abc import Iterator
 import pytest
 from redis.crc import key_slot
 
+from app import create_app
 from flows import lifecycle
 from gateway.config import Settings
+from gateway.outbox import health
 from gateway.sample import sample_data
 from gateway.store import Outcome, Store, keys
 from gateway.store.redisconn import connect, disconnect
 from gateway.store.reference import load
+from tests.outbox_helpers import running, wait_for
 from tests.servers import Cluster, redis_cluster
 
 CENTRE = "C100"  # PHC Saket, the one centre 110017 offers someone born in 1990
@@ -102,3 +105,29 @@ def test_a_waited_booking_follows_its_centre_to_the_promoted_replica(
         assert clients[0].hget(keys.appointment(ref), "state") == b"booked"
     for client in clients:
         disconnect(client)
+
+
+def worker_state(r, name: str) -> str | None:
+    """What the worker says of itself to an operator (``flask sms stats``, /healthz)."""
+    return next((w["state"] for w in health.workers(r) if w["worker"] == name), None)
+
+
+def test_the_health_views_follow_the_workers_home_to_its_new_master(
+    cluster, tmp_path, clock, fake, monkeypatch
+):
+    """Workers tell their state on the master of one slot (``health.HOME``). Once a failover
+    has replaced that master, the worker is listed again there, and /healthz reads it there:
+    even from a web process no request has sent to that slot since (a load balancer that
+    took the web out on a 503 would send none)."""
+    monkeypatch.setattr(health, "HEARTBEAT", 0.2)  # a worker says its state again this often
+    settings = gateway_settings(cluster, tmp_path, clock, fake)
+    web = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    client = connect(cluster.url, tmp_path)
+    with running(client, settings) as sender:
+        wait_for(lambda: worker_state(client, sender.name) == "ok", "the worker listed")
+        assert web.get("/healthz").get_data(as_text=True) == "ok"
+        cluster.kill_master_of(key_slot(health.HOME.encode()))
+        wait_for(lambda: worker_state(client, sender.name) == "ok", "the worker listed again")
+        healthz = web.get("/healthz")
+        assert (healthz.status_code, healthz.get_data(as_text=True)) == (200, "ok")
+    disconnect(client)

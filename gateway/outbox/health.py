@@ -22,6 +22,7 @@ from redis.cluster import RedisCluster
 
 from gateway.logs import clean
 from gateway.store import keys, replies
+from gateway.store.redisconn import at_master_of
 
 log = logging.getLogger(__name__)
 PREFIX = "tikaline-outbox|"
@@ -132,8 +133,8 @@ def _own_connection(client: redis.Redis) -> redis.Redis:
 
 def workers(client: redis.Redis) -> list[dict]:
     """Each connected worker: ``worker``, ``state`` (ok or stuck), ``since``, ``error``."""
-    try:
-        connections = _home(client).client_list()
+    try:  # on a cluster, at HOME's master: its successor if a failover came since
+        connections = at_master_of(client, HOME, lambda home: home.client_list())
     except redis.ResponseError:  # CLIENT LIST not allowed to this user: nothing to show
         return []
     found = []
