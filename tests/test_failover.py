@@ -1,14 +1,19 @@
 """Resilience layer, Redis Cluster failover: each test on a cluster of its own, 3 masters with a
 replica each, and a master killed under the gateway. What goes to one master of its own
-(REDIS_WAIT_REPLICAS's WAIT, the workers' names behind /healthz) follows the failover too. Runs
-on either topology of the suite (the cluster is its own)."""
+(REDIS_WAIT_REPLICAS's WAIT, the workers' names behind /healthz) follows the failover too, and a
+booking answered with REDIS_WAIT_REPLICAS=1 is on the replica already. Runs on either topology
+of the suite (the cluster is its own)."""
 
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import threading
 from collections.abc import Iterator
 
 import pytest
+import redis
 from redis.crc import key_slot
 
 from app import create_app
@@ -130,4 +135,44 @@ def test_the_health_views_follow_the_workers_home_to_its_new_master(
         wait_for(lambda: worker_state(client, sender.name) == "ok", "the worker listed again")
         healthz = web.get("/healthz")
         assert (healthz.status_code, healthz.get_data(as_text=True)) == (200, "ok")
+    disconnect(client)
+
+
+def test_a_waited_booking_is_on_its_masters_replica_when_it_is_answered(
+    cluster, tmp_path, clock, fake
+):
+    """REDIS_WAIT_REPLICAS=1 on a cluster: the centre's step waits at the centre's own master
+    until that master's replica has it, so the replica serves the booking the moment the
+    caller is told of it."""
+    settings = gateway_settings(cluster, tmp_path, clock, fake, redis_wait_replicas=1)
+    client = connect(cluster.url, tmp_path)
+    store = Store(client, settings, lifecycle)
+    data = sample_data(store.now().date())
+    load(store, data)
+    session = next(s["id"] for s in data["sessions"] if s["centre_id"] == CENTRE)
+    master = cluster.master_of(centre_slot())
+    replica = cluster.replica_of(master)
+    reader = redis.Redis(port=replica, single_connection_client=True)
+    reader.execute_command("READONLY")  # a replica serves reads of its master's slots
+    answered: list[Outcome] = []
+    caller = threading.Thread(
+        target=lambda: answered.append(book_at_centre(store, "+919811111111", session))
+    )
+    os.kill(cluster.processes[replica].pid, signal.SIGSTOP)  # the replica falls behind
+    try:
+        caller.start()
+        wait_for(
+            lambda: cluster.node(master).info("clients")["blocked_clients"] == 1,
+            "the booking to wait at the centre's master",
+        )
+        assert answered == []  # not told while only the master has it
+    finally:
+        os.kill(cluster.processes[replica].pid, signal.SIGCONT)
+    caller.join(10)
+    [booked] = answered
+    assert booked.ok
+    assert reader.hget(keys.appointment(booked.value), "state") == b"booked"
+    queued = reader.xrange(keys.outbox(keys.ref_partition(booked.value)))
+    assert [f[b"k"] for _, f in queued] == [f"book:{booked.value}:0".encode()]  # its code SMS
+    reader.close()
     disconnect(client)
