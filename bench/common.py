@@ -17,10 +17,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.cluster import RedisCluster
 
 from tests.servers import free_port, redis_server
 
@@ -40,9 +42,11 @@ def _wait(predicate, what: str, timeout: float = 20.0) -> None:
 
 
 class RedisServer:
-    """A private redis-server on a free port, without persistence, removed on exit."""
+    """A private redis-server (``binary``, else the newest on PATH) on a free port, without
+    persistence, removed on exit."""
 
-    def __init__(self):
+    def __init__(self, binary: str | None = None):
+        self.binary = binary
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="tikaline-bench-redis-")
         self.proc: subprocess.Popen | None = None
@@ -55,7 +59,7 @@ class RedisServer:
         return redis.Redis(port=self.port, socket_timeout=30)
 
     def __enter__(self) -> RedisServer:
-        self.proc = redis_server(self.port, self.dir, "--maxclients", "10000")
+        self.proc = redis_server(self.port, self.dir, "--maxclients", "10000", binary=self.binary)
 
         def up() -> bool:
             try:
@@ -213,12 +217,28 @@ class RedisSnapshot:
     memory: int
 
     @classmethod
-    def take(cls, client: redis.Redis) -> RedisSnapshot:
+    def take(cls, client: redis.Redis | RedisCluster) -> RedisSnapshot:
+        """The server's figures; on a cluster, added up over its masters (a cluster client
+        asks INFO of one node unless told otherwise)."""
+        if isinstance(client, RedisCluster):
+            nodes = [client.get_redis_connection(n) for n in client.get_primaries()]
+            return cls.added(cls.take(node) for node in nodes)
         stats = client.info("commandstats")
         commands = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
         cpu = client.info("cpu")
         memory = client.info("memory")["used_memory"]
         return cls(commands, float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]), memory)
+
+    @classmethod
+    def added(cls, snapshots: Iterable[RedisSnapshot]) -> RedisSnapshot:
+        """Several servers' snapshots as one."""
+        total = cls({}, 0.0, 0)
+        for s in snapshots:
+            for k, v in s.commands.items():
+                total.commands[k] = total.commands.get(k, 0) + v
+            total.cpu += s.cpu
+            total.memory += s.memory
+        return total
 
     def since(self, before: RedisSnapshot) -> RedisDelta:
         # The snapshots' own INFO calls are not the workload's: leave them out.

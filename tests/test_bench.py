@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from bench import booking, data
-from bench.common import RoundTrips, Table
+from bench.common import RedisSnapshot, RoundTrips, Table
 from bench.targets import evaluate
 from gateway.store import keys
 
@@ -91,6 +91,19 @@ def test_round_trips_count_a_pipeline_or_a_script_once(r):
         r.get("tk:{tk}:bench")
         r.exists("tk:{tk}:bench")
     assert trips.count == 4
+
+
+def test_a_redis_snapshot_counts_the_commands_of_every_master(r):
+    # On a cluster the partitions spread over the masters: a figure read from one node
+    # alone would miss most of the work.
+    partitions = range(0, keys.PARTITIONS, max(1, keys.PARTITIONS // 32))
+    before = RedisSnapshot.take(r)
+    for p in partitions:
+        r.set(f"{keys.prefix(p)}bench", "1")
+    spent = RedisSnapshot.take(r).since(before)
+
+    assert spent.calls["set"] == len(partitions)
+    assert spent.cpu > 0
 
 
 def test_a_missed_target_is_reported_as_missed_not_hidden():
