@@ -16,6 +16,7 @@ from gateway.store.reference import load
 JOURNEY_PINCODES = ["110017", "226018"]
 BIRTH_YEAR = 1990
 RACE_CENTRE = "C900"
+SEARCH_PINCODE = "560001"  # the pincode an availability search asks for
 EXTRA_CENTRES = 40  # more centres and vaccinators, as a district-sized deployment has
 
 
@@ -86,6 +87,55 @@ def race(first_day: date, *, sessions: int = 10, slots: int = 2, capacity: int =
             }
         )
     return {"centres": [centre], "sessions": rows, "vaccinators": []}
+
+
+def _centres(first_day: date, ids: list[str], pincode_of, *, days: int, district: str) -> dict:
+    """Centres with one session a day for ``days`` days from ``first_day``, 2 slots of 100."""
+    data: dict = {"centres": [], "sessions": [], "vaccinators": []}
+    for n, cid in enumerate(ids):
+        data["centres"].append(
+            {
+                "id": cid,
+                "name": f"{district} Centre {n + 1}",
+                "district": district,
+                "state": "Karnataka",
+                "pincode": pincode_of(n),
+                "address": f"{n + 1} Main Road",
+            }
+        )
+        for offset in range(days):
+            day = first_day + timedelta(days=offset)
+            data["sessions"].append(
+                {
+                    "id": f"S{cid}-{day:%Y%m%d}",
+                    "centre_id": cid,
+                    "date": day.isoformat(),
+                    "vaccine": "COVAXIN",
+                    "min_age": 18,
+                    "max_age": None,
+                    "slots": [
+                        {"time": "09:00-11:00", "capacity": 100},
+                        {"time": "11:00-13:00", "capacity": 100},
+                    ],
+                }
+            )
+    return data
+
+
+def search_pincode(first_day: date, *, centres: int = 10, days: int = 7) -> dict:
+    """``centres`` centres in SEARCH_PINCODE, each open every day for ``days`` days: what an
+    availability search for that pincode reads."""
+    ids = [f"Q{n:03d}" for n in range(centres)]
+    return _centres(first_day, ids, lambda n: SEARCH_PINCODE, days=days, district="Search")
+
+
+def other_centres(first_day: date, count: int, *, start: int = 0, days: int = 1) -> dict:
+    """``count`` centres in other pincodes (10 to a pincode, none SEARCH_PINCODE), each with
+    ``days`` days of sessions: the rest of a state's data, which a search must not read."""
+    ids = [f"R{n:05d}" for n in range(start, start + count)]
+    return _centres(
+        first_day, ids, lambda n: f"{570000 + (start + n) // 10:06d}", days=days, district="Other"
+    )
 
 
 def load_all(store, *datasets: dict) -> None:
