@@ -6,8 +6,10 @@
 It starts a fresh redis-server on a free port, the gateway and the bare baseline app under
 the same gunicorn settings, loads the sample data scaled up, then measures: USSD hops and
 inbound SMS against the bare route, a contended booking race with its audit, Redis cost per
-hop / turn / booking, memory per appointment over 100,000 bookings, and outbound SMS/s when
-``bench/outbound.py`` is present. It prints tables and writes ``bench/results.json``.
+hop / turn / booking, memory per appointment over 100,000 bookings, outbound SMS/s when
+``bench/outbound.py`` is present, and the partitioned keys on one Redis and on a 3-master
+cluster (``bench/cluster.py``, its own servers). It prints tables and writes
+``bench/results.json``.
 Everything runs on 127.0.0.1 and stops by itself.
 """
 # ruff: noqa: E402  (the path must be set before the project's modules are imported)
@@ -62,7 +64,7 @@ def options(argv=None) -> argparse.Namespace:
     p.add_argument("--race-clients", type=int, default=2000)
     p.add_argument("--bookings", type=int, default=100_000, help="bulk run for memory")
     p.add_argument(
-        "--only", default="", help="comma list of sections: http,cost,race,memory,outbound"
+        "--only", default="", help="comma list of sections: http,cost,race,memory,outbound,cluster"
     )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument(
@@ -399,6 +401,14 @@ def outbound_section(args) -> dict:
         return runner(quick=args.quick)
 
 
+def cluster_section(args) -> dict:
+    """Partitioned keys on one Redis and on a 3-master cluster (its own servers)."""
+    from bench import cluster
+
+    with contextlib.redirect_stdout(sys.stderr):
+        return cluster.run(cluster.SCALES["quick" if args.quick else "full"])
+
+
 def markdown(results: dict) -> str:
     """The run as Markdown: when, on what, then every table."""
     m = results["machine"]
@@ -463,12 +473,15 @@ def run_sections(args, wanted: set, results: dict, instance: str) -> None:
     if "outbound" in wanted:
         log("outbound")
         results["outbound"] = outbound_section(args)
+    if "cluster" in wanted:
+        log("cluster: one Redis, then a cluster of 3 masters")
+        results["cluster"] = cluster_section(args)
 
 
 def main(argv=None) -> int:
     """Run the sections asked for (all by default), print the tables, write the results."""
     args = options(argv)
-    wanted = args.only or {"http", "cost", "race", "memory", "outbound"}
+    wanted = args.only or {"http", "cost", "race", "memory", "outbound", "cluster"}
     started = time.monotonic()
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

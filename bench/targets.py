@@ -288,6 +288,10 @@ def tables(results: dict) -> list[Table]:
         out.append(t)
     elif results.get("outbound"):
         out.append(Table("Outbound", ["note"], [[results["outbound"].get("skipped", "-")]]))
+    if results.get("cluster"):
+        from bench import cluster  # its own tables know both topologies
+
+        out.extend(cluster.tables(results["cluster"]))
     t = Table("Targets", ["figure", "target", "measured", "met"])
     for row in results.get("targets", []):
         measured = NAN if row["measured"] is None else row["measured"]

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from bench import booking, data
+from bench import booking, cluster, data
 from bench.common import RedisSnapshot, RoundTrips, Table
 from bench.targets import evaluate
 from gateway.store import keys
@@ -131,3 +131,70 @@ def test_a_missed_target_is_reported_as_missed_not_hidden():
     assert verdicts["USSD hops/s, ours / bare (peak)"] is None  # not measured, not passed
     table = Table("t", ["a", "b"], [[1234.5, float("nan")]]).render()
     assert "1,234" in table and "| -" in table
+
+
+def test_the_cluster_bench_gives_every_figure_its_readme_table_reads(r, redis_url, fake, tmp_path):
+    # One topology's pieces on a tiny scale, on this run's Redis (one server, or the
+    # cluster of a cluster run): the bench itself plays both, with its own servers.
+    at = {
+        "at_username": fake.username,
+        "at_api_key": fake.api_key,
+        "at_sender_id": "TIKALINE",
+        "at_base_url": fake.base_url,
+    }
+    scale = cluster.SCALES["tiny"]
+
+    figures = cluster.topology(redis_url, scale, at, str(tmp_path))
+
+    masters = figures["masters"]
+    assert figures["journeys"]["bookings"] == scale.journeys  # every journey booked
+    assert figures["booking"]["hops_per_booking"] == 9
+    assert figures["sms"]["count"] == scale.journeys + scale.extra_sms  # every code SMS sent
+    assert len(fake.delivered) >= figures["sms"]["count"]
+    hop, booking_ = figures["ussd_hop"], figures["booking"]
+    assert 0 < hop["redis_cpu_ms"] < booking_["redis_cpu_ms"]
+    assert "evalsha" in hop["top_commands"] and hop["round_trips"] >= 2
+    assert "script converse" in hop["by_script"] and hop["round_trip_floor_ms"] > 0
+    for search in figures["search"].values():
+        assert search["redis_cpu_ms"] > 0 and search["commands"] == 21  # SMEMBERS, 2 × 10 HMGET
+    assert figures["search"]["many"]["centres_in_all"] == scale.other_centres + 10
+    spread = figures["spread"]
+    assert len(spread["keys"]) == len(spread["redis_cpu"]) == masters
+    assert sum(spread["partitions"]) == pytest.approx(100, abs=0.5)
+    assert figures["capacity"]["bookings_per_s"] > 0
+    assert len(figures["capacity"]["redis_headroom_per_master"]) == masters
+    audit = figures["race"]["audit"]
+    assert audit["booked"] == figures["race"]["capacity"] and audit["overbooked"] == 0
+
+    result = {
+        "date": "2026-12-01T00:00:00+00:00",
+        "duration_s": 1.0,
+        "machine": {
+            "cpu": "test",
+            "cores": 2,
+            "redis": "7",
+            "loadavg_at_start": ["1", "1", "1"],
+            "loadavg_at_end": ["1", "1", "1"],
+        },
+        "topologies": {"single": figures, "cluster": figures},
+        "projection": cluster.projection(
+            hop["redis_cpu_ms"], booking_["redis_cpu_ms"], figures["sms"]["redis_cpu_ms"]
+        ),
+    }
+    result["targets"] = cluster.verdicts(result)
+    page = cluster.markdown(result)
+    for row in result["targets"]:
+        assert row["single"] is not None and row["cluster"] is not None, row
+        assert row["figure"] in page
+    assert [r["met"] for r in result["targets"] if r["figure"].startswith("race")] == [True] * 4
+
+
+def test_cowins_peak_needs_ten_masters_at_the_issues_targets_and_more_at_the_old_costs():
+    at_targets = cluster.projection(hop_ms=0.12, booking_ms=1.2, sms_ms=0.06)
+    before = cluster.projection(hop_ms=0.36, booking_ms=3.3, sms_ms=0.11)
+
+    assert at_targets["bookings_per_s"] == pytest.approx(611.1, abs=0.1)  # 13.2M/day, 4x peak
+    assert at_targets["masters"]["balanced"] == 10
+    assert at_targets["masters"]["redis_cli"] > 10  # its even slot ranges hold 20 to 30 each
+    assert before["masters"]["balanced"] > 25
+    assert sum(cluster.redis_cli_split(3)) == keys.PARTITIONS
