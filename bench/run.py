@@ -1,7 +1,7 @@
 """Run every TikaLine benchmark against its baseline, in one run, on this machine.
 
-    python bench/run.py            # the full run (under 10 minutes on 2 cores)
-    python bench/run.py --quick    # a smoke run of every section in about a minute
+    python bench/run.py            # the full run (about 9 minutes on 2 cores)
+    python bench/run.py --quick    # a smoke run of every section in a few minutes
 
 It starts a fresh redis-server on a free port, the gateway and the bare baseline app under
 the same gunicorn settings, loads the sample data scaled up, then measures: USSD hops and
@@ -405,8 +405,7 @@ def cluster_section(args) -> dict:
     """Partitioned keys on one Redis and on a 3-master cluster (its own servers)."""
     from bench import cluster
 
-    with contextlib.redirect_stdout(sys.stderr):
-        return cluster.run(cluster.SCALES["quick" if args.quick else "full"])
+    return cluster.run(cluster.SCALES["quick" if args.quick else "full"])
 
 
 def markdown(results: dict) -> str:
