@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from bench import booking, cluster, data
 from bench.common import RedisSnapshot, RoundTrips, Table
-from bench.targets import evaluate
+from bench.targets import evaluate, tables
 from gateway.store import keys
 
 
@@ -198,3 +199,14 @@ def test_cowins_peak_needs_ten_masters_at_the_issues_targets_and_more_at_the_old
     assert at_targets["masters"]["redis_cli"] > 10  # its even slot ranges hold 20 to 30 each
     assert before["masters"]["balanced"] > 25
     assert sum(cluster.redis_cli_split(3)) == keys.PARTITIONS
+
+
+def test_the_committed_results_render_every_table_the_readme_shows():
+    results = json.loads((Path(__file__).parents[1] / "bench" / "results.json").read_text())
+
+    titles = [t.title for t in tables(results)]
+
+    assert any(t.startswith("Partitioned keys") for t in titles)
+    assert any(t.startswith("Outbound SMS") for t in titles)
+    figures = {row["figure"] for row in results["cluster"]["targets"]}
+    assert {"race, overbooked", "Redis CPU per USSD hop, ms"} <= figures
