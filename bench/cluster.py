@@ -66,6 +66,7 @@ from bench.common import (
     Table,
     log,
 )
+from bench.outbound import CountingProvider
 from gateway import redisurl
 from gateway.config import Settings
 from gateway.store import keys
@@ -291,21 +292,6 @@ def play_journeys(app, count: int, series: int) -> dict:
             hops += done
             bookings += booked
     return {"journeys": count, "hops": hops, "bookings": bookings, "round_trips": trips.count}
-
-
-class CountingProvider:
-    """The real provider, counting the sends it answered, so waiting for them reads no Redis."""
-
-    def __init__(self, provider):
-        self.provider = provider
-        self.sends = 0
-        self._lock = threading.Lock()
-
-    def send(self, to: str, text: str, entry: dict):
-        result = self.provider.send(to, text, entry)
-        with self._lock:
-            self.sends += 1
-        return result
 
 
 class OutboxWorker:

@@ -97,8 +97,8 @@ def _queue(client: redis.Redis, count: int, tag: str, spread: bool = True) -> No
         pipe.execute()
 
 
-class _Counted:
-    """The provider, counting the sends it answered, so this loop need not poll Redis."""
+class CountingProvider:
+    """The real provider, counting the sends it answered, so waiting for them reads no Redis."""
 
     def __init__(self, provider):
         self.provider = provider
@@ -139,7 +139,7 @@ def _level(
     _queue(client, count, f"c{concurrency}", spread)
     # Only the worker's own requests are counted, not this loop's polling.
     worker_client = from_url(url, socket_timeout=30, connection_class=_CountingConnection)
-    provider = _Counted(
+    provider = CountingProvider(
         make_provider(settings, worker_client, pool_size=concurrency)
         if keep_alive
         else SDKTransportClient.from_settings(settings)
@@ -196,7 +196,7 @@ def idle_cost(url: str, settings: Settings, seconds: float) -> dict:
     """What one worker with nothing to send costs: Redis commands and CPU per second."""
     client = from_url(url)
     client.flushdb()
-    worker = Worker(from_url(url), settings, _Counted(None), rate=0)
+    worker = Worker(from_url(url), settings, CountingProvider(None), rate=0)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     pause = threading.Event()

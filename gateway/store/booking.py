@@ -62,7 +62,8 @@ def book(store: Store, req: Request, now: datetime) -> Outcome:
             return outcome
         ref, joined = outcome.value, outcome.status == "joined"
         outcome = _book_at_centre(store, req, now, ref)
-        _confirm(store, req.mobile, req.name_key, ref, outcome.value if outcome.ok else "")
+        date = outcome.value if outcome.ok else ""
+        _confirm(store._scripts, req.mobile, req.name_key, ref, date)
         if outcome.status != "ref_taken":  # the same booking asked for twice is a replay
             return (
                 replace(outcome, status="replay" if joined else "ok", value=ref)
@@ -174,12 +175,8 @@ def _book_at_centre(store: Store, req: Request, now: datetime, ref: str) -> Outc
     return outcome  # ok: value is the session's date, which the person's record keeps
 
 
-def _confirm(store: Store, mobile: str, name_key: str, ref: str, date: str) -> bool:
+def _confirm(scripts: Scripts, mobile: str, name_key: str, ref: str, date: str) -> bool:
     """Step 3; False when the record had already been settled by someone else."""
-    return _confirmed(store._scripts, mobile, name_key, ref, date)
-
-
-def _confirmed(scripts: Scripts, mobile: str, name_key: str, ref: str, date: str) -> bool:
     done: int = scripts["confirm"](
         keys=[keys.beneficiaries(mobile), keys.reserved(keys.partition_of(mobile))],
         args=[name_key, ref, date, mobile],
@@ -199,14 +196,10 @@ def settle_ref(store: Store, mobile: str, ref: str, now: datetime) -> None:
         name = replies.text(key)
         if record.get("s") == "pending":
             if record.get("u", 0) < epoch:
-                _settle_pending(store, mobile, name, ref)
+                _void_or_confirm(store._scripts, mobile, name, ref)
         else:
             now_state = missed.close_one(store.r, ref, store.lifecycle.OPEN_STATES, now)
             store._scripts["person"](keys=[keys.beneficiaries(mobile)], args=[name, ref, now_state])
-
-
-def _settle_pending(store: Store, mobile: str, name: str, ref: str) -> None:
-    _void_or_confirm(store._scripts, mobile, name, ref)
 
 
 def _void_or_confirm(scripts: Scripts, mobile: str, name: str, ref: str) -> None:
@@ -214,7 +207,7 @@ def _void_or_confirm(scripts: Scripts, mobile: str, name: str, ref: str) -> None
         replies.text(x)
         for x in scripts["void"](keys=[keys.appointment(ref)], args=[mobile, TOMBSTONE])
     )
-    _confirmed(scripts, mobile, name, ref, "" if state == "void" else date)
+    _confirm(scripts, mobile, name, ref, "" if state == "void" else date)
 
 
 def settle_due(client: Client, epoch: int, limit: int = 100) -> int:
